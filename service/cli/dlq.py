@@ -1,0 +1,197 @@
+"""``longshore dlq``: the dead-letter queue."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from service.cli.common import (
+    DatabaseUrl,
+    JsonFlag,
+    iso,
+    print_json,
+    print_table,
+    queue_session,
+    run_async,
+    settings_for,
+    short,
+    task_json,
+)
+from service.durations import parse_duration
+from store.errors import InvalidTask, TaskNotFound
+from store.queue.models import DeadFilter, DeadStats, Page, Task, TaskState
+
+app = typer.Typer(help="Inspect, replay and purge dead-lettered tasks.", no_args_is_help=True)
+
+Queue = Annotated[str | None, typer.Option(help="Only this queue.")]
+Handler = Annotated[str | None, typer.Option(help="Only this handler.")]
+Search = Annotated[str | None, typer.Option(help="Substring of handler/key/error/payload.")]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@app.command("list")
+def list_dead(
+    queue: Queue = None,
+    handler: Handler = None,
+    search: Search = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead tasks, most recent first."""
+    settings = settings_for(database_url)
+
+    async def go() -> Page[Task]:
+        async with queue_session(settings) as task_queue:
+            return await task_queue.list_dead(
+                DeadFilter(queue=queue, handler=handler, search=search),
+                limit=limit,
+                offset=offset,
+            )
+
+    page = run_async(go)
+    if as_json:
+        print_json({"entries": [task_json(t) for t in page.items], "total": page.total})
+        return
+    print_table(
+        ["id", "queue", "handler", "attempts", "dead at", "last error"],
+        [
+            [t.id, t.queue, t.handler, t.attempts, iso(t.dead_at), short(t.last_error)]
+            for t in page.items
+        ],
+    )
+    typer.echo(f"{len(page.items)} of {page.total}")
+
+
+@app.command("show")
+def show(
+    task_id: Annotated[int, typer.Argument()],
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one dead task with its error and payload."""
+    settings = settings_for(database_url)
+
+    async def go() -> Task | None:
+        async with queue_session(settings) as task_queue:
+            return await task_queue.get_task(task_id)
+
+    task = run_async(go)
+    if task is None or task.state is not TaskState.DEAD:
+        raise TaskNotFound(f"no dead task with id {task_id}")
+    data = task_json(task)
+    if as_json:
+        print_json(data)
+        return
+    for name, value in data.items():
+        typer.echo(f"{name:>15}: {'' if value is None else value}")
+
+
+@app.command("replay")
+def replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="Task ids to replay.")] = None,
+    all_matching: Annotated[
+        bool, typer.Option("--all", help="Replay dead tasks matching the filters instead.")
+    ] = False,
+    queue: Queue = None,
+    handler: Handler = None,
+    search: Search = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Cap for --all.")] = 100,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make dead tasks ready again with their attempts reset (by ids, or --all with filters)."""
+    if bool(ids) == all_matching:
+        raise InvalidTask("give task ids or --all (with optional filters), not both or neither")
+    settings = settings_for(database_url)
+    actor = _actor()
+
+    async def go() -> list[int]:
+        async with queue_session(settings) as task_queue:
+            if ids:
+                return await task_queue.replay_dead(ids, actor=actor)
+            return await task_queue.replay_dead_matching(
+                DeadFilter(queue=queue, handler=handler, search=search), limit=limit, actor=actor
+            )
+
+    replayed = run_async(go)
+    if as_json:
+        print_json({"replayed": replayed})
+    else:
+        typer.echo(f"replayed {len(replayed)} task(s)" + (f": {replayed}" if replayed else ""))
+    if ids and len(replayed) < len(ids):
+        missing = sorted(set(ids) - set(replayed))
+        typer.echo(f"not dead (ignored): {missing}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete(
+    ids: Annotated[list[int], typer.Argument(help="Dead task ids to delete.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete dead tasks for good."""
+    settings = settings_for(database_url)
+
+    async def go() -> int:
+        async with queue_session(settings) as task_queue:
+            return await task_queue.delete_dead(ids)
+
+    deleted = run_async(go)
+    typer.echo(f"deleted {deleted} task(s)")
+    if deleted < len(ids):
+        raise typer.Exit(1)
+
+
+@app.command("purge")
+def purge(
+    older_than: Annotated[str, typer.Option(help="Age, e.g. 168h or 30d.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete every dead task dead-lettered longer ago than --older-than."""
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise InvalidTask(f"--older-than: {exc}") from None
+    settings = settings_for(database_url)
+    cutoff = datetime.now(UTC) - timedelta(seconds=age)
+
+    async def go() -> int:
+        async with queue_session(settings) as task_queue:
+            return await task_queue.purge_dead(cutoff)
+
+    typer.echo(f"purged {run_async(go)} task(s) dead before {cutoff.isoformat()}")
+
+
+@app.command("stats")
+def stats(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Dead-letter counts by queue and handler."""
+    settings = settings_for(database_url)
+
+    async def go() -> DeadStats:
+        async with queue_session(settings) as task_queue:
+            return await task_queue.dead_stats()
+
+    result = run_async(go)
+    data: dict[str, Any] = {
+        "total": result.total,
+        "byQueue": result.by_queue,
+        "byHandler": result.by_handler,
+        "oldestDeadAt": iso(result.oldest_dead_at),
+        "newestDeadAt": iso(result.newest_dead_at),
+    }
+    if as_json:
+        print_json(data)
+        return
+    for name, value in data.items():
+        typer.echo(f"{name:>13}: {value}")

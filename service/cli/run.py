@@ -1,0 +1,106 @@
+"""``longshore serve``, ``longshore worker`` and ``longshore migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from service.backends import open_database_and_migrate, resolve_target
+from service.cli.common import DatabaseUrl, queue_session, run_async, settings_for
+from service.runtime import build_registry, worker_options
+from service.settings import Settings
+from service.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+Concurrency = Annotated[
+    int | None,
+    typer.Option("--concurrency", "-c", min=1, max=1024, help="Handlers run at once."),
+]
+Queues = Annotated[
+    list[str] | None,
+    typer.Option("--queue", "-q", help="Only claim from this queue (repeatable)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("migrate")(migrate)
+
+
+def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> None:
+    """Run Longshore in one process: the worker over the embedded store (or PostgreSQL).
+
+    Stops cleanly on Ctrl-C or SIGTERM: no new claims, running tasks finish within the
+    grace period, unfinished ones are handed back.
+    """
+    settings = settings_for(database_url, concurrency=concurrency)
+    target, _ = resolve_target(settings)
+    typer.echo(
+        f"longshore: serving with store {target.backend} at {target.location}, "
+        f"{settings.concurrency} worker slots; Ctrl-C to stop",
+        err=True,
+    )
+    run_async(lambda: _run_worker(settings, drain=False, queues=None))
+
+
+def worker(
+    database_url: DatabaseUrl = None,
+    concurrency: Concurrency = None,
+    queue: Queues = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit when nothing is ready or running.")
+    ] = False,
+) -> None:
+    """Run a worker only (scale-out: many workers can share one PostgreSQL)."""
+    settings = settings_for(database_url, concurrency=concurrency)
+    processed = run_async(lambda: _run_worker(settings, drain=drain, queues=queue))
+    if drain:
+        typer.echo(f"drained: {processed} tasks processed", err=True)
+
+
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema up to date (idempotent)."""
+    settings = settings_for(database_url)
+    target, _ = resolve_target(settings)
+
+    applied = run_async(lambda: open_database_and_migrate(settings))
+    if applied:
+        typer.echo(f"{target.backend} at {target.location}: applied migrations {applied}")
+    else:
+        typer.echo(f"{target.backend} at {target.location}: schema already up to date")
+
+
+async def _run_worker(settings: Settings, *, drain: bool, queues: list[str] | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            logger.info("shutting down: no new claims, running tasks may finish")
+            stop.set()
+        else:
+            logger.warning("second signal: cancelling running tasks now")
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with queue_session(settings) as task_queue:
+            options = worker_options(settings, drain=drain, queues=queues)
+            runner = Worker(task_queue, build_registry(), options)
+            await runner.run(stop)
+            return runner.processed
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,167 @@
+"""Settings from the environment (``WORKER_*``), validated once at start.
+
+Only ``service`` builds settings; every other package receives plain values. A bad value is
+a :class:`SettingsError` whose message names the variable, e.g.
+``WORKER_CONCURRENCY: must be between 1 and 1024 (got '0')``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.durations import parse_duration
+from service.errors import SettingsError
+from store.queue.models import QUEUE_NAME
+
+ENV_PREFIX = "WORKER_"
+_PAIR = re.compile(r"^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$")
+
+
+def _parse_pairs(value: Any, what: str) -> dict[str, int]:
+    """``name=number,name=number`` into a dict; names must be valid queue names."""
+    if isinstance(value, Mapping):
+        return {str(k): int(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        raise ValueError(f"expected 'name={what},...'")
+    result: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        match = _PAIR.match(item)
+        if not match or not match[2].isdigit():
+            raise ValueError(f"{item!r} is not 'name={what}'")
+        name, number = match[1], int(match[2])
+        if not QUEUE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid queue name")
+        result[name] = number
+    return result
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return parse_duration(str(value))
+
+
+class Settings(BaseSettings):
+    """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    # Storage
+    database_url: str | None = None
+    data_dir: Path = Path("./longshore-data")
+
+    # Worker
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    lease_seconds: Annotated[float, NoDecode] = Field(default=30.0, ge=1.0, le=3600.0)
+    heartbeat_seconds: Annotated[float | None, NoDecode] = None
+    stale_worker_seconds: Annotated[float | None, NoDecode] = None
+    poll_interval_seconds: Annotated[float, NoDecode] = Field(default=1.0, gt=0.0, le=60.0)
+    shutdown_grace_seconds: Annotated[float, NoDecode] = Field(default=30.0, ge=0.0)
+    claim_batch: int = Field(default=32, ge=1, le=1000)
+    key_retention_seconds: Annotated[float, NoDecode] = Field(default=7 * 86400.0, ge=0.0)
+    queue_concurrency: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+
+    # Queue defaults shared with the admin API (seed 003 names)
+    admin_default_queue: str = "default"
+    admin_queue_weights: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator(
+        "lease_seconds",
+        "heartbeat_seconds",
+        "stale_worker_seconds",
+        "poll_interval_seconds",
+        "shutdown_grace_seconds",
+        "key_retention_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return _duration(value)
+
+    @field_validator("admin_queue_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> dict[str, int]:
+        weights = _parse_pairs(value, "weight")
+        for name, weight in weights.items():
+            if not 1 <= weight <= 1000:
+                raise ValueError(f"weight of {name!r} must be between 1 and 1000")
+        return weights
+
+    @field_validator("queue_concurrency", mode="before")
+    @classmethod
+    def _limits(cls, value: Any) -> dict[str, int]:
+        limits = _parse_pairs(value, "limit")
+        for name, limit in limits.items():
+            if limit < 1:
+                raise ValueError(f"concurrency limit of {name!r} must be at least 1")
+        return limits
+
+    @field_validator("admin_default_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not QUEUE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid queue name")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def effective_heartbeat_seconds(self) -> float:
+        """Leases are renewed at a third of their length: two renewals can be lost in a row
+        before the lease runs out."""
+        return self.heartbeat_seconds or self.lease_seconds / 3
+
+    @property
+    def effective_stale_worker_seconds(self) -> float:
+        """A worker is stale after missing several heartbeats and outliving its leases."""
+        return self.stale_worker_seconds or max(self.lease_seconds * 2, 10.0)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the process environment (or ``env``), plus explicit overrides
+    (command-line flags). Raises :class:`SettingsError` naming every bad variable."""
+    try:
+        if env is None:
+            return Settings(**overrides)
+        lowered = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in env.items()
+            if key.upper().startswith(ENV_PREFIX)
+        }
+        known = {k: v for k, v in lowered.items() if k in Settings.model_fields}
+        return Settings.model_validate({**known, **overrides})
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
+    return "; ".join(problems)

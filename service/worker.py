@@ -1,0 +1,377 @@
+"""The worker: claims tasks from the durable queue and runs their handlers.
+
+One worker runs up to ``concurrency`` handlers at once. Around them it keeps four owned
+background loops:
+
+- the *claim loop* fills free slots with batched claims, and sleeps on the queue's wake-up
+  (LISTEN/NOTIFY or an in-process event) with polling only as the fallback;
+- the *result flusher* writes completions and failures in batches, so a burst of short
+  tasks costs one round trip per batch, not one per task;
+- the *heartbeat* renews every lease this worker holds at a third of the lease length;
+- the *maintenance* loop returns expired leases and stale workers' tasks to the queue.
+
+A handler that raises never takes the worker down: the error is recorded on the task,
+which is retried by its policy or dead-lettered (:class:`PermanentFailure` skips retries).
+Shutdown (``stop`` set): stop claiming, let running handlers finish within the grace period,
+cancel the rest and give their leases back, flush results, deregister.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from store.errors import StoreUnavailable
+from store.queue.models import Failure, PermanentFailure, Task, WorkerInfo
+from store.queue.protocol import TaskQueue
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskContext:
+    """What a handler receives: the claimed task and who runs it."""
+
+    task: Task
+    worker_id: str
+
+
+Handler = Callable[[TaskContext], Awaitable[None]]
+
+
+class UnknownHandler(PermanentFailure):
+    """The task names a handler this worker does not have."""
+
+
+class HandlerRegistry:
+    """Handlers by task name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, name: str, handler: Handler) -> None:
+        if name in self._handlers:
+            raise ValueError(f"handler {name!r} is already registered")
+        self._handlers[name] = handler
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    concurrency: int = 8
+    lease: timedelta = timedelta(seconds=30)
+    heartbeat_interval: float = 10.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 30.0
+    stale_after: timedelta = timedelta(seconds=60)
+    claim_batch: int = 32
+    key_retention: timedelta = timedelta(days=7)
+    queues: tuple[str, ...] | None = None
+    drain: bool = False
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+
+
+class Worker:
+    """Runs handlers for claimed tasks; see the module docstring."""
+
+    def __init__(self, queue: TaskQueue, registry: HandlerRegistry, options: WorkerOptions) -> None:
+        self._queue = queue
+        self._registry = registry
+        self._options = options
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._completed: list[int] = []
+        self._failed: list[Failure] = []
+        self._results_ready = asyncio.Event()
+        self._results_flushed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.processed = 0
+
+    @property
+    def worker_id(self) -> str:
+        return self._options.worker_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set (or, in drain mode, until no work is left)."""
+        opts = self._options
+        await self._retrying("register", self._register)
+        logger.info(
+            "worker started",
+            extra={"worker_id": self.worker_id, "concurrency": opts.concurrency},
+        )
+        background = [
+            asyncio.create_task(self._flush_loop(), name="worker-flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
+            asyncio.create_task(self._maintenance_loop(), name="worker-maintenance"),
+        ]
+        try:
+            await self._claim_loop(stop)
+        finally:
+            self._stopping.set()
+            await self._shutdown(background)
+
+    # --- claiming -------------------------------------------------------------------------
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        opts = self._options
+        backoff = 0.1
+        while not stop.is_set():
+            free = opts.concurrency - len(self._active)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first_of(stop.wait(), self._slot_freed.wait())
+                continue
+            try:
+                tasks = await self._queue.claim(
+                    self.worker_id,
+                    min(free, opts.claim_batch),
+                    lease=opts.lease,
+                    queues=opts.queues,
+                )
+                backoff = 0.1
+            except StoreUnavailable as exc:
+                logger.warning("claim failed; retrying", extra={"error": str(exc)})
+                await _first_of(stop.wait(), asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for task in tasks:
+                self._start(task)
+            if tasks:
+                continue
+            if opts.drain and not self._active and await self._nothing_left():
+                logger.info("drained: nothing ready or running", extra={})
+                return
+            self._slot_freed.clear()
+            waits: list[Awaitable[object]] = [
+                stop.wait(),
+                self._queue.wait_for_work(opts.poll_interval),
+            ]
+            if opts.drain:
+                # A finishing handler may be the last one; re-check promptly.
+                waits.append(self._slot_freed.wait())
+            await _first_of(*waits)
+
+    async def _nothing_left(self) -> bool:
+        """Drain mode: no claimable or running task remains in the served queues."""
+        await self._results_flushed_now()
+        try:
+            if await self._queue.is_global_paused():
+                return True
+            queues = await self._queue.list_queues()
+        except StoreUnavailable:
+            return False
+        wanted = set(self._options.queues) if self._options.queues else None
+        return all(
+            (q.ready == 0 or q.paused) and q.running == 0
+            for q in queues
+            if wanted is None or q.name in wanted
+        )
+
+    def _start(self, task: Task) -> None:
+        runner = asyncio.create_task(self._execute(task), name=f"task-{task.id}")
+        self._active[task.id] = runner
+
+    # --- running a handler ----------------------------------------------------------------
+
+    async def _execute(self, task: Task) -> None:
+        context = TaskContext(task=task, worker_id=self.worker_id)
+        try:
+            handler = self._registry.get(task.handler)
+            if handler is None:
+                raise UnknownHandler(f"no handler named {task.handler!r} on this worker")
+            await handler(context)
+        except asyncio.CancelledError:
+            # Shutdown after the grace period: the lease is given back by _shutdown.
+            raise
+        except PermanentFailure as exc:
+            self._record_failure(task, exc, retry=False)
+        except Exception as exc:
+            self._record_failure(task, exc, retry=True)
+        else:
+            self._completed.append(task.id)
+            self._results_ready.set()
+        finally:
+            self.processed += 1
+            self._active.pop(task.id, None)
+            self._slot_freed.set()
+
+    def _record_failure(self, task: Task, exc: BaseException, *, retry: bool) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        retry_at = (
+            task.retry.next_run_at(attempts=task.attempts, now=datetime.now(UTC)) if retry else None
+        )
+        logger.warning(
+            "task failed",
+            extra={
+                "task_id": task.id,
+                "handler": task.handler,
+                "attempt": task.attempts,
+                "retry_at": retry_at.isoformat() if retry_at else None,
+                "error": message,
+            },
+            exc_info=not isinstance(exc, PermanentFailure),
+        )
+        self._failed.append(Failure(task_id=task.id, error=message, retry_at=retry_at))
+        self._results_ready.set()
+
+    # --- results ------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await self._flush_results()
+
+    async def _flush_results(self) -> None:
+        backoff = 0.1
+        while self._completed or self._failed:
+            completed, self._completed = self._completed, []
+            failed, self._failed = self._failed, []
+            try:
+                if completed:
+                    await self._queue.complete(self.worker_id, completed)
+                if failed:
+                    await self._queue.fail(self.worker_id, failed)
+            except StoreUnavailable as exc:
+                # Keep the results and try again: until they are written the tasks stay
+                # leased to us (the heartbeat keeps renewing them).
+                self._completed[:0] = completed
+                self._failed[:0] = failed
+                logger.warning("writing results failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._results_flushed.set()
+
+    async def _results_flushed_now(self) -> None:
+        if self._completed or self._failed:
+            self._results_flushed.clear()
+            self._results_ready.set()
+            await self._results_flushed.wait()
+
+    # --- leases and housekeeping ------------------------------------------------------------
+
+    async def _register(self) -> None:
+        opts = self._options
+        await self._queue.register_worker(
+            WorkerInfo(
+                worker_id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=opts.concurrency,
+                queues=opts.queues,
+            )
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.heartbeat_interval)
+            try:
+                await self._queue.heartbeat(self.worker_id, self._options.lease)
+            except StoreUnavailable as exc:
+                logger.warning("heartbeat failed", extra={"error": str(exc)})
+
+    async def _maintenance_loop(self) -> None:
+        opts = self._options
+        interval = max(min(opts.lease.total_seconds() / 2, 30.0), 0.5)
+        while True:
+            try:
+                reclaimed = await self._queue.reclaim_expired()
+                stale = await self._queue.sweep_stale_workers(opts.stale_after)
+                await self._queue.purge_done(datetime.now(UTC) - opts.key_retention)
+                if reclaimed or stale:
+                    logger.info(
+                        "returned abandoned tasks to the queue",
+                        extra={"expired_leases": reclaimed, "stale_workers": stale},
+                    )
+            except StoreUnavailable as exc:
+                logger.warning("queue maintenance failed", extra={"error": str(exc)})
+            await asyncio.sleep(interval)
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def _shutdown(self, background: Sequence[asyncio.Task[None]]) -> None:
+        opts = self._options
+        if self._active:
+            logger.info(
+                "waiting for running tasks",
+                extra={"running": len(self._active), "grace_seconds": opts.shutdown_grace},
+            )
+            _, pending = await asyncio.wait(
+                list(self._active.values()), timeout=opts.shutdown_grace
+            )
+            if pending:
+                unfinished = [tid for tid, t in self._active.items() if t in pending]
+                for runner in pending:
+                    runner.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.shield(self._give_back(unfinished))
+        await asyncio.shield(self._final_writes())
+        for loop_task in background:
+            loop_task.cancel()
+        results = await asyncio.gather(*background, return_exceptions=True)
+        for loop_task, result in zip(background, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error(
+                    "background loop failed",
+                    extra={"loop": loop_task.get_name()},
+                    exc_info=result,
+                )
+        logger.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _give_back(self, task_ids: list[int]) -> None:
+        try:
+            await self._queue.release(self.worker_id, task_ids)
+            logger.info("gave back unfinished tasks", extra={"task_ids": task_ids})
+        except StoreUnavailable as exc:
+            logger.warning(
+                "could not give back leases; they will expire",
+                extra={"task_ids": task_ids, "error": str(exc)},
+            )
+
+    async def _final_writes(self) -> None:
+        try:
+            await asyncio.wait_for(self._flush_results(), timeout=30)
+            await self._queue.deregister_worker(self.worker_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            logger.warning("final writes failed; leases will expire", extra={"error": str(exc)})
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await call()
+                return
+            except StoreUnavailable as exc:
+                logger.warning(f"{what} failed; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+async def _first_of(*awaitables: Awaitable[object]) -> None:
+    """Wait until the first awaitable finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
