@@ -102,6 +102,9 @@ class Worker:
         self._failed: list[Failure] = []
         self._results_ready = asyncio.Event()
         self._results_flushed = asyncio.Event()
+        # One flush at a time: the final flush at shutdown must wait for one in flight,
+        # or deregistering would give back leases of tasks whose completion is unwritten.
+        self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.processed = 0
 
@@ -241,24 +244,25 @@ class Worker:
             await self._flush_results()
 
     async def _flush_results(self) -> None:
-        backoff = 0.1
-        while self._completed or self._failed:
-            completed, self._completed = self._completed, []
-            failed, self._failed = self._failed, []
-            try:
-                if completed:
-                    await self._queue.complete(self.worker_id, completed)
-                if failed:
-                    await self._queue.fail(self.worker_id, failed)
-            except StoreUnavailable as exc:
-                # Keep the results and try again: until they are written the tasks stay
-                # leased to us (the heartbeat keeps renewing them).
-                self._completed[:0] = completed
-                self._failed[:0] = failed
-                logger.warning("writing results failed; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        self._results_flushed.set()
+        async with self._flush_lock:
+            backoff = 0.1
+            while self._completed or self._failed:
+                completed, self._completed = self._completed, []
+                failed, self._failed = self._failed, []
+                try:
+                    if completed:
+                        await self._queue.complete(self.worker_id, completed)
+                    if failed:
+                        await self._queue.fail(self.worker_id, failed)
+                except StoreUnavailable as exc:
+                    # Keep the results and try again: until they are written the tasks stay
+                    # leased to us (the heartbeat keeps renewing them).
+                    self._completed[:0] = completed
+                    self._failed[:0] = failed
+                    logger.warning("writing results failed; retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            self._results_flushed.set()
 
     async def _results_flushed_now(self) -> None:
         if self._completed or self._failed:

@@ -30,7 +30,8 @@ app.add_typer(queues.app, name="queues")
 def main() -> None:
     """Entry point of the ``longshore`` console script."""
     try:
-        app(prog_name="longshore", standalone_mode=False)
+        # Outside standalone mode click *returns* the status of ``typer.Exit(n)``.
+        status = app(prog_name="longshore", standalone_mode=False)
     except click.exceptions.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
@@ -42,3 +43,5 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(status, int) and status:
+        sys.exit(status)

@@ -30,12 +30,21 @@ DatabaseUrl = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def settings_for(database_url: str | None, **overrides: Any) -> Settings:
-    """Settings from the environment, with command-line flags taking precedence."""
+def settings_for(
+    database_url: str | None, *, long_running: bool = False, **overrides: Any
+) -> Settings:
+    """Settings from the environment, with command-line flags taking precedence.
+
+    One-shot commands log only warnings and errors unless ``WORKER_LOG_LEVEL=DEBUG``: their
+    output is the answer, not a story of opening the database.
+    """
     if database_url is not None:
         overrides["database_url"] = database_url
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(settings.log_level, settings.log_format)
+    level = settings.log_level
+    if not long_running and level == "INFO":
+        level = "WARNING"
+    configure_logging(level, settings.log_format)
     return settings
 
 

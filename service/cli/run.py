@@ -39,7 +39,7 @@ def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> 
     Stops cleanly on Ctrl-C or SIGTERM: no new claims, running tasks finish within the
     grace period, unfinished ones are handed back.
     """
-    settings = settings_for(database_url, concurrency=concurrency)
+    settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     target, _ = resolve_target(settings)
     typer.echo(
         f"longshore: serving with store {target.backend} at {target.location}, "
@@ -58,7 +58,7 @@ def worker(
     ] = False,
 ) -> None:
     """Run a worker only (scale-out: many workers can share one PostgreSQL)."""
-    settings = settings_for(database_url, concurrency=concurrency)
+    settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     processed = run_async(lambda: _run_worker(settings, drain=drain, queues=queue))
     if drain:
         typer.echo(f"drained: {processed} tasks processed", err=True)

@@ -131,9 +131,7 @@ class NewTask:
             )
         check_queue_name(self.queue)
         if not isinstance(self.payload, Mapping):
-            raise InvalidTask(
-                f"payload must be a JSON object, got {type(self.payload).__name__}"
-            )
+            raise InvalidTask(f"payload must be a JSON object, got {type(self.payload).__name__}")
         try:
             encoded = json.dumps(dict(self.payload), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -214,8 +212,8 @@ class TaskFilter:
 
 @dataclass(frozen=True, kw_only=True)
 class DeadFilter:
-    """Selects dead-letter entries. ``search`` as in :class:`TaskFilter`; ``dead_before``
-    and ``dead_after`` bound when the task was dead-lettered."""
+    """Selects dead-letter entries. ``search`` as in :class:`TaskFilter`; ``dead_after``
+    (inclusive) and ``dead_before`` (exclusive) bound when the task was dead-lettered."""
 
     queue: str | None = None
     handler: str | None = None

@@ -124,12 +124,14 @@ class TaskQueue(Protocol):
         ...
 
     async def reclaim_expired(self) -> int:
-        """Make running tasks whose lease expired waiting again (ready now), keeping the
-        attempt count and noting the lost lease in ``last_error``; a task that has used all
-        its attempts goes to the dead-letter queue instead. Returns how many were touched."""
+        """Make running tasks whose lease expired waiting again (ready now: ``run_at`` becomes
+        the earlier of its old value and now, so it keeps its place), keeping the attempt count
+        and noting the lost lease in ``last_error``; a task that has used all its attempts goes
+        to the dead-letter queue instead. A lost lease is not a failed attempt: the queue's
+        ``failed`` counter is unchanged. Returns how many were touched."""
         ...
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return when new work may be ready (an enqueue, a replay, a resume) or after
         ``timeout`` seconds, whichever comes first. Spurious wake-ups are allowed."""
         ...
@@ -232,7 +234,8 @@ class TaskQueue(Protocol):
         ...
 
     async def deregister_worker(self, worker_id: str) -> None:
-        """Remove a worker's registration and release any lease it still holds."""
+        """Remove a worker's registration and release (as :meth:`release`) any lease it
+        still holds."""
         ...
 
     async def list_workers(self) -> list[WorkerRecord]:

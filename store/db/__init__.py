@@ -1,0 +1,1 @@
+"""Database adapters shared by the stores (one module per backend)."""
