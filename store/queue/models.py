@@ -60,8 +60,9 @@ class Priority(enum.IntEnum):
 class KeyMode(enum.StrEnum):
     """What enqueueing with an idempotency key does when a task with that key exists.
 
-    - ``replace``: a waiting task is updated in place (payload, priority, run time, ...);
-      a running, dead or finished one loses its key and a new task is created.
+    - ``replace``: a waiting task is updated in place (payload, priority, run time, ...) and
+      starts afresh (``attempts`` 0, no ``last_error``); a running, dead or finished one
+      loses its key and a new task is created.
     - ``preserve_run_at``: like ``replace`` but a waiting task keeps its run time.
     - ``dedupe``: the existing task (in any state, finished included while its key is
       retained) is returned unchanged and nothing is written.

@@ -48,6 +48,23 @@ async def test_replace_updates_a_waiting_task_in_place(queue):
     assert [t.id for t in await all_tasks(queue)] == [first.id]
 
 
+async def test_a_replaced_retrying_task_starts_afresh(queue):
+    first = (await queue.enqueue(new_task(key="k"))).task
+    claimed = await claim_one(queue)
+    retry_at = now() + timedelta(hours=1)
+    await queue.fail("w1", [Failure(task_id=claimed.id, error="boom", retry_at=retry_at)])
+    waiting = await queue.get_task(first.id)
+    assert (waiting.attempts, waiting.last_error) == (1, "boom")
+
+    result = await queue.enqueue(new_task(key="k", payload={"fixed": True}))
+
+    assert result.outcome is EnqueueOutcome.REPLACED
+    assert result.task.id == first.id
+    assert (result.task.attempts, result.task.last_error) == (0, None)
+    stored = await queue.get_task(first.id)
+    assert (stored.attempts, stored.last_error) == (0, None)
+
+
 async def test_replace_can_bring_a_scheduled_task_forward_to_now(queue):
     first = (await queue.enqueue(new_task(key="k", run_at=now() + timedelta(hours=1)))).task
     result = await queue.enqueue(new_task(key="k", payload={"now": True}))

@@ -44,6 +44,9 @@ SET queue = :queue,
     run_at = CASE WHEN :preserve_run_at THEN run_at ELSE :run_at END,
     max_attempts = :max_attempts,
     retry = :retry,
+    -- A replaced task starts afresh, as graphile_worker's replace does.
+    attempts = 0,
+    last_error = NULL,
     updated_at = :now
 WHERE id = :id AND state = 'waiting'
 RETURNING *

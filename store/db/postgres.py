@@ -1,0 +1,304 @@
+"""The PostgreSQL database shared by the PostgreSQL stores: an asyncpg pool, migrations,
+error translation and dedicated LISTEN connections.
+
+asyncpg is untyped; its objects stay behind :class:`Row` and the few helpers here, and its
+exceptions never leave this module untranslated (see :func:`translate_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from store.errors import MigrationError, StoreError, StoreUnavailable
+from store.sqlfiles import migrations, queries
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait for a new connection: an unreachable host fails fast instead of hanging.
+CONNECT_TIMEOUT = 10.0
+
+# Everything that means "the server cannot be reached or the connection is gone": socket
+# errors, class 08 (connection exceptions) and the 57P0x errors raised while the server shuts
+# down or starts up ("cannot connect now").
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # asyncpg reports a closed pool or connection with a bare InterfaceError; its other
+    # InterfaceErrors are programming errors and must not pass for an outage.
+    if isinstance(exc, asyncpg.InterfaceError):
+        message = str(exc)
+        return "closed" in message or "closing" in message
+    return False
+
+
+# Errors after which a single statement was rolled back whole and may simply run again.
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_STATEMENT_ATTEMPTS = 3
+
+
+class Row(Protocol):
+    """A result row (an ``asyncpg.Record``): columns by name or position."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+
+def describe_url(url: str) -> str:
+    """``host:port/database`` of a connection URL: never the user name or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "<invalid PostgreSQL URL>"
+    database = parts.path.lstrip("/") or "postgres"
+    return f"{host}:{port}/{database}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL's password from a driver message, should it ever quote it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+@contextmanager
+def translate_errors(where: str) -> Iterator[None]:
+    """Translate driver errors raised inside the block into the store's error tree."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
+        if _is_unavailable(exc):
+            raise StoreUnavailable(f"PostgreSQL unavailable ({where}): {exc}") from exc
+        raise StoreError(f"PostgreSQL error ({where}): {exc}") from exc
+
+
+def _encode_json(value: Any) -> str:
+    # Callers may hand over JSON text they already encoded (payloads are validated and
+    # encoded once, by NewTask); anything else is encoded here.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+async def _init_connection(connection: Any) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, schema="pg_catalog", encoder=_encode_json, decoder=json.loads
+        )
+
+
+class PostgresListener:
+    """A dedicated connection LISTENing on one channel (outside the pool, which it would
+    otherwise hold forever)."""
+
+    def __init__(self, connection: Any, channel: str, on_terminated: Callable[[Any], None]) -> None:
+        self._connection = connection
+        self._channel = channel
+        self._on_terminated = on_terminated
+
+    @property
+    def alive(self) -> bool:
+        """Whether the connection is still open."""
+        return not bool(self._connection.is_closed())
+
+    async def close(self) -> None:
+        """Close the connection (idempotent); errors of a dead connection are ignored."""
+        # A deliberate close is not a lost connection: do not report it as one.
+        self._connection.remove_termination_listener(self._on_terminated)
+        if self._connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(self._connection.close(), timeout=5)
+        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
+            self._connection.terminate()
+
+
+class PostgresDatabase:
+    """A pool of connections to one PostgreSQL database, shared by the stores.
+
+    Create it with :meth:`open`; bring the schema up to date with :meth:`migrate`. json and
+    jsonb parameters take JSON text as is, or any other value to encode; results decode to
+    Python objects.
+    """
+
+    def __init__(self, pool: Any, url: str) -> None:
+        self._pool = pool
+        self._url = url
+        self.display_name = describe_url(url)
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+        """Connect a pool to ``url``.
+
+        Raises :class:`StoreUnavailable` (naming host and port, never the password) if the
+        server cannot be reached or refuses the connection.
+        """
+        display = describe_url(url)
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT,
+                init=_init_connection,
+                # JIT compilation only adds latency to the short queries of a queue.
+                server_settings={"application_name": "longshore", "jit": "off"},
+            )
+        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError, ValueError) as exc:
+            reason = _scrub(str(exc) or type(exc).__name__, url).splitlines()[0]
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {display}: {reason}") from None
+        logger.info("postgres pool opened", extra={"database": display, "max_size": max_size})
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        """Close every pooled connection (waiting briefly for ones in use)."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=10)
+        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
+            self._pool.terminate()
+
+    # --- queries ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled connection for several statements (e.g. a transaction); driver errors
+        raised in the block are translated."""
+        with translate_errors(self.display_name):
+            async with self._pool.acquire() as connection:
+                yield connection
+
+    async def _call(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        # One autocommit statement that lost a deadlock or serialisation race was rolled
+        # back whole, so running it again is safe (e.g. complete() racing reclaim_expired()
+        # over the same rows, each locking them in its own index order).
+        with translate_errors(self.display_name):
+            for attempt in range(1, _STATEMENT_ATTEMPTS + 1):
+                try:
+                    return await getattr(self._pool, method)(sql, *args)
+                except _RETRYABLE as exc:
+                    if attempt == _STATEMENT_ATTEMPTS:
+                        raise
+                    logger.warning(
+                        "statement retried", extra={"attempt": attempt, "error": str(exc)}
+                    )
+            raise AssertionError("unreachable")
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Run ``sql`` and return every row."""
+        rows: list[Row] = await self._call("fetch", sql, args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """Run ``sql`` and return its first row, if any."""
+        row: Row | None = await self._call("fetchrow", sql, args)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """Run ``sql`` and return the first column of its first row."""
+        return await self._call("fetchval", sql, args)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run ``sql`` for its effect."""
+        await self._call("execute", sql, args)
+
+    async def listen(
+        self,
+        channel: str,
+        on_notify: Callable[[str], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> PostgresListener:
+        """Open a dedicated connection LISTENing on ``channel``.
+
+        ``on_notify`` gets each notification's payload; ``on_lost`` is called once if the
+        connection terminates (server restart, network loss).
+        """
+
+        def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+            on_notify(payload)
+
+        def terminated(_connection: Any) -> None:
+            if on_lost is not None:
+                on_lost()
+
+        with translate_errors(self.display_name):
+            connection = await asyncpg.connect(
+                self._url,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": "longshore-listener"},
+            )
+            try:
+                await connection.add_listener(channel, notified)
+            except BaseException:
+                connection.terminate()
+                raise
+            connection.add_termination_listener(terminated)
+        return PostgresListener(connection, channel, terminated)
+
+    # --- schema -------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order; return the versions this call applied.
+
+        Each migration runs in its own transaction under an advisory lock, so concurrent
+        migrators (several service instances starting at once) apply each version once.
+        """
+        sql = queries("postgres", "database")
+        known = migrations("postgres")
+        applied_now: list[int] = []
+        while True:
+            async with self.connection() as connection, connection.transaction():
+                await connection.execute(sql["migration_lock"])
+                await connection.execute(sql["create_migrations_table"])
+                done = {row[0] for row in await connection.fetch(sql["applied_versions"])}
+                if done and max(done) > len(known):
+                    raise MigrationError(
+                        f"database schema version {max(done)} is newer than this code "
+                        f"({len(known)}); upgrade Longshore"
+                    )
+                pending = [m for m in known if m.version not in done]
+                if not pending:
+                    return applied_now
+                migration = pending[0]
+                try:
+                    await connection.execute(migration.sql)
+                except asyncpg.PostgresError as exc:
+                    if _is_unavailable(exc):
+                        raise
+                    raise MigrationError(
+                        f"migration {migration.version:03d}_{migration.name} failed: {exc}"
+                    ) from exc
+                await connection.execute(sql["record_migration"], migration.version, migration.name)
+            applied_now.append(migration.version)
+            logger.info(
+                "migration applied",
+                extra={"version": migration.version, "migration": migration.name},
+            )
+
+    async def schema_version(self) -> int:
+        """The highest migration version applied (0 for an empty database)."""
+        version = await self.fetchval(queries("postgres", "database")["schema_version"])
+        return int(version)

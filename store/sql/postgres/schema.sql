@@ -1,0 +1,257 @@
+-- The schema of a fully migrated database (migrations/001 onwards). A test compares a
+-- catalog dump of a migrated database with one built from this file: keep them equal.
+
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE queues (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    -- Operator override; NULL means default_weight applies.
+    weight integer CHECK (weight BETWEEN 1 AND 1000),
+    default_weight integer NOT NULL DEFAULT 1 CHECK (default_weight BETWEEN 1 AND 1000),
+    concurrency_limit integer CHECK (concurrency_limit >= 1),
+    completed bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE settings (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+
+CREATE TABLE workers (
+    worker_id text PRIMARY KEY,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    concurrency integer NOT NULL,
+    queues jsonb,
+    version text NOT NULL DEFAULT '',
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Autovacuum defaults on purpose: a tighter scale factor (0.02) measured worse p99 claim
+-- latency with a large backlog (each run rescans every index) and no gain on a small table.
+CREATE TABLE tasks (
+    id bigserial PRIMARY KEY,
+    queue text NOT NULL,
+    handler text NOT NULL,
+    payload jsonb NOT NULL DEFAULT '{}',
+    priority integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL DEFAULT now(),
+    state text NOT NULL DEFAULT 'waiting'
+        CHECK (state IN ('waiting', 'running', 'dead', 'done')),
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    retry jsonb NOT NULL,
+    last_error text,
+    key text UNIQUE,
+    lease_owner text,
+    lease_expires_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    dead_at timestamptz,
+    done_at timestamptz,
+    replayed_by text,
+    replayed_at timestamptz,
+    replay_count integer NOT NULL DEFAULT 0
+);
+
+-- The claim order within a queue; only waiting rows are indexed, so the index stays small.
+CREATE INDEX tasks_claim_idx ON tasks (queue, priority, run_at, id) WHERE state = 'waiting';
+-- "Does this queue have a ready task?" in one index probe, even when the queue (or one of
+-- its priorities) holds many tasks scheduled far in the future.
+CREATE INDEX tasks_ready_idx ON tasks (queue, run_at) WHERE state = 'waiting';
+CREATE INDEX tasks_running_owner_idx ON tasks (lease_owner) WHERE state = 'running';
+CREATE INDEX tasks_running_expiry_idx ON tasks (lease_expires_at) WHERE state = 'running';
+CREATE INDEX tasks_dead_idx ON tasks (dead_at) WHERE state = 'dead';
+CREATE INDEX tasks_done_idx ON tasks (done_at) WHERE state = 'done';
+
+-- Enqueue a batch in one round trip. Arrays are parallel, one element per task, in input
+-- order; returns (ord, outcome, task) per input element, ord being its 1-based position.
+CREATE FUNCTION longshore_enqueue(
+    p_queue text[],
+    p_handler text[],
+    p_payload jsonb[],
+    p_priority integer[],
+    p_run_at timestamptz[],
+    p_key text[],
+    p_mode text[],
+    p_retry jsonb[],
+    p_max_attempts integer[],
+    p_key_retention interval
+) RETURNS TABLE (ord integer, outcome text, task tasks)
+LANGUAGE plpgsql AS $$
+DECLARE
+    b record;
+    r tasks;
+BEGIN
+    -- Insert only the missing queue rows: an unconditional upsert would lock the hot
+    -- queues row (also bumped by every completion) on every enqueue.
+    INSERT INTO queues (name)
+    SELECT DISTINCT n FROM unnest(p_queue) AS n
+    WHERE NOT EXISTS (SELECT 1 FROM queues AS q WHERE q.name = n)
+    ON CONFLICT (name) DO NOTHING;
+
+    -- Keyless tasks cannot conflict with anything: one INSERT for all of them. Ids are
+    -- drawn up front so that each inserted row can be matched to its input position.
+    RETURN QUERY
+    WITH batch AS MATERIALIZED (
+        SELECT nextval('tasks_id_seq') AS id, u.*
+        FROM unnest(p_queue, p_handler, p_payload, p_priority, p_run_at, p_key,
+                    p_retry, p_max_attempts)
+             WITH ORDINALITY AS u(queue, handler, payload, priority, run_at, key,
+                                  retry, max_attempts, ord)
+        WHERE u.key IS NULL
+        ORDER BY u.ord
+    ), inserted AS (
+        INSERT INTO tasks AS t (id, queue, handler, payload, priority, run_at, retry,
+                                max_attempts)
+        SELECT batch.id, batch.queue, batch.handler, batch.payload, batch.priority,
+               COALESCE(batch.run_at, now()), batch.retry, batch.max_attempts
+        FROM batch
+        RETURNING t.*
+    )
+    SELECT batch.ord::integer, 'created'::text, inserted::tasks
+    FROM inserted JOIN batch USING (id);
+
+    -- Keyed tasks one by one, in input order, so that two of them with one key behave as
+    -- two enqueues in sequence.
+    FOR b IN
+        SELECT u.*
+        FROM unnest(p_queue, p_handler, p_payload, p_priority, p_run_at, p_key, p_mode,
+                    p_retry, p_max_attempts)
+             WITH ORDINALITY AS u(queue, handler, payload, priority, run_at, key, mode,
+                                  retry, max_attempts, ord)
+        WHERE u.key IS NOT NULL
+        ORDER BY u.ord
+    LOOP
+        ord := b.ord;
+        <<attempt>>
+        LOOP
+            -- The row lock makes concurrent enqueues with this key queue up behind us.
+            SELECT * INTO r FROM tasks AS t WHERE t.key = b.key FOR UPDATE;
+            IF FOUND THEN
+                IF r.state = 'done' AND r.done_at < now() - p_key_retention THEN
+                    -- Retention is over: the finished task no longer holds its key.
+                    DELETE FROM tasks AS t WHERE t.id = r.id;
+                ELSIF b.mode = 'dedupe' THEN
+                    outcome := 'deduplicated';
+                    task := r;
+                    RETURN NEXT;
+                    EXIT attempt;
+                ELSIF r.state = 'waiting' THEN
+                    UPDATE tasks AS t
+                    SET queue = b.queue, handler = b.handler, payload = b.payload,
+                        priority = b.priority,
+                        run_at = CASE WHEN b.mode = 'preserve_run_at' THEN t.run_at
+                                      ELSE COALESCE(b.run_at, now()) END,
+                        retry = b.retry, max_attempts = b.max_attempts,
+                        attempts = 0, last_error = NULL, updated_at = now()
+                    WHERE t.id = r.id
+                    RETURNING t.* INTO r;
+                    outcome := 'replaced';
+                    task := r;
+                    RETURN NEXT;
+                    EXIT attempt;
+                ELSE
+                    -- Running, dead or done: that task keeps going without its key.
+                    UPDATE tasks AS t SET key = NULL, updated_at = now() WHERE t.id = r.id;
+                END IF;
+            END IF;
+            INSERT INTO tasks AS t (queue, handler, payload, priority, run_at, key, retry,
+                                    max_attempts)
+            VALUES (b.queue, b.handler, b.payload, b.priority, COALESCE(b.run_at, now()),
+                    b.key, b.retry, b.max_attempts)
+            ON CONFLICT (key) DO NOTHING
+            RETURNING t.* INTO r;
+            IF FOUND THEN
+                outcome := 'created';
+                task := r;
+                RETURN NEXT;
+                EXIT attempt;
+            END IF;
+            -- A concurrent enqueue committed this key after our SELECT: look again.
+        END LOOP;
+    END LOOP;
+
+    -- One notification per queue per transaction (PostgreSQL folds duplicates anyway).
+    PERFORM pg_notify('longshore_queue', n) FROM (SELECT DISTINCT unnest(p_queue)) AS s(n);
+END;
+$$;
+
+-- Claim up to p_limit ready tasks for p_worker in one round trip (see the TaskQueue
+-- docstring, "Claim order").
+CREATE FUNCTION longshore_claim(
+    p_worker text,
+    p_limit integer,
+    p_lease interval,
+    p_queues text[]
+) RETURNS SETOF tasks
+LANGUAGE plpgsql AS $$
+DECLARE
+    q record;
+    remaining integer := p_limit;
+    room integer;
+    taken integer;
+BEGIN
+    -- A claim need not wait for its WAL flush: if the server crashes before the record is
+    -- on disk the tasks are simply waiting again (at-least-once holds), and any later
+    -- synchronous commit (a completion, an enqueue) flushes it anyway. This halves the
+    -- latency of the hottest statement of the queue.
+    SET LOCAL synchronous_commit = off;
+    IF p_limit <= 0
+       OR EXISTS (SELECT 1 FROM settings AS s
+                  WHERE s.key = 'dequeue_paused' AND s.value = 'true'::jsonb) THEN
+        RETURN;
+    END IF;
+    -- Weighted random order without replacement: -ln(U)/w is exponentially distributed
+    -- with rate w, so the queue with the smallest key wins with probability w/sum(w).
+    -- 1 - random() is in (0, 1], so ln() never sees zero.
+    FOR q IN
+        SELECT qu.name, qu.concurrency_limit
+        FROM queues AS qu
+        WHERE NOT qu.paused
+          AND (p_queues IS NULL OR qu.name = ANY (p_queues))
+          AND EXISTS (SELECT 1 FROM tasks AS t
+                      WHERE t.queue = qu.name AND t.state = 'waiting' AND t.run_at <= now())
+        ORDER BY -ln(1.0 - random()) / COALESCE(qu.weight, qu.default_weight)
+    LOOP
+        room := remaining;
+        IF q.concurrency_limit IS NOT NULL THEN
+            -- Serialise the claimers of a capped queue until commit: without it, two
+            -- workers could both count the same running tasks and together exceed the cap.
+            -- The count below runs after the lock is granted, so it sees the winner's claim.
+            PERFORM pg_advisory_xact_lock(hashtext('longshore.queue:' || q.name));
+            SELECT LEAST(remaining, q.concurrency_limit - count(*))::integer INTO room
+            FROM tasks AS t WHERE t.queue = q.name AND t.state = 'running';
+            CONTINUE WHEN room <= 0;
+        END IF;
+        -- SKIP LOCKED: concurrent claimers take the next free rows instead of queueing up
+        -- behind each other's row locks.
+        RETURN QUERY
+        WITH picked AS (
+            SELECT t.id FROM tasks AS t
+            WHERE t.queue = q.name AND t.state = 'waiting' AND t.run_at <= now()
+            ORDER BY t.priority, t.run_at, t.id
+            LIMIT room
+            FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE tasks AS t
+            SET state = 'running', attempts = t.attempts + 1, lease_owner = p_worker,
+                lease_expires_at = now() + p_lease, updated_at = now()
+            FROM picked
+            WHERE t.id = picked.id
+            RETURNING t.*
+        )
+        SELECT * FROM claimed ORDER BY claimed.priority, claimed.run_at, claimed.id;
+        GET DIAGNOSTICS taken = ROW_COUNT;
+        remaining := remaining - taken;
+        EXIT WHEN remaining <= 0;
+    END LOOP;
+END;
+$$;
