@@ -1,0 +1,73 @@
+"""Errors of the job runner.
+
+LongshoreError (store.errors)
+ └── JobRunnerError
+      ├── InvalidDefinition      a job definition breaks a rule (a 400 when saved)
+      ├── VerificationError      the source cannot be trusted; retrying cannot help,
+      │    │                     the run fails permanently (dead-letter queue)
+      │    ├── NotAllowed        scheme, host, repository or network not allowlisted;
+      │    │                     private address refused; path escapes its root
+      │    ├── ChecksumMismatch  the SHA256 of the bytes received is not the pinned one
+      │    ├── UnsafeArchive     an archive entry breaks the archive rules or caps
+      │    ├── SourceRejected    e.g. a tag that does not exist or is not a tag, a
+      │    │                     download larger than the cap
+      │    └── BuildFailed       the job's Dockerfile/context does not build (a failing
+      │                          step, a missing file or base image): the same source
+      │                          fails the same way, so it is not retried
+      └── InfrastructureError    something outside the source failed; retried with backoff
+           ├── FetchFailed       network error, server error, deadline passed
+           └── EngineUnavailable the Docker engine cannot be reached or failed
+"""
+
+from __future__ import annotations
+
+from store.errors import LongshoreError
+
+
+class JobRunnerError(LongshoreError):
+    """Root of the job runner's errors."""
+
+
+class InvalidDefinition(JobRunnerError, ValueError):
+    """A job definition breaks a rule; the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class VerificationError(JobRunnerError):
+    """The source cannot be trusted; retrying cannot help."""
+
+
+class NotAllowed(VerificationError):
+    """A scheme, host, repository, network or path that is not allowed."""
+
+
+class ChecksumMismatch(VerificationError):
+    """The SHA256 of the received bytes differs from the pinned one."""
+
+
+class UnsafeArchive(VerificationError):
+    """An archive entry breaks the archive rules (names, types, links, caps)."""
+
+
+class SourceRejected(VerificationError):
+    """The source exists but is not acceptable (no such tag, larger than the cap, ...)."""
+
+
+class BuildFailed(VerificationError):
+    """The image cannot be built from the job's source; the message ends with the tail of
+    the build log. Permanent: rebuilding the same source fails the same way."""
+
+
+class InfrastructureError(JobRunnerError):
+    """A failure outside the source's content; worth retrying later."""
+
+
+class FetchFailed(InfrastructureError):
+    """A download or fetch failed for a transient reason (network, server, deadline)."""
+
+
+class EngineUnavailable(InfrastructureError):
+    """The Docker engine cannot be reached or failed to do its part."""
