@@ -35,7 +35,7 @@ def _parse_pairs(value: Any, what: str) -> dict[str, int]:
         if not match or not match[2].isdigit():
             raise ValueError(f"{item!r} is not 'name={what}'")
         name, number = match[1], int(match[2])
-        if not QUEUE_NAME.match(name):
+        if not QUEUE_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a valid queue name")
         result[name] = number
     return result
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     @field_validator("admin_default_queue")
     @classmethod
     def _queue_name(cls, value: str) -> str:
-        if not QUEUE_NAME.match(value):
+        if not QUEUE_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid queue name")
         return value
 

@@ -104,7 +104,7 @@ class EnqueueOutcome(enum.StrEnum):
 
 def check_queue_name(name: str) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`InvalidTask`."""
-    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         raise InvalidTask(
             f"queue name {name!r} is invalid: use 1-128 letters, digits, '.', '_', ':' or '-'"
         )
@@ -125,7 +125,7 @@ class NewTask:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.handler, str) or not HANDLER_NAME.match(self.handler):
+        if not isinstance(self.handler, str) or not HANDLER_NAME.fullmatch(self.handler):
             raise InvalidTask(
                 f"handler name {self.handler!r} is invalid: use 1-128 letters, digits, "
                 "'.', '_', ':' or '-'"

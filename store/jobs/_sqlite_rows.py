@@ -1,0 +1,133 @@
+"""Conversions between SQLite rows and parameters and the job store's value objects.
+
+Timestamps are INTEGER epoch microseconds (see :mod:`store.queue._sqlite_rows`, whose
+helpers are reused); JSON arrays are stored as text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from store.jobs._checks import artifacts_from_json, artifacts_json
+from store.jobs.models import (
+    JobDefinition,
+    JobSource,
+    OutputLimitAction,
+    Resources,
+    Run,
+    RunFields,
+    RunStatus,
+    RunTrigger,
+)
+from store.queue._sqlite_rows import from_us, maybe_from_us, now_us, to_json
+
+__all__ = ["definition_from_row", "definition_params", "fields_params", "now_us", "run_from_row"]
+
+Params = dict[str, Any]
+
+
+def definition_params(definition: JobDefinition, now: int) -> Params:
+    """Parameters of ``upsert_job``."""
+    return {
+        "name": definition.name,
+        "description": definition.description,
+        "source": JobSource(definition.source).value,
+        "repo": definition.repo,
+        "tag": definition.tag,
+        "tarball_url": definition.tarball_url,
+        "tarball_path": definition.tarball_path,
+        "tarball_sha256": definition.tarball_sha256,
+        "path": definition.path,
+        "dockerfile": definition.dockerfile,
+        "command": to_json(list(definition.command)),
+        "env": to_json(list(definition.env)),
+        "queue": definition.queue,
+        "retries": definition.retries,
+        "timeout_seconds": definition.timeout_seconds,
+        "memory_mb": definition.resources.memory_mb,
+        "cpus": definition.resources.cpus,
+        "pids_limit": definition.resources.pids_limit,
+        "network": definition.network,
+        "artifacts_path": definition.artifacts_path,
+        "output_bytes": definition.output_bytes,
+        "on_output_limit": OutputLimitAction(definition.on_output_limit).value,
+        "now": now,
+    }
+
+
+def definition_from_row(row: sqlite3.Row) -> JobDefinition:
+    return JobDefinition(
+        name=row["name"],
+        revision=row["revision"],
+        description=row["description"],
+        source=JobSource(row["source"]),
+        repo=row["repo"],
+        tag=row["tag"],
+        tarball_url=row["tarball_url"],
+        tarball_path=row["tarball_path"],
+        tarball_sha256=row["tarball_sha256"],
+        path=row["path"],
+        dockerfile=row["dockerfile"],
+        command=tuple(json.loads(row["command"])),
+        env=tuple(json.loads(row["env"])),
+        queue=row["queue"],
+        retries=row["retries"],
+        timeout_seconds=row["timeout_seconds"],
+        resources=Resources(
+            memory_mb=row["memory_mb"], cpus=float(row["cpus"]), pids_limit=row["pids_limit"]
+        ),
+        network=row["network"],
+        artifacts_path=row["artifacts_path"],
+        output_bytes=row["output_bytes"],
+        on_output_limit=OutputLimitAction(row["on_output_limit"]),
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def fields_params(fields: RunFields) -> Params:
+    """The field parameters of ``transition_run``: ``None`` keeps the stored value."""
+    artifacts = fields.get("artifacts")
+    truncated = fields.get("output_truncated")
+    return {
+        "exit_code": fields.get("exit_code"),
+        "error": fields.get("error"),
+        "commit_sha": fields.get("commit_sha"),
+        "source_sha256": fields.get("source_sha256"),
+        "image_id": fields.get("image_id"),
+        "output_bytes": fields.get("output_bytes"),
+        "output_truncated": None if truncated is None else int(truncated),
+        "build_log": fields.get("build_log"),
+        "artifacts": None if artifacts is None else to_json(artifacts_json(artifacts)),
+    }
+
+
+def run_from_row(row: sqlite3.Row) -> Run:
+    return Run(
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        job=row["job"],
+        attempt=row["attempt"],
+        trigger=RunTrigger(row["trigger_kind"]),
+        actor=row["actor"],
+        schedule_name=row["schedule_name"],
+        status=RunStatus(row["status"]),
+        queued_at=from_us(row["queued_at"]),
+        fetching_at=maybe_from_us(row["fetching_at"]),
+        building_at=maybe_from_us(row["building_at"]),
+        running_at=maybe_from_us(row["running_at"]),
+        finished_at=maybe_from_us(row["finished_at"]),
+        cancel_requested_at=maybe_from_us(row["cancel_requested_at"]),
+        exit_code=row["exit_code"],
+        error=row["error"],
+        commit_sha=row["commit_sha"],
+        source_sha256=row["source_sha256"],
+        image_id=row["image_id"],
+        output_bytes=row["output_bytes"],
+        output_truncated=bool(row["output_truncated"]),
+        artifacts=artifacts_from_json(json.loads(row["artifacts"])),
+        build_log=row["build_log"],
+        updated_at=from_us(row["updated_at"]),
+    )

@@ -1,0 +1,142 @@
+-- Named queries of store.jobs.postgres. Times come from the database clock (now()).
+
+-- ---------------------------------------------------------------------------- definitions
+
+-- name: upsert_job
+-- Every field is replaced; created_at is kept and the revision incremented on update, so a
+-- returned revision of 1 means the row was created. The row lock of ON CONFLICT serialises
+-- concurrent saves of one name.
+INSERT INTO job_definitions (
+    name, revision, description, source, repo, tag, tarball_url, tarball_path,
+    tarball_sha256, path, dockerfile, command, env, queue, retries, timeout_seconds,
+    memory_mb, cpus, pids_limit, network, artifacts_path, output_bytes, on_output_limit
+) VALUES (
+    $1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13, $14, $15, $16,
+    $17, $18, $19, $20, $21, $22
+)
+ON CONFLICT (name) DO UPDATE SET
+    revision = job_definitions.revision + 1,
+    description = excluded.description,
+    source = excluded.source,
+    repo = excluded.repo,
+    tag = excluded.tag,
+    tarball_url = excluded.tarball_url,
+    tarball_path = excluded.tarball_path,
+    tarball_sha256 = excluded.tarball_sha256,
+    path = excluded.path,
+    dockerfile = excluded.dockerfile,
+    command = excluded.command,
+    env = excluded.env,
+    queue = excluded.queue,
+    retries = excluded.retries,
+    timeout_seconds = excluded.timeout_seconds,
+    memory_mb = excluded.memory_mb,
+    cpus = excluded.cpus,
+    pids_limit = excluded.pids_limit,
+    network = excluded.network,
+    artifacts_path = excluded.artifacts_path,
+    output_bytes = excluded.output_bytes,
+    on_output_limit = excluded.on_output_limit,
+    updated_at = now()
+RETURNING *;
+
+-- name: get_job
+SELECT * FROM job_definitions WHERE name = $1;
+
+-- name: list_jobs
+SELECT * FROM job_definitions ORDER BY name LIMIT $1 OFFSET $2;
+
+-- name: count_jobs
+SELECT count(*) FROM job_definitions;
+
+-- name: delete_job
+DELETE FROM job_definitions WHERE name = $1 RETURNING name;
+
+-- ---------------------------------------------------------------------------- runs
+
+-- name: insert_run
+INSERT INTO runs (run_id, task_id, job, attempt, trigger_kind, actor, schedule_name, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')
+ON CONFLICT (run_id) DO NOTHING
+RETURNING *;
+
+-- name: get_run
+SELECT * FROM runs WHERE run_id = $1;
+
+-- name: transition_run
+-- Legal only from the statuses in $3, checked in the same statement that writes: the row
+-- lock makes a racing transition re-check the status it finds after waiting. A NULL field
+-- parameter keeps the stored value.
+UPDATE runs SET
+    status = $2,
+    fetching_at = CASE WHEN $2 = 'fetching' THEN now() ELSE fetching_at END,
+    building_at = CASE WHEN $2 = 'building' THEN now() ELSE building_at END,
+    running_at = CASE WHEN $2 = 'running' THEN now() ELSE running_at END,
+    finished_at = CASE WHEN $4::boolean THEN now() ELSE finished_at END,
+    exit_code = coalesce($5::integer, exit_code),
+    error = coalesce($6::text, error),
+    commit_sha = coalesce($7::text, commit_sha),
+    source_sha256 = coalesce($8::text, source_sha256),
+    image_id = coalesce($9::text, image_id),
+    output_bytes = coalesce($10::bigint, output_bytes),
+    output_truncated = coalesce($11::boolean, output_truncated),
+    build_log = coalesce($12::text, build_log),
+    artifacts = coalesce($13::jsonb, artifacts),
+    updated_at = now()
+WHERE run_id = $1 AND status = ANY ($3::text[])
+RETURNING *;
+
+-- name: set_run_artifacts
+UPDATE runs SET artifacts = $2::jsonb, updated_at = now()
+WHERE run_id = $1 AND status IN ('queued', 'fetching', 'building', 'running')
+RETURNING *;
+
+-- name: request_cancel
+UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+WHERE run_id = $1 AND status IN ('queued', 'fetching', 'building', 'running')
+RETURNING *;
+
+-- Listings come in one query per filter shape: "($1 IS NULL OR job = $1)" would keep a
+-- generic plan of the prepared statement from using the indexes on job and status.
+-- Parameters: [job,] [status,] limit, offset.
+
+-- name: list_runs
+SELECT * FROM runs ORDER BY seq DESC LIMIT $1 OFFSET $2;
+
+-- name: count_runs
+SELECT count(*) FROM runs;
+
+-- name: list_runs_of_job
+SELECT * FROM runs WHERE job = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3;
+
+-- name: count_runs_of_job
+SELECT count(*) FROM runs WHERE job = $1;
+
+-- name: list_runs_in_status
+SELECT * FROM runs WHERE status = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3;
+
+-- name: count_runs_in_status
+SELECT count(*) FROM runs WHERE status = $1;
+
+-- name: list_runs_of_job_in_status
+SELECT * FROM runs WHERE job = $1 AND status = $2 ORDER BY seq DESC LIMIT $3 OFFSET $4;
+
+-- name: count_runs_of_job_in_status
+SELECT count(*) FROM runs WHERE job = $1 AND status = $2;
+
+-- name: latest_run
+SELECT * FROM runs WHERE job = $1 ORDER BY seq DESC LIMIT 1;
+
+-- name: active_runs
+SELECT * FROM runs WHERE status IN ('queued', 'fetching', 'building', 'running') ORDER BY seq;
+
+-- name: active_runs_of_job
+SELECT * FROM runs
+WHERE job = $1 AND status IN ('queued', 'fetching', 'building', 'running')
+ORDER BY seq;
+
+-- name: runs_by_task
+SELECT * FROM runs WHERE task_id = $1 ORDER BY seq;
+
+-- name: run_status
+SELECT status FROM runs WHERE run_id = $1;

@@ -1,0 +1,147 @@
+-- Named queries of store.jobs.sqlite. Timestamps are epoch microseconds; :now is passed in
+-- by the caller so that one operation uses one clock reading. command, env and artifacts
+-- are JSON text.
+
+-- ---------------------------------------------------------------------------- definitions
+
+-- name: upsert_job
+-- Every field is replaced; created_at is kept and the revision incremented on update, so a
+-- returned revision of 1 means the row was created.
+INSERT INTO job_definitions (
+    name, revision, description, source, repo, tag, tarball_url, tarball_path,
+    tarball_sha256, path, dockerfile, command, env, queue, retries, timeout_seconds,
+    memory_mb, cpus, pids_limit, network, artifacts_path, output_bytes, on_output_limit,
+    created_at, updated_at
+) VALUES (
+    :name, 1, :description, :source, :repo, :tag, :tarball_url, :tarball_path,
+    :tarball_sha256, :path, :dockerfile, :command, :env, :queue, :retries, :timeout_seconds,
+    :memory_mb, :cpus, :pids_limit, :network, :artifacts_path, :output_bytes,
+    :on_output_limit, :now, :now
+)
+ON CONFLICT (name) DO UPDATE SET
+    revision = job_definitions.revision + 1,
+    description = excluded.description,
+    source = excluded.source,
+    repo = excluded.repo,
+    tag = excluded.tag,
+    tarball_url = excluded.tarball_url,
+    tarball_path = excluded.tarball_path,
+    tarball_sha256 = excluded.tarball_sha256,
+    path = excluded.path,
+    dockerfile = excluded.dockerfile,
+    command = excluded.command,
+    env = excluded.env,
+    queue = excluded.queue,
+    retries = excluded.retries,
+    timeout_seconds = excluded.timeout_seconds,
+    memory_mb = excluded.memory_mb,
+    cpus = excluded.cpus,
+    pids_limit = excluded.pids_limit,
+    network = excluded.network,
+    artifacts_path = excluded.artifacts_path,
+    output_bytes = excluded.output_bytes,
+    on_output_limit = excluded.on_output_limit,
+    updated_at = excluded.updated_at
+RETURNING *
+
+-- name: get_job
+SELECT * FROM job_definitions WHERE name = :name
+
+-- name: list_jobs
+SELECT * FROM job_definitions ORDER BY name LIMIT :limit OFFSET :offset
+
+-- name: count_jobs
+SELECT count(*) FROM job_definitions
+
+-- name: delete_job
+DELETE FROM job_definitions WHERE name = :name
+
+-- ---------------------------------------------------------------------------- runs
+
+-- name: insert_run
+INSERT INTO runs (
+    run_id, task_id, job, attempt, trigger_kind, actor, schedule_name, status, queued_at,
+    updated_at
+) VALUES (
+    :run_id, :task_id, :job, :attempt, :trigger_kind, :actor, :schedule_name, 'queued', :now,
+    :now
+)
+ON CONFLICT (run_id) DO NOTHING
+RETURNING *
+
+-- name: get_run
+SELECT * FROM runs WHERE run_id = :run_id
+
+-- name: transition_run
+-- Legal only from the statuses in :sources (a JSON array), checked in the same statement
+-- that writes. A NULL field parameter keeps the stored value.
+UPDATE runs SET
+    status = :status,
+    fetching_at = CASE WHEN :status = 'fetching' THEN :now ELSE fetching_at END,
+    building_at = CASE WHEN :status = 'building' THEN :now ELSE building_at END,
+    running_at = CASE WHEN :status = 'running' THEN :now ELSE running_at END,
+    finished_at = CASE WHEN :final THEN :now ELSE finished_at END,
+    exit_code = coalesce(:exit_code, exit_code),
+    error = coalesce(:error, error),
+    commit_sha = coalesce(:commit_sha, commit_sha),
+    source_sha256 = coalesce(:source_sha256, source_sha256),
+    image_id = coalesce(:image_id, image_id),
+    output_bytes = coalesce(:output_bytes, output_bytes),
+    output_truncated = coalesce(:output_truncated, output_truncated),
+    build_log = coalesce(:build_log, build_log),
+    artifacts = coalesce(:artifacts, artifacts),
+    updated_at = :now
+WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:sources))
+RETURNING *
+
+-- name: set_run_artifacts
+UPDATE runs SET artifacts = :artifacts, updated_at = :now
+WHERE run_id = :run_id AND status IN ('queued', 'fetching', 'building', 'running')
+RETURNING *
+
+-- name: request_cancel
+UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, :now), updated_at = :now
+WHERE run_id = :run_id AND status IN ('queued', 'fetching', 'building', 'running')
+RETURNING *
+
+-- Listings come in one query per filter shape: "(:job IS NULL OR job = :job)" would keep
+-- the planner from using the indexes on job and status.
+
+-- name: list_runs
+SELECT * FROM runs ORDER BY seq DESC LIMIT :limit OFFSET :offset
+
+-- name: count_runs
+SELECT count(*) FROM runs
+
+-- name: list_runs_of_job
+SELECT * FROM runs WHERE job = :job ORDER BY seq DESC LIMIT :limit OFFSET :offset
+
+-- name: count_runs_of_job
+SELECT count(*) FROM runs WHERE job = :job
+
+-- name: list_runs_in_status
+SELECT * FROM runs WHERE status = :status ORDER BY seq DESC LIMIT :limit OFFSET :offset
+
+-- name: count_runs_in_status
+SELECT count(*) FROM runs WHERE status = :status
+
+-- name: list_runs_of_job_in_status
+SELECT * FROM runs WHERE job = :job AND status = :status
+ORDER BY seq DESC LIMIT :limit OFFSET :offset
+
+-- name: count_runs_of_job_in_status
+SELECT count(*) FROM runs WHERE job = :job AND status = :status
+
+-- name: latest_run
+SELECT * FROM runs WHERE job = :job ORDER BY seq DESC LIMIT 1
+
+-- name: active_runs
+SELECT * FROM runs WHERE status IN ('queued', 'fetching', 'building', 'running') ORDER BY seq
+
+-- name: active_runs_of_job
+SELECT * FROM runs
+WHERE job = :job AND status IN ('queued', 'fetching', 'building', 'running')
+ORDER BY seq
+
+-- name: runs_by_task
+SELECT * FROM runs WHERE task_id = :task_id ORDER BY seq
