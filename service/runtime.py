@@ -1,12 +1,15 @@
-"""Wiring of the worker from settings: the handler registry and the worker options."""
+"""Wiring from settings: the handler registry, worker options, the job runner's config and
+the event store's options. Only plain values leave ``service``."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from jobrunner.config import RunnerConfig
 from service.builtins import register_builtins
 from service.settings import Settings
 from service.worker import HandlerRegistry, WorkerOptions
+from store.events.models import Durability, EventStoreOptions, RetentionPolicy, Stream
 
 
 def build_registry() -> HandlerRegistry:
@@ -30,4 +33,40 @@ def worker_options(
         key_retention=timedelta(seconds=settings.key_retention_seconds),
         queues=tuple(queues) if queues else None,
         drain=drain,
+    )
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    """The job runner's limits and allowlists from ``WORKER_JOB_*``."""
+    return RunnerConfig(
+        work_dir=settings.job_work_dir,
+        repo_allowlist=settings.job_repo_allowlist,
+        tarball_allowlist=settings.job_tarball_allowlist,
+        tarball_dir=settings.job_tarball_dir,
+        tarball_max_bytes=settings.job_tarball_max_bytes,
+        tarball_timeout=settings.job_tarball_timeout,
+        git_timeout=settings.job_git_timeout,
+        ca_file=settings.job_ca_file,
+        allow_private_hosts=settings.job_allow_private_hosts,
+        network_allowlist=settings.job_network,
+        output_bytes=settings.job_output_bytes,
+    )
+
+
+def event_store_options(settings: Settings) -> EventStoreOptions:
+    """The event store's layout, durability and retention from ``WORKER_JOB_EVENT_*`` and
+    ``WORKER_ADMIN_AUDIT_*``."""
+    per_key = RetentionPolicy(max_per_key=settings.job_event_max_entries)
+    retention_age = settings.admin_audit_retention
+    audit = RetentionPolicy(
+        max_total=settings.admin_audit_event_limit,
+        max_age=timedelta(seconds=retention_age) if retention_age else None,
+    )
+    return EventStoreOptions(
+        directory=settings.event_dir,
+        durability=Durability(settings.job_event_durability),
+        retention={Stream.RUNS: per_key, Stream.SCHEDULES: per_key, Stream.AUDIT: audit},
+        retention_interval=settings.admin_audit_archive_interval,
+        archive_dir=settings.admin_audit_archive_dir,
+        export_limit_max=settings.admin_audit_export_limit_max,
     )

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.durations import parse_duration
 from service.errors import SettingsError
+from service.units import parse_duration, parse_size
 from store.queue.models import QUEUE_NAME
 
 ENV_PREFIX = "WORKER_"
@@ -73,6 +73,29 @@ class Settings(BaseSettings):
     admin_default_queue: str = "default"
     admin_queue_weights: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
 
+    # Container jobs (seed 003 names, plus WORKER_JOB_CA_FILE and WORKER_JOB_ALLOW_PRIVATE_HOSTS)
+    job_repo_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    job_tarball_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    job_tarball_dir: Path | None = None
+    job_tarball_max_bytes: Annotated[int, NoDecode] = Field(default=64 * 1024**2, ge=1)
+    job_tarball_timeout: Annotated[float, NoDecode] = Field(default=30.0, gt=0.0)
+    job_git_timeout: Annotated[float, NoDecode] = Field(default=120.0, gt=0.0)
+    job_network: Annotated[tuple[str, ...], NoDecode] = ()
+    job_workdir: Path | None = None
+    job_output_bytes: Annotated[int, NoDecode] = Field(default=1024**2, ge=1024)
+    job_ca_file: Path | None = None
+    job_allow_private_hosts: bool = False
+
+    # Event store and audit log
+    job_event_dir: Path | None = None
+    job_event_durability: Literal["always", "interval", "none"] = "always"
+    job_event_max_entries: int = Field(default=10_000, ge=1)
+    admin_audit_event_limit: int | None = Field(default=None, ge=1)
+    admin_audit_retention: Annotated[float | None, NoDecode] = None
+    admin_audit_archive_dir: Path | None = None
+    admin_audit_archive_interval: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
+    admin_audit_export_limit_max: int = Field(default=1_000_000, ge=1)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -84,6 +107,10 @@ class Settings(BaseSettings):
         "poll_interval_seconds",
         "shutdown_grace_seconds",
         "key_retention_seconds",
+        "job_tarball_timeout",
+        "job_git_timeout",
+        "admin_audit_retention",
+        "admin_audit_archive_interval",
         mode="before",
     )
     @classmethod
@@ -91,6 +118,25 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         return _duration(value)
+
+    @field_validator("job_tarball_max_bytes", "job_output_bytes", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("job_repo_allowlist", "job_tarball_allowlist", "job_network", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("job_network")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "host" in value:
+            raise ValueError("the host network cannot be allowed for job containers")
+        return value
 
     @field_validator("admin_queue_weights", mode="before")
     @classmethod
@@ -132,6 +178,14 @@ class Settings(BaseSettings):
         """Leases are renewed at a third of their length: two renewals can be lost in a row
         before the lease runs out."""
         return self.heartbeat_seconds or self.lease_seconds / 3
+
+    @property
+    def job_work_dir(self) -> Path:
+        return self.job_workdir or self.data_dir / "work"
+
+    @property
+    def event_dir(self) -> Path:
+        return self.job_event_dir or self.data_dir / "events"
 
     @property
     def effective_stale_worker_seconds(self) -> float:

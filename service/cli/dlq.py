@@ -20,7 +20,7 @@ from service.cli.common import (
     short,
     task_json,
 )
-from service.durations import parse_duration
+from service.units import parse_duration
 from store.errors import InvalidTask, TaskNotFound
 from store.queue.models import DeadFilter, DeadStats, Page, Task, TaskState
 

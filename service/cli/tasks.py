@@ -21,8 +21,8 @@ from service.cli.common import (
     short,
     task_json,
 )
-from service.durations import parse_duration
 from service.runtime import build_registry
+from service.units import parse_duration
 from store.errors import InvalidTask, TaskNotFound
 from store.queue.models import (
     EnqueueResult,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.durations import parse_duration
 from service.errors import SettingsError
 from service.settings import load_settings
+from service.units import parse_duration
 
 
 def test_defaults_are_the_embedded_store_and_documented_values():
@@ -89,3 +89,82 @@ def test_durations_accept_numbers_and_units(text, seconds):
 def test_durations_reject_anything_else(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_job_settings_reach_the_runner_config():
+    from service.runtime import runner_config
+
+    config = runner_config(
+        load_settings(
+            {
+                "WORKER_DATA_DIR": "/srv/ls",
+                "WORKER_JOB_REPO_ALLOWLIST": "https://git.example.com/team/, https://x.test/r",
+                "WORKER_JOB_TARBALL_ALLOWLIST": "downloads.example.com",
+                "WORKER_JOB_TARBALL_MAX_BYTES": "16MiB",
+                "WORKER_JOB_TARBALL_TIMEOUT": "1m",
+                "WORKER_JOB_OUTPUT_BYTES": "256KiB",
+                "WORKER_JOB_NETWORK": "jobs-egress",
+                "WORKER_JOB_CA_FILE": "/etc/ssl/company-ca.pem",
+                "WORKER_JOB_ALLOW_PRIVATE_HOSTS": "true",
+            }
+        )
+    )
+    assert config.work_dir == Path("/srv/ls/work")
+    assert config.repo_allowlist == ("https://git.example.com/team/", "https://x.test/r")
+    assert config.tarball_allowlist == ("downloads.example.com",)
+    assert config.tarball_max_bytes == 16 * 1024 * 1024
+    assert config.tarball_timeout == 60.0
+    assert config.output_bytes == 256 * 1024
+    assert config.network_allowlist == ("jobs-egress",)
+    assert config.ca_file == Path("/etc/ssl/company-ca.pem")
+    assert config.allow_private_hosts is True
+
+
+def test_private_hosts_and_http_are_refused_by_default():
+    from service.runtime import runner_config
+
+    config = runner_config(load_settings({}))
+    assert config.allow_private_hosts is False
+    assert config.allow_http is False
+    assert config.repo_allowlist == ()
+
+
+def test_event_settings_reach_the_event_store_options():
+    from service.runtime import event_store_options
+    from store.events.models import Stream
+
+    options = event_store_options(
+        load_settings(
+            {
+                "WORKER_DATA_DIR": "/srv/ls",
+                "WORKER_JOB_EVENT_MAX_ENTRIES": "50",
+                "WORKER_ADMIN_AUDIT_EVENT_LIMIT": "500",
+                "WORKER_ADMIN_AUDIT_RETENTION": "168h",
+                "WORKER_ADMIN_AUDIT_ARCHIVE_DIR": "/srv/archive",
+                "WORKER_ADMIN_AUDIT_ARCHIVE_INTERVAL": "5m",
+            }
+        )
+    )
+    assert options.directory == Path("/srv/ls/events")
+    assert options.retention[Stream.RUNS].max_per_key == 50
+    assert options.retention[Stream.AUDIT].max_total == 500
+    assert options.retention[Stream.AUDIT].max_age.total_seconds() == 168 * 3600
+    assert options.archive_dir == Path("/srv/archive")
+    assert options.retention_interval == 300.0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WORKER_JOB_NETWORK": "bridge,host"}, "WORKER_JOB_NETWORK"),
+        ({"WORKER_JOB_OUTPUT_BYTES": "huge"}, "WORKER_JOB_OUTPUT_BYTES"),
+        ({"WORKER_JOB_TARBALL_TIMEOUT": "soon"}, "WORKER_JOB_TARBALL_TIMEOUT"),
+        ({"WORKER_JOB_ALLOW_PRIVATE_HOSTS": "maybe"}, "WORKER_JOB_ALLOW_PRIVATE_HOSTS"),
+        ({"WORKER_JOB_EVENT_DURABILITY": "sometimes"}, "WORKER_JOB_EVENT_DURABILITY"),
+        ({"WORKER_ADMIN_AUDIT_RETENTION": "a week"}, "WORKER_ADMIN_AUDIT_RETENTION"),
+    ],
+)
+def test_bad_job_and_event_settings_name_their_variable(env, named):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(named + ":")

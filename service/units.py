@@ -1,4 +1,4 @@
-"""Parsing of human durations such as ``30s``, ``1h30m``, ``168h``, ``500ms``."""
+"""Parsing of human durations (``30s``, ``1h30m``, ``168h``, ``500ms``) and sizes (``64MiB``)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,28 @@ def parse_duration(text: str) -> float:
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"{text!r} is not a finite, non-negative duration")
     return seconds
+
+
+_SIZE = re.compile(r"^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$")
+_SIZE_FACTOR = {
+    None: 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: a plain integer or a number with a unit (``64MiB``, ``512k``,
+    ``1GB``; ``k``/``m``/``g`` are binary). Raises ``ValueError`` naming the text."""
+    match = _SIZE.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a size (use e.g. 1048576, 512KiB, 64MiB, 1GB)")
+    return int(match[1]) * _SIZE_FACTOR[match[2]]
