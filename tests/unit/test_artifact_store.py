@@ -1,0 +1,200 @@
+"""Artifacts are stored by the SHA256 of their bytes, atomically, within their caps; names from
+outside never choose a path; a container's tar of artifacts is treated as hostile."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobrunner.artifact_collection import collect_artifacts
+from jobrunner.engine import ArtifactLimits
+from store.artifacts import ArtifactNotFound, ArtifactStore, ArtifactTooLarge, BlobRef
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def leftovers(store: ArtifactStore) -> list[Path]:
+    return list((store.root / "tmp").iterdir())
+
+
+def test_a_blob_is_stored_under_its_sha256(store: ArtifactStore) -> None:
+    data = b"hello artifacts\n"
+    ref = store.put_chunks([data[:5], data[5:]])
+    assert ref == BlobRef(sha256=sha(data), size=len(data))
+    assert store.path(ref.sha256) == store.root / "sha256" / ref.sha256[:2] / ref.sha256
+    assert store.exists(ref.sha256)
+    assert store.size(ref.sha256) == len(data)
+    with store.open(ref.sha256) as blob:
+        assert blob.read() == data
+    assert leftovers(store) == []
+
+
+def test_storing_the_same_bytes_twice_gives_the_same_blob(store: ArtifactStore) -> None:
+    first = store.put_file(io.BytesIO(b"same"))
+    second = store.put_file(io.BytesIO(b"same"))
+    assert first == second
+    assert len(list((store.root / "sha256").rglob("*"))) == 2  # one fan-out dir, one blob
+
+
+def test_a_blob_over_its_cap_leaves_nothing_behind(store: ArtifactStore) -> None:
+    with pytest.raises(ArtifactTooLarge, match="10 bytes"):
+        store.put_chunks([b"12345", b"678901"], max_bytes=10)
+    assert leftovers(store) == []
+    assert not store.exists(sha(b"12345678901"))
+    assert store.put_chunks([b"1234567890"], max_bytes=10).size == 10
+
+
+def test_a_failing_source_leaves_nothing_behind(store: ArtifactStore) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"partial"
+        raise OSError("source went away")
+
+    with pytest.raises(OSError, match="went away"):
+        store.put_chunks(broken())
+    assert leftovers(store) == []
+
+
+async def test_async_streams_iterables_and_files_are_accepted(store: ArtifactStore) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"a", b"b", b"c"):
+            yield part
+
+    assert (await store.put_stream(chunks())).sha256 == sha(b"abc")
+    assert (await store.put_stream([b"ab", b"c"])).sha256 == sha(b"abc")
+    assert (await store.put_stream(io.BytesIO(b"abc"))).sha256 == sha(b"abc")
+    with pytest.raises(ArtifactTooLarge):
+        await store.put_stream(chunks(), max_bytes=2)
+    assert leftovers(store) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "/etc/passwd", "ABCDEF" + "0" * 58, "0" * 63, "0" * 65, "", "g" * 64],
+)
+def test_names_that_are_not_a_sha256_are_refused(store: ArtifactStore, name: str) -> None:
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        store.path(name)
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        store.open(name)
+
+
+def test_a_missing_blob_is_not_found(store: ArtifactStore) -> None:
+    missing = "0" * 64
+    assert not store.exists(missing)
+    with pytest.raises(ArtifactNotFound):
+        store.open(missing)
+    with pytest.raises(ArtifactNotFound):
+        store.size(missing)
+
+
+# --- collecting a container's (untrusted) tar of artifacts ---------------------------------
+
+
+def tar_stream(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Iterator[bytes]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry)
+            else:
+                info = tarfile.TarInfo(entry[0])
+                info.size = len(entry[1])
+                tar.addfile(info, io.BytesIO(entry[1]))
+    data = buf.getvalue()
+    return iter([data[i : i + 777] for i in range(0, len(data), 777)])
+
+
+def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+def test_regular_files_are_collected_with_name_size_and_sha256(store: ArtifactStore) -> None:
+    stream = tar_stream(
+        [
+            special("artifacts", tarfile.DIRTYPE),
+            ("artifacts/report.txt", b"ok\n"),
+            special("artifacts/sub", tarfile.DIRTYPE),
+            ("artifacts/sub/data.bin", bytes(range(256)) * 10),
+            ("artifacts/empty", b""),
+        ]
+    )
+    collected, problems = collect_artifacts(stream, store, ArtifactLimits(), root="artifacts")
+    assert problems == ()
+    assert [(a.name, a.size) for a in collected] == [
+        ("report.txt", 3),
+        ("sub/data.bin", 2560),
+        ("empty", 0),
+    ]
+    for artifact in collected:
+        with store.open(artifact.sha256) as blob:
+            assert sha(blob.read()) == artifact.sha256
+
+
+def test_links_devices_and_escaping_names_are_skipped(store: ArtifactStore) -> None:
+    stream = tar_stream(
+        [
+            special("artifacts/link", tarfile.SYMTYPE, "/etc/shadow"),
+            special("artifacts/hard", tarfile.LNKTYPE, "artifacts/x"),
+            special("artifacts/dev", tarfile.CHRTYPE),
+            special("artifacts/fifo", tarfile.FIFOTYPE),
+            ("artifacts/../../escape", b"x"),
+            ("/abs/artifacts/x", b"x"),
+            ("elsewhere/x", b"x"),
+            ("artifacts/new\nline", b"x"),
+            ("artifacts/fine", b"fine"),
+            ("artifacts/fine", b"second copy"),
+        ]
+    )
+    collected, problems = collect_artifacts(stream, store, ArtifactLimits(), root="artifacts")
+    assert [a.name for a in collected] == ["fine"]
+    with store.open(collected[0].sha256) as blob:
+        assert blob.read() == b"fine"
+    assert len(problems) == 9
+
+
+def test_caps_on_count_file_size_and_total(store: ArtifactStore) -> None:
+    files = [(f"artifacts/f{n}", b"x" * 100) for n in range(5)]
+    collected, problems = collect_artifacts(
+        tar_stream(files), store, ArtifactLimits(max_files=3), root="artifacts"
+    )
+    assert [a.name for a in collected] == ["f0", "f1", "f2"]
+    assert problems == ("more than 3 files: collection stopped",)
+
+    big = [("artifacts/big", b"y" * 1000), ("artifacts/small", b"z")]
+    collected, problems = collect_artifacts(
+        tar_stream(big), store, ArtifactLimits(max_file_bytes=999), root="artifacts"
+    )
+    assert [a.name for a in collected] == ["small"]
+    assert "over the cap of 999 per file" in problems[0]
+
+    collected, problems = collect_artifacts(
+        tar_stream(files), store, ArtifactLimits(max_total_bytes=250), root="artifacts"
+    )
+    assert [a.name for a in collected] == ["f0", "f1"]
+    assert "collection stopped at 'f2'" in problems[0]
+
+
+def test_a_truncated_archive_keeps_what_was_complete(store: ArtifactStore) -> None:
+    data = b"".join(tar_stream([("artifacts/a", b"a" * 600), ("artifacts/b", b"b" * 5000)]))
+    collected, problems = collect_artifacts(
+        iter([data[:3000]]), store, ArtifactLimits(), root="artifacts"
+    )
+    assert [a.name for a in collected] == ["a"]
+    assert problems
+    assert "collection stopped" in problems[0]
+    assert leftovers(store) == []
