@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from service.errors import SettingsError
 from service.settings import Settings
+from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
 
 logger = logging.getLogger(__name__)
@@ -53,15 +54,33 @@ def resolve_target(settings: Settings) -> tuple[Target, str]:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Stores:
+    """The queue and the job/run stores, all on one open database."""
+
+    queue: TaskQueue
+    jobs: JobStore
+    runs: RunStore
+
+
 @asynccontextmanager
 async def open_queue(settings: Settings, *, migrate: bool = True) -> AsyncIterator[TaskQueue]:
     """Open the configured backend (applying migrations unless told not to), apply the
     configured queue defaults, and close everything on exit."""
+    async with open_store(settings, migrate=migrate) as stores:
+        yield stores.queue
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Stores]:
+    """As :func:`open_queue`, yielding the queue and the job and run stores built on the
+    same database."""
     target, location = resolve_target(settings)
     retention = timedelta(seconds=settings.key_retention_seconds)
     queue: TaskQueue
     if target.backend == "postgres":
         from store.db.postgres import PostgresDatabase
+        from store.jobs.postgres import PostgresJobStore, PostgresRunStore
         from store.queue.postgres import PostgresTaskQueue
 
         pg = await PostgresDatabase.open(location, max_size=max(4, settings.concurrency // 4))
@@ -71,13 +90,14 @@ async def open_queue(settings: Settings, *, migrate: bool = True) -> AsyncIterat
             queue = PostgresTaskQueue(pg, key_retention=retention)
             try:
                 await _apply_queue_defaults(queue, settings)
-                yield queue
+                yield Stores(queue=queue, jobs=PostgresJobStore(pg), runs=PostgresRunStore(pg))
             finally:
                 await queue.close()
         finally:
             await pg.close()
     else:
         from store.db.sqlite import SqliteDatabase
+        from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
         from store.queue.sqlite import SqliteTaskQueue
 
         Path(location).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +108,7 @@ async def open_queue(settings: Settings, *, migrate: bool = True) -> AsyncIterat
             queue = SqliteTaskQueue(lite, key_retention=retention)
             try:
                 await _apply_queue_defaults(queue, settings)
-                yield queue
+                yield Stores(queue=queue, jobs=SqliteJobStore(lite), runs=SqliteRunStore(lite))
             finally:
                 await queue.close()
         finally:

@@ -6,16 +6,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from jobrunner.config import RunnerConfig
+from jobrunner.runner import HANDLER as JOB_RUN_HANDLER
+from jobrunner.runner import JobRunner
 from service.builtins import register_builtins
 from service.settings import Settings
 from service.worker import HandlerRegistry, WorkerOptions
 from store.events.models import Durability, EventStoreOptions, RetentionPolicy, Stream
 
 
-def build_registry() -> HandlerRegistry:
-    """Every handler this build of Longshore knows."""
+def build_registry(job_runner: JobRunner | None = None) -> HandlerRegistry:
+    """Every handler this build of Longshore knows; ``job.run`` when given a job runner."""
     registry = HandlerRegistry()
     register_builtins(registry)
+    if job_runner is not None:
+        registry.register(JOB_RUN_HANDLER, job_runner.handle)
     return registry
 
 

@@ -9,11 +9,15 @@ from typing import Annotated
 
 import typer
 
-from service.backends import open_database_and_migrate, resolve_target
-from service.cli.common import DatabaseUrl, queue_session, run_async, settings_for
-from service.runtime import build_registry, worker_options
+from jobrunner.docker_engine import DockerEngine
+from jobrunner.errors import EngineUnavailable
+from jobrunner.runner import JobRunner
+from service.backends import open_database_and_migrate, open_store, resolve_target
+from service.cli.common import DatabaseUrl, run_async, settings_for
+from service.runtime import build_registry, runner_config, worker_options
 from service.settings import Settings
 from service.worker import Worker
+from store.artifacts import ArtifactStore
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +100,39 @@ async def _run_worker(settings: Settings, *, drain: bool, queues: list[str] | No
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with queue_session(settings) as task_queue:
-            options = worker_options(settings, drain=drain, queues=queues)
-            runner = Worker(task_queue, build_registry(), options)
-            await runner.run(stop)
-            return runner.processed
+        async with open_store(settings) as stores:
+            artifacts = ArtifactStore(settings.data_dir / "artifacts")
+            engine = DockerEngine(artifacts)
+            try:
+                job_runner = JobRunner(
+                    queue=stores.queue,
+                    jobs=stores.jobs,
+                    runs=stores.runs,
+                    engine=engine,
+                    artifacts=artifacts,
+                    config=runner_config(settings),
+                )
+                await _cleanup_orphans(job_runner)
+                options = worker_options(settings, drain=drain, queues=queues)
+                runner = Worker(stores.queue, build_registry(job_runner), options)
+                await runner.run(stop)
+                return runner.processed
+            finally:
+                engine.close()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _cleanup_orphans(job_runner: JobRunner) -> None:
+    """Remove containers of runs no live worker owns. A Docker engine that cannot be reached
+    does not stop the worker: built-in handlers still work and ``job.run`` tasks fail with
+    ``EngineUnavailable`` (retried with backoff) until it is back."""
+    try:
+        await job_runner.cleanup_orphans()
+    except EngineUnavailable as exc:
+        logger.warning(
+            "Docker engine unreachable: job.run tasks will fail and be retried until it is "
+            "back; other handlers work",
+            extra={"error": str(exc)},
+        )

@@ -129,5 +129,6 @@ def run_from_row(row: Row) -> Run:
         output_truncated=row["output_truncated"],
         artifacts=artifacts_from_json(row["artifacts"]),
         build_log=row["build_log"],
+        output_sha256=row["output_sha256"],
         updated_at=row["updated_at"],
     )

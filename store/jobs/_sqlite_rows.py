@@ -129,5 +129,6 @@ def run_from_row(row: sqlite3.Row) -> Run:
         output_truncated=bool(row["output_truncated"]),
         artifacts=artifacts_from_json(json.loads(row["artifacts"])),
         build_log=row["build_log"],
+        output_sha256=row["output_sha256"],
         updated_at=from_us(row["updated_at"]),
     )

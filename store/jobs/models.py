@@ -225,6 +225,8 @@ class Run:
     artifacts: tuple[RunArtifact, ...] = ()
     build_log: str = ""
     updated_at: datetime | None = None
+    output_sha256: str | None = None
+    """SHA256 of the retained output (head + tail), whose bytes are in the artifact store."""
 
     def artifact(self, name: str) -> RunArtifact | None:
         """The artifact called ``name``, if the run has one."""
@@ -244,6 +246,7 @@ class RunFields(TypedDict, total=False):
     output_truncated: bool
     build_log: str
     artifacts: tuple[RunArtifact, ...] | list[RunArtifact]
+    output_sha256: str
 
 
 def bound_text(text: str, limit: int, *, keep: str = "tail") -> str:

@@ -18,6 +18,9 @@ from store.jobs.errors import IllegalTransition, RunAlreadyExists, RunNotFound
 from store.jobs.models import JobDefinition, NewRun, Page, Run, RunArtifact, RunFields, RunStatus
 from store.sqlfiles import queries
 
+# Migration 003's column, set in the same transaction as the transition that records it.
+_SET_OUTPUT_SHA256 = "UPDATE runs SET output_sha256 = $2 WHERE run_id = $1 RETURNING *"
+
 __all__ = ["PostgresJobStore", "PostgresRunStore"]
 
 
@@ -90,11 +93,16 @@ class PostgresRunStore:
     async def transition(self, run_id: str, status: RunStatus, **fields: Unpack[RunFields]) -> Run:
         """See :meth:`RunStore.transition`."""
         target = RunStatus(status)
-        args = rows.fields_args(checks.check_fields(fields))
+        checked = checks.check_fields(fields)
+        args = rows.fields_args(checked)
         sources = [s.value for s in RunStatus.sources_of(target)]
-        row = await self._db.fetchrow(
-            self._sql["transition_run"], run_id, target.value, sources, target.is_final, *args
-        )
+        output_sha256 = checked.get("output_sha256")
+        async with self._db.connection() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                self._sql["transition_run"], run_id, target.value, sources, target.is_final, *args
+            )
+            if row is not None and output_sha256 is not None:
+                row = await connection.fetchrow(_SET_OUTPUT_SHA256, run_id, output_sha256)
         if row is None:
             raise await self._refusal(run_id, target)
         return rows.run_from_row(row)

@@ -91,7 +91,8 @@ class SqliteRunStore:
 
     async def transition(self, run_id: str, status: RunStatus, **fields: Unpack[RunFields]) -> Run:
         target = RunStatus(status)
-        params = rows.fields_params(checks.check_fields(fields))
+        checked = checks.check_fields(fields)
+        params = rows.fields_params(checked)
         params.update(
             run_id=run_id,
             status=target.value,
@@ -99,7 +100,10 @@ class SqliteRunStore:
             sources=to_json([s.value for s in RunStatus.sources_of(target)]),
             now=rows.now_us(),
         )
-        updated, current = await self._db.write(_update_or_current("transition_run", params))
+        output_sha256 = checked.get("output_sha256")
+        updated, current = await self._db.write(
+            _update_or_current("transition_run", params, output_sha256=output_sha256)
+        )
         if updated is None:
             raise _refusal(run_id, current, target)
         return rows.run_from_row(updated)
@@ -169,14 +173,23 @@ class SqliteRunStore:
 _Outcome = tuple[sqlite3.Row | None, sqlite3.Row | None]
 
 
+# Migration 003's column, set in the same transaction as the transition that records it.
+_SET_OUTPUT_SHA256 = (
+    "UPDATE runs SET output_sha256 = :output_sha256 WHERE run_id = :run_id RETURNING *"
+)
+
+
 def _update_or_current(
-    query: str, params: dict[str, object]
+    query: str, params: dict[str, object], *, output_sha256: str | None = None
 ) -> Callable[[sqlite3.Connection], _Outcome]:
     """A write transaction running a conditional update; when it matched nothing, the run as
     it is (or ``None``) tells why, read in the same transaction."""
 
     def run(conn: sqlite3.Connection) -> _Outcome:
         updated = conn.execute(q(query), params).fetchone()
+        if updated is not None and output_sha256 is not None:
+            extra = {"run_id": params["run_id"], "output_sha256": output_sha256}
+            updated = conn.execute(_SET_OUTPUT_SHA256, extra).fetchone()
         if updated is not None:
             return updated, None
         return None, conn.execute(q("get_run"), {"run_id": params["run_id"]}).fetchone()

@@ -152,3 +152,36 @@ CREATE INDEX runs_task ON runs (task_id) WHERE task_id IS NOT NULL;
 -- Runs not yet final are few: crash recovery and "is this job running?" read only these.
 CREATE INDEX runs_active ON runs (job, seq)
     WHERE status IN ('queued', 'fetching', 'building', 'running');
+
+-- 003: runs keep the SHA256 of their rendered output, stored in the artifact store.
+ALTER TABLE runs ADD COLUMN output_sha256 TEXT;
+
+-- 004: durable cron schedules (see migrations/004_schedules.sql).
+CREATE TABLE schedules (
+    name                  TEXT    PRIMARY KEY,
+    spec                  TEXT    NOT NULL,
+    timezone              TEXT    NOT NULL,
+    factory               TEXT    NOT NULL,
+    payload               TEXT    NOT NULL DEFAULT '{}',
+    paused                INTEGER NOT NULL DEFAULT 0,
+    durable               INTEGER NOT NULL DEFAULT 1,
+    overlap_policy        TEXT    NOT NULL CHECK (overlap_policy IN ('allow', 'forbid', 'replace')),
+    misfire_grace_seconds INTEGER NOT NULL CHECK (misfire_grace_seconds >= 0),
+    catch_up              TEXT    NOT NULL CHECK (catch_up IN ('none', 'latest')),
+    revision              INTEGER NOT NULL,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    resumed_at            INTEGER,
+    last_fire_time        INTEGER,
+    last_task_id          INTEGER
+) WITHOUT ROWID;
+
+-- One row: the change counter every scheduler instance watches, and the pause-all switch.
+CREATE TABLE schedules_state (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    version        INTEGER NOT NULL,
+    all_paused     INTEGER NOT NULL,
+    all_resumed_at INTEGER
+);
+
+INSERT INTO schedules_state (id, version, all_paused) VALUES (1, 0, 0);

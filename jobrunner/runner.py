@@ -1,0 +1,444 @@
+"""The ``job.run`` queue handler: one attempt at running a container job, end to end.
+
+:meth:`JobRunner.submit` records a run (``queued``, attempt 1) and enqueues a ``job.run``
+task whose payload names the job and the run; :meth:`JobRunner.handle` is the task's handler.
+Each attempt of the task has its own run record (attempt 1 uses the payload's ``runId``; a
+retry records a new run with the same ``task_id`` and ``attempt`` = the task's attempt), which
+moves ``fetching`` → ``building`` → ``running`` → a final status:
+
+- the definition is loaded and validated again (gone or invalid: failed, permanently);
+- the source is fetched into a per-run directory under ``config.work_dir`` (removed at the
+  end), verified, and stored in the artifact store as the run's *source artifact*: its SHA256
+  is the run's ``source_sha256`` (the git archive of the resolved commit, or the tarball);
+  git runs also record ``commit_sha``;
+- the build context is checked entry by entry and built, cached by the source digest
+  (SHA256 of the commit SHA or tarball SHA256, the context path and the Dockerfile);
+- the container runs with the definition's limits; a cancel requested on the run store is
+  polled every half second and stops it; the retained output is stored in the artifact store
+  (``output_sha256``) and the collected artifacts are recorded on the run.
+
+Outcomes, as the worker sees them: success returns; a verification failure, an invalid or
+missing definition or a failing build raises :class:`PermanentFailure` (dead-letter queue, no
+retry); infrastructure faults (Docker unreachable, a download that failed) are re-raised and
+retried with backoff; a non-zero exit or a timeout raises :class:`JobRunFailed`, retried while
+the task has attempts left; a cancelled run returns normally. The final status is written even
+when the handler itself is cancelled (worker shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol, Unpack
+
+from jobrunner.archive import build_context_file
+from jobrunner.config import RunnerConfig
+from jobrunner.definition import validate_definition
+from jobrunner.engine import (
+    LABEL_JOB,
+    LABEL_RUN,
+    LABEL_SOURCE_DIGEST,
+    BuildResult,
+    ContainerEngine,
+    RunResult,
+    RunSpec,
+)
+from jobrunner.engine import RunStatus as EngineStatus
+from jobrunner.errors import InfrastructureError, InvalidDefinition, VerificationError
+from jobrunner.sources.git import fetch_git_tag
+from jobrunner.sources.tarball import fetch_tarball_url, resolve_tarball_path
+from store.artifacts import ArtifactStore
+from store.jobs.errors import IllegalTransition, RunAlreadyExists
+from store.jobs.models import (
+    JobDefinition,
+    JobSource,
+    NewRun,
+    Run,
+    RunArtifact,
+    RunFields,
+    RunStatus,
+    RunTrigger,
+)
+from store.jobs.protocol import JobStore, RunStore
+from store.queue.models import NewTask, PermanentFailure, Task, TaskState
+from store.queue.protocol import TaskQueue
+from store.queue.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+HANDLER = "job.run"
+"""The queue handler name of a job run."""
+
+CANCEL_POLL_SECONDS = 0.5
+
+
+class JobNotFound(LookupError):
+    """``submit`` named a job that has no definition."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no job named {name!r}")
+        self.name = name
+
+
+class JobRunFailed(Exception):
+    """The job's container failed (non-zero exit, timeout, output limit): retried while the
+    task has attempts left."""
+
+
+class HandlerContext(Protocol):
+    """What the worker hands a handler (``service.worker.TaskContext`` satisfies it)."""
+
+    @property
+    def task(self) -> Task: ...
+
+    @property
+    def worker_id(self) -> str: ...
+
+
+class JobRunner:
+    """Submits job runs to the queue and executes them as the ``job.run`` handler."""
+
+    def __init__(
+        self,
+        *,
+        queue: TaskQueue,
+        jobs: JobStore,
+        runs: RunStore,
+        engine: ContainerEngine,
+        artifacts: ArtifactStore,
+        config: RunnerConfig,
+        default_queue: str = "default",
+        retry_base_delay: float = 5.0,
+    ) -> None:
+        self._queue = queue
+        self._jobs = jobs
+        self._runs = runs
+        self._engine = engine
+        self._artifacts = artifacts
+        self._config = config
+        self._default_queue = default_queue
+        self._retry_base_delay = retry_base_delay
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job_name: str,
+        *,
+        trigger: RunTrigger,
+        actor: str | None,
+        schedule_name: str | None = None,
+    ) -> tuple[int, str]:
+        """Record a queued run of ``job_name`` and enqueue the ``job.run`` task that executes
+        it; return ``(task_id, run_id)``. Raises :class:`JobNotFound` for an unknown job."""
+        definition = await self._jobs.get(job_name)
+        if definition is None:
+            raise JobNotFound(job_name)
+        run_id = uuid.uuid4().hex
+        payload = {
+            "job": job_name,
+            "runId": run_id,
+            "trigger": RunTrigger(trigger).value,
+            "actor": actor,
+            "scheduleName": schedule_name,
+        }
+        # The task first (its id goes on the run); the handler records the run itself if it
+        # gets there before we do.
+        result = await self._queue.enqueue(
+            NewTask(
+                handler=HANDLER,
+                payload=payload,
+                queue=definition.queue or self._default_queue,
+                retry=RetryPolicy(
+                    max_attempts=definition.retries + 1, base_delay=self._retry_base_delay
+                ),
+            )
+        )
+        task_id = result.task.id
+        with contextlib.suppress(RunAlreadyExists):
+            await self._runs.create(
+                NewRun(
+                    job=job_name,
+                    task_id=task_id,
+                    attempt=1,
+                    trigger=RunTrigger(trigger),
+                    actor=actor,
+                    schedule_name=schedule_name,
+                    run_id=run_id,
+                )
+            )
+        return task_id, run_id
+
+    # --- the handler --------------------------------------------------------------------------
+
+    async def handle(self, context: HandlerContext) -> None:
+        """Execute one attempt of a ``job.run`` task (see the module docstring)."""
+        task = context.task
+        run = await self._run_for_attempt(task)
+        if run.status.is_final:
+            return
+        if run.cancel_requested_at is not None:
+            await self._finish(run.run_id, RunStatus.CANCELLED, error="cancelled before start")
+            return
+        try:
+            await self._execute(run)
+        except asyncio.CancelledError:
+            await self._finish(
+                run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped"
+            )
+            raise
+        except (VerificationError, InvalidDefinition) as exc:
+            await self._finish(run.run_id, RunStatus.FAILED, error=_describe(exc))
+            raise PermanentFailure(_describe(exc)) from exc
+        except PermanentFailure as exc:
+            await self._finish(run.run_id, RunStatus.FAILED, error=str(exc))
+            raise
+        except InfrastructureError as exc:
+            await self._finish(run.run_id, RunStatus.FAILED, error=_describe(exc))
+            raise
+        except Exception as exc:
+            await self._finish(run.run_id, RunStatus.FAILED, error=_describe(exc))
+            raise
+
+    async def _run_for_attempt(self, task: Task) -> Run:
+        payload = task.payload
+        job = str(payload.get("job", ""))
+        attempt = max(task.attempts, 1)
+        trigger = RunTrigger(payload.get("trigger") or RunTrigger.API.value)
+        actor = payload.get("actor")
+        schedule_name = payload.get("scheduleName")
+        payload_id = payload.get("runId")
+        new = NewRun(
+            job=job,
+            task_id=task.id,
+            attempt=attempt,
+            trigger=trigger,
+            actor=None if actor is None else str(actor),
+            schedule_name=None if schedule_name is None else str(schedule_name),
+        )
+        if attempt == 1 and isinstance(payload_id, str):
+            existing = await self._runs.get(payload_id)
+            if existing is None:
+                try:
+                    return await self._runs.create(_with_id(new, payload_id))
+                except RunAlreadyExists:
+                    existing = await self._runs.get(payload_id)
+            if existing is not None and not existing.status.is_final:
+                return existing
+        else:
+            for earlier in await self._runs.find_by_task(task.id):
+                if earlier.attempt == attempt and not earlier.status.is_final:
+                    return earlier
+        return await self._runs.create(new)
+
+    async def _execute(self, run: Run) -> None:
+        definition = await self._jobs.get(run.job)
+        if definition is None:
+            raise PermanentFailure(f"job {run.job!r} no longer exists")
+        definition = validate_definition(definition, self._config)
+        cancel = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_cancel(run.run_id, cancel))
+        run_dir = self._config.work_dir / "runs" / run.run_id
+        try:
+            await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
+            await self._runs.transition(run.run_id, RunStatus.FETCHING)
+            source_path, identity, fields = await self._fetch(definition, run_dir)
+            if cancel.is_set():
+                await self._finish(run.run_id, RunStatus.CANCELLED, **fields)
+                return
+            stored = await asyncio.to_thread(self._store_file, source_path)
+            fields["source_sha256"] = stored
+            await self._runs.transition(run.run_id, RunStatus.BUILDING, **fields)
+            built, digest = await self._build(definition, source_path, identity, run_dir, run)
+            image: RunFields = {"image_id": built.image_id, "build_log": built.log}
+            if cancel.is_set():
+                await self._finish(run.run_id, RunStatus.CANCELLED, **image)
+                return
+            await self._runs.transition(run.run_id, RunStatus.RUNNING, **image)
+            spec = self._spec(definition, built.image_id, digest, run.run_id)
+            result = await self._engine.run(spec, None, cancel)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await asyncio.to_thread(shutil.rmtree, run_dir, True)
+        await self._record_result(run, result, cancelled=cancel.is_set())
+
+    async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
+        """The verified source tar, the identity of its content and the fields to record."""
+        config = self._config
+        fields: RunFields = {}
+        if definition.source is JobSource.GIT_TAG:
+            assert definition.repo is not None
+            assert definition.tag is not None
+            git = await fetch_git_tag(definition.repo, definition.tag, config, run_dir)
+            fields["commit_sha"] = git.commit_sha
+            return git.archive_path, f"git:{git.commit_sha}", fields
+        if definition.source is JobSource.TARBALL_URL:
+            assert definition.tarball_url is not None
+            tarball = await fetch_tarball_url(
+                definition.tarball_url, definition.tarball_sha256, config, run_dir
+            )
+        else:
+            assert definition.tarball_path is not None
+            tarball = await asyncio.to_thread(
+                resolve_tarball_path,
+                definition.tarball_path,
+                definition.tarball_sha256,
+                config,
+                run_dir,
+            )
+        return tarball.path, f"sha256:{tarball.sha256}", fields
+
+    def _store_file(self, path: Path) -> str:
+        with path.open("rb") as source:
+            return self._artifacts.put_file(source).sha256
+
+    async def _build(
+        self,
+        definition: JobDefinition,
+        source_path: Path,
+        identity: str,
+        run_dir: Path,
+        run: Run,
+    ) -> tuple[BuildResult, str]:
+        context = await asyncio.to_thread(
+            build_context_file,
+            source_path,
+            run_dir,
+            self._config.archive_limits,
+            definition.path,
+            dockerfile=definition.dockerfile,
+        )
+        digest = source_digest(identity, definition.path, definition.dockerfile)
+        labels = {LABEL_JOB: definition.name}
+        built = await self._engine.build(context.path, definition.dockerfile, digest, labels)
+        logger.info(
+            "job image ready",
+            extra={"job": definition.name, "run_id": run.run_id, "cached": built.cached},
+        )
+        return built, digest
+
+    def _spec(self, definition: JobDefinition, image: str, digest: str, run_id: str) -> RunSpec:
+        labels: Mapping[str, str] = {
+            LABEL_JOB: definition.name,
+            LABEL_RUN: run_id,
+            LABEL_SOURCE_DIGEST: digest,
+        }
+        return RunSpec(
+            image=image,
+            command=definition.command or None,
+            env=definition.env,
+            labels=labels,
+            memory_mb=definition.resources.memory_mb,
+            cpus=definition.resources.cpus,
+            pids_limit=definition.resources.pids_limit,
+            network=definition.network,
+            timeout_seconds=float(definition.timeout_seconds),
+            output_limit=definition.output_bytes or self._config.output_bytes,
+            on_output_limit=definition.on_output_limit.value,
+            artifacts_path=definition.artifacts_path or None,
+        )
+
+    async def _record_result(self, run: Run, result: RunResult, *, cancelled: bool) -> None:
+        output_sha256 = await asyncio.to_thread(
+            lambda: self._artifacts.put_chunks([result.output]).sha256
+        )
+        fields: RunFields = {
+            "output_bytes": result.output_bytes,
+            "output_truncated": result.output_truncated,
+            "output_sha256": output_sha256,
+            "artifacts": [
+                RunArtifact(name=a.name, size_bytes=a.size, sha256=a.sha256)
+                for a in result.artifacts
+            ],
+        }
+        if result.exit_code is not None:
+            fields["exit_code"] = result.exit_code
+        error = result.error
+        if result.artifact_problems:
+            problems = "; ".join(result.artifact_problems)
+            error = f"{error}; artifacts: {problems}" if error else f"artifacts: {problems}"
+        if error:
+            fields["error"] = error
+        status = {
+            EngineStatus.SUCCEEDED: RunStatus.SUCCEEDED,
+            EngineStatus.FAILED: RunStatus.FAILED,
+            EngineStatus.TIMED_OUT: RunStatus.TIMED_OUT,
+            EngineStatus.CANCELLED: RunStatus.CANCELLED,
+        }[result.status]
+        if cancelled and status is not RunStatus.SUCCEEDED:
+            # Stopped because of the cancel request (the engine may see it as an exit first).
+            status = RunStatus.CANCELLED
+            fields["error"] = error or "cancelled"
+        await self._finish(run.run_id, status, **fields)
+        if status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+            return
+        reason = result.error or f"exited with code {result.exit_code}"
+        raise JobRunFailed(f"run {run.run_id} of job {run.job!r} {status.value}: {reason}")
+
+    async def _finish(self, run_id: str, status: RunStatus, **fields: Unpack[RunFields]) -> None:
+        """The final transition; shielded so a cancelled handler still records it."""
+        try:
+            await asyncio.shield(self._runs.transition(run_id, status, **fields))
+        except IllegalTransition:
+            logger.info("run already final", extra={"run_id": run_id, "status": status.value})
+
+    async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
+        while not cancel.is_set():
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            try:
+                current = await self._runs.get(run_id)
+            except Exception as exc:  # keep polling through a store hiccup
+                logger.warning("cancel poll failed", extra={"run_id": run_id, "error": str(exc)})
+                continue
+            if current is not None and current.cancel_requested_at is not None:
+                cancel.set()
+
+    # --- crash recovery -----------------------------------------------------------------------
+
+    async def cleanup_orphans(self) -> list[str]:
+        """Remove containers of runs no live worker owns; return the removed container ids.
+
+        A run is owned while it is not final and its task is running under the lease of a
+        registered worker."""
+        live = {record.info.worker_id for record in await self._queue.list_workers()}
+        owned: set[str] = set()
+        for run in await self._runs.active_runs():
+            if run.task_id is None:
+                continue
+            task = await self._queue.get_task(run.task_id)
+            if task is not None and task.state is TaskState.RUNNING and task.lease_owner in live:
+                owned.add(run.run_id)
+        removed = await self._engine.cleanup_orphans(owned)
+        if removed:
+            logger.info("removed orphaned job containers", extra={"containers": removed})
+        return removed
+
+
+def source_digest(identity: str, path: str | None, dockerfile: str) -> str:
+    """The image cache key: SHA256 of the source identity, context path and Dockerfile."""
+    text = "\0".join((identity, path or "", dockerfile))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _with_id(run: NewRun, run_id: str) -> NewRun:
+    return NewRun(
+        job=run.job,
+        task_id=run.task_id,
+        attempt=run.attempt,
+        trigger=run.trigger,
+        actor=run.actor,
+        schedule_name=run.schedule_name,
+        run_id=run_id,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

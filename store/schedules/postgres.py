@@ -1,0 +1,246 @@
+"""Schedules stored in PostgreSQL.
+
+Implements :class:`store.schedules.protocol.ScheduleStore`; the semantics live in the
+protocol's docstrings. A change is its statement plus ``bump_version`` in one transaction,
+whose ``NOTIFY longshore_schedules`` reaches every listening process at commit; waiters
+LISTEN on a dedicated connection and fall back to polling while it is down. Leadership is a
+session advisory lock held on a connection taken from the pool for as long as it is held.
+The SQL is in ``store/sql/postgres/schedules.sql``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from store.db.postgres import PostgresDatabase, PostgresListener
+from store.errors import StoreError, StoreUnavailable
+from store.schedules import _checks as checks
+from store.schedules import _rows as rows
+from store.schedules.errors import ScheduleNotFound
+from store.schedules.models import Page, Schedule, SchedulesState
+from store.sqlfiles import queries
+
+__all__ = ["LEADER_LOCK_KEY", "PostgresLeaderLock", "PostgresScheduleStore"]
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "longshore_schedules"
+LEADER_LOCK_KEY = 0x4C6F6E6753636864
+"""The advisory lock key of scheduler leadership ("LongSchd"); the queue's keys differ."""
+# While the LISTEN connection is down, try to re-open it at most this often (seconds).
+_LISTEN_RETRY = 1.0
+# A leader whose connection does not answer this fast is no longer sure it leads.
+_PING_TIMEOUT = 5.0
+
+
+class PostgresScheduleStore:
+    """:class:`~store.schedules.protocol.ScheduleStore` in PostgreSQL."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+        self._sql = queries("postgres", "schedules")
+        self._changed = asyncio.Event()
+        self._listener: PostgresListener | None = None
+        self._listen_lock = asyncio.Lock()
+        self._listen_retry_at = 0.0
+        self._closed = False
+
+    async def upsert(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        args = rows.postgres_args(checks.check_schedule(schedule))
+        async with self._change() as connection:
+            row = await connection.fetchrow(self._sql["upsert_schedule"], *args)
+            await connection.execute(self._sql["bump_version"])
+        saved = rows.schedule_from_postgres(row)
+        return saved, saved.revision == 1
+
+    async def get(self, name: str) -> Schedule | None:
+        row = await self._db.fetchrow(self._sql["get_schedule"], name)
+        return None if row is None else rows.schedule_from_postgres(row)
+
+    async def list_schedules(self, *, limit: int, offset: int) -> Page[Schedule]:
+        checks.check_page(limit, offset)
+        async with (
+            self._db.connection() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            found = await connection.fetch(self._sql["list_schedules"], limit, offset)
+            total = await connection.fetchval(self._sql["count_schedules"])
+        items = [rows.schedule_from_postgres(row) for row in found]
+        return Page(items=items, total=int(total), limit=limit, offset=offset)
+
+    async def list_all(self) -> list[Schedule]:
+        found = await self._db.fetch(self._sql["list_all_schedules"])
+        return [rows.schedule_from_postgres(row) for row in found]
+
+    async def delete(self, name: str) -> bool:
+        async with self._change() as connection:
+            deleted = await connection.fetchrow(self._sql["delete_schedule"], name)
+            if deleted is not None:
+                await connection.execute(self._sql["bump_version"])
+        return deleted is not None
+
+    async def set_paused(self, name: str, paused: bool) -> Schedule:
+        async with self._change() as connection:
+            row = await connection.fetchrow(self._sql["set_paused"], name, bool(paused))
+            if row is not None:
+                await connection.execute(self._sql["bump_version"])
+        if row is None:
+            raise ScheduleNotFound(name)
+        return rows.schedule_from_postgres(row)
+
+    async def set_all_paused(self, paused: bool) -> SchedulesState:
+        async with self._change() as connection:
+            await connection.execute(self._sql["set_all_paused"], bool(paused))
+            await connection.execute(self._sql["bump_version"])
+            row = await connection.fetchrow(self._sql["get_state"])
+        return rows.state_from_postgres(row)
+
+    async def state(self) -> SchedulesState:
+        row = await self._db.fetchrow(self._sql["get_state"])
+        assert row is not None
+        return rows.state_from_postgres(row)
+
+    async def record_firing(
+        self, name: str, *, fire_time: datetime | None, task_id: int | None
+    ) -> bool:
+        checks.check_moment(fire_time)
+        row = await self._db.fetchrow(self._sql["record_firing"], name, fire_time, task_id)
+        return row is not None
+
+    # The signature is the protocol's: a timeout parameter is the documented contract.
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
+        """See :meth:`ScheduleStore.wait_for_change`: woken by NOTIFY from any process and
+        directly by this object's own changes; polling only while LISTEN is down."""
+        if not self._closed:
+            await self._ensure_listener(timeout)
+        if not self._changed.is_set():
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max(timeout, 0.0))
+            except TimeoutError:
+                return
+        self._changed.clear()
+
+    def leader_lock(self) -> PostgresLeaderLock:
+        return PostgresLeaderLock(self._db, self._sql)
+
+    async def close(self) -> None:
+        """Close the LISTEN connection (the database itself belongs to the caller)."""
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+
+    @asynccontextmanager
+    async def _change(self) -> AsyncIterator[Any]:
+        """A pooled connection in a transaction; after the commit, wake this object's
+        waiters directly (the NOTIFY reaches the other processes)."""
+        async with self._db.connection() as connection, connection.transaction():
+            yield connection
+        self._changed.set()
+
+    async def _ensure_listener(self, budget: float) -> None:
+        if self._listener is not None and self._listener.alive:
+            return
+        if time.monotonic() < self._listen_retry_at:
+            return
+        async with self._listen_lock:
+            if self._listener is not None and self._listener.alive:
+                return
+            self._listen_retry_at = time.monotonic() + _LISTEN_RETRY
+            try:
+                listener = await asyncio.wait_for(
+                    self._db.listen(CHANNEL, self._on_notify, self._on_listener_lost),
+                    timeout=max(min(budget, 5.0), 0.1),
+                )
+            except (StoreUnavailable, TimeoutError) as exc:
+                logger.warning(
+                    "schedule LISTEN connection unavailable, polling instead",
+                    extra={"database": self._db.display_name, "error": str(exc)},
+                )
+                return
+            if self._closed:
+                await listener.close()
+                return
+            self._listener = listener
+            # Notifications sent while nobody listened are lost: look once.
+            self._changed.set()
+
+    def _on_notify(self, _payload: str) -> None:
+        self._changed.set()
+
+    def _on_listener_lost(self) -> None:
+        self._listener = None
+        if not self._closed:
+            logger.warning(
+                "schedule LISTEN connection lost", extra={"database": self._db.display_name}
+            )
+            self._changed.set()
+
+
+class PostgresLeaderLock:
+    """:class:`~store.schedules.protocol.LeaderLock`: ``pg_try_advisory_lock`` on a pooled
+    connection kept out of the pool while the lock is held.
+
+    The lock lives as long as the session, so a killed process or a dropped connection frees
+    it at once; giving the connection back to the pool frees it too (asyncpg resets returned
+    connections with ``pg_advisory_unlock_all()``).
+    """
+
+    def __init__(self, db: PostgresDatabase, sql: dict[str, str]) -> None:
+        self._db = db
+        self._sql = sql
+        self._stack: AsyncExitStack | None = None
+        self._connection: Any = None
+
+    async def try_acquire(self) -> bool:
+        if self._connection is not None:
+            return True
+        stack = AsyncExitStack()
+        try:
+            connection = await stack.enter_async_context(self._db.connection())
+            won = await asyncio.wait_for(
+                connection.fetchval(self._sql["try_leader_lock"], LEADER_LOCK_KEY),
+                timeout=_PING_TIMEOUT,
+            )
+        except BaseException:
+            await _close_quietly(stack)
+            raise
+        if not won:
+            await _close_quietly(stack)
+            return False
+        self._stack, self._connection = stack, connection
+        return True
+
+    async def still_held(self) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            await asyncio.wait_for(connection.fetchval(self._sql["ping"]), timeout=_PING_TIMEOUT)
+        except (StoreError, TimeoutError, OSError) as exc:
+            logger.warning("scheduler leadership connection lost", extra={"error": str(exc)})
+            await self.release()
+            return False
+        except Exception as exc:  # asyncpg's own errors: the session is gone either way
+            logger.warning("scheduler leadership connection lost", extra={"error": str(exc)})
+            await self.release()
+            return False
+        return True
+
+    async def release(self) -> None:
+        stack, self._stack, self._connection = self._stack, None, None
+        if stack is not None:
+            await _close_quietly(stack)
+
+
+async def _close_quietly(stack: AsyncExitStack) -> None:
+    try:
+        await stack.aclose()
+    except Exception as exc:  # a dead connection cannot be returned cleanly; it is gone
+        logger.debug("closing the leadership connection failed", extra={"error": str(exc)})
