@@ -55,9 +55,16 @@ class PostgresTaskQueue:
         self._listener: PostgresListener | None = None
         self._listen_lock = asyncio.Lock()
         self._listen_retry_at = 0.0
+        self._closed = False
 
     async def close(self) -> None:
-        """Close the LISTEN connection (the database itself belongs to the caller)."""
+        """Close the LISTEN connection (the database itself belongs to the caller).
+
+        A deliberate close is not a lost connection: it logs nothing, and a LISTEN
+        connection still being opened by a waiter is closed as soon as it arrives instead
+        of being kept (and later reported lost when the server drops it).
+        """
+        self._closed = True
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -158,7 +165,8 @@ class PostgresTaskQueue:
         Wakes on NOTIFY from any process and directly on this object's own writes; while
         the LISTEN connection is down it simply waits out ``timeout`` (polling fallback).
         """
-        await self._ensure_listener(timeout)
+        if not self._closed:
+            await self._ensure_listener(timeout)
         if not self._wake.is_set():
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.0))
@@ -176,7 +184,7 @@ class PostgresTaskQueue:
                 return
             self._listen_retry_at = time.monotonic() + _LISTEN_RETRY
             try:
-                self._listener = await asyncio.wait_for(
+                listener = await asyncio.wait_for(
                     self._db.listen(CHANNEL, self._on_notify, self._on_listener_lost),
                     timeout=max(min(budget, 5.0), 0.1),
                 )
@@ -187,6 +195,11 @@ class PostgresTaskQueue:
                     extra={"database": self._db.display_name, "error": str(exc)},
                 )
                 return
+            if self._closed:
+                # close() ran while this connection was being opened.
+                await listener.close()
+                return
+            self._listener = listener
             # Notifications sent while we were not listening are lost: look once.
             self._wake.set()
 
@@ -194,8 +207,10 @@ class PostgresTaskQueue:
         self._wake.set()
 
     def _on_listener_lost(self) -> None:
-        logger.warning("LISTEN connection lost", extra={"database": self._db.display_name})
         self._listener = None
+        if self._closed:
+            return
+        logger.warning("LISTEN connection lost", extra={"database": self._db.display_name})
         # Wake waiters now so that they re-open the connection instead of sleeping blind.
         self._wake.set()
 

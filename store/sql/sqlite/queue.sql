@@ -58,7 +58,10 @@ UPDATE tasks SET key = NULL, updated_at = :now WHERE id = :id
 
 -- name: claimable_queues
 -- Queues with a ready task that are not paused; running is only counted where a
--- concurrency limit makes it matter.
+-- concurrency limit makes it matter. The loop is over the small queues table; the probe
+-- per queue is one seek in tasks_ready (queue = ? AND run_at <= :now), so a queue whose
+-- tasks are all scheduled in the future costs nothing however many it holds. INDEXED BY
+-- pins the plans: without sqlite_stat1 SQLite cannot tell the two indexes apart.
 SELECT q.name,
        coalesce(q.weight, q.default_weight) AS weight,
        q.concurrency_limit,
@@ -72,11 +75,13 @@ WHERE q.paused = 0
   )
   AND (:queues IS NULL OR q.name IN (SELECT value FROM json_each(:queues)))
   AND EXISTS (
-      SELECT 1 FROM tasks AS t
+      SELECT 1 FROM tasks AS t INDEXED BY tasks_ready
       WHERE t.state = 'waiting' AND t.queue = q.name AND t.run_at <= :now
   )
 
 -- name: claim_from_queue
+-- Walks tasks_claim in claim order and stops after :limit rows. Left to itself, SQLite
+-- prefers tasks_ready (queue = ? AND run_at <= ?) and sorts every ready task of the queue.
 UPDATE tasks
 SET state = 'running',
     attempts = attempts + 1,
@@ -84,7 +89,7 @@ SET state = 'running',
     lease_expires_at = :expires,
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM tasks
+    SELECT id FROM tasks INDEXED BY tasks_claim
     WHERE state = 'waiting' AND queue = :queue AND run_at <= :now
     ORDER BY priority, run_at, id
     LIMIT :limit

@@ -33,6 +33,11 @@ CREATE UNIQUE INDEX tasks_key ON tasks (key);
 
 -- Claims walk this index in claim order, so it covers only waiting rows.
 CREATE INDEX tasks_claim ON tasks (queue, priority, run_at, id) WHERE state = 'waiting';
+-- "Does this queue have a ready task?" in one seek (queue = ? AND run_at <= now), even when
+-- the queue (or one of its priorities) holds many tasks scheduled far in the future: in
+-- tasks_claim, priority comes before run_at, so that probe could seek on queue only and
+-- would step over every scheduled task of the queue.
+CREATE INDEX tasks_ready ON tasks (queue, run_at) WHERE state = 'waiting';
 
 -- Running rows are few; these serve concurrency limits, heartbeats and lease expiry.
 CREATE INDEX tasks_running_queue ON tasks (queue) WHERE state = 'running';
