@@ -76,6 +76,7 @@ class _Connection:
                 "set_journal_mode",
                 "set_synchronous",
                 "set_foreign_keys",
+                "disable_autocheckpoint",
             ):
                 conn.execute(_sql(name))
         except BaseException:
@@ -109,6 +110,11 @@ class _Connection:
 
         return await self.call(run)
 
+    def execute(self, query: str) -> None:
+        """Run one named statement outside any transaction (on this connection's thread)."""
+        if self._conn is not None:
+            self._conn.execute(_sql(query)).fetchall()
+
     async def close(self) -> None:
         def close() -> None:
             if self._conn is not None:
@@ -129,11 +135,17 @@ class SqliteDatabase:
     short and free of I/O other than the database: every writer everywhere waits on them.
     """
 
-    def __init__(self, path: Path, writer: _Connection, reader: _Connection) -> None:
+    CHECKPOINT_INTERVAL = 1.0
+
+    def __init__(
+        self, path: Path, writer: _Connection, reader: _Connection, checkpointer: _Connection
+    ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._checkpointer = checkpointer
         self._closed = False
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> SqliteDatabase:
@@ -146,22 +158,38 @@ class SqliteDatabase:
         # The writer first: it may have to create the file and switch it to WAL.
         writer = _Connection(target, "writer")
         reader = _Connection(target, "reader")
+        checkpointer = _Connection(target, "checkpoint")
         try:
             await writer.open()
             await reader.open()
+            await checkpointer.open()
         except BaseException:
-            await writer.close()
-            await reader.close()
+            for conn in (writer, reader, checkpointer):
+                await conn.close()
             raise
         logger.info("sqlite database opened", extra={"path": str(target)})
-        return cls(target, writer, reader)
+        return cls(target, writer, reader, checkpointer)
+
+    async def _checkpoint_loop(self) -> None:
+        """Keep the WAL short without ever checkpointing inside a commit (see the
+        ``disable_autocheckpoint`` query); closing the last connection checkpoints fully."""
+        while True:
+            await asyncio.sleep(self.CHECKPOINT_INTERVAL)
+            try:
+                await self._checkpointer.call(
+                    lambda: self._checkpointer.execute("checkpoint_passive")
+                )
+            except StoreError:
+                logger.warning("sqlite checkpoint failed", exc_info=True)
 
     async def close(self) -> None:
         """Close both connections; later calls raise :class:`StoreUnavailable`."""
         if self._closed:
             return
         self._closed = True
-        for conn in (self._writer, self._reader):
+        self._checkpoints.cancel()
+        await asyncio.gather(self._checkpoints, return_exceptions=True)
+        for conn in (self._writer, self._reader, self._checkpointer):
             try:
                 await conn.close()
             except StoreError:

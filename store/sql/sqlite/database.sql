@@ -47,3 +47,13 @@ SELECT version FROM schema_migrations ORDER BY version
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at)
+
+-- name: disable_autocheckpoint
+-- Automatic checkpoints run inside whichever commit crosses the threshold, adding
+-- milliseconds to that one enqueue or claim; SqliteDatabase checkpoints in the background
+-- on a connection of its own instead.
+PRAGMA wal_autocheckpoint = 0
+
+-- name: checkpoint_passive
+-- PASSIVE never waits for readers or writers: it copies what it can and returns.
+PRAGMA wal_checkpoint(PASSIVE)
