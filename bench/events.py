@@ -8,12 +8,15 @@ What it measures (targets from issue 5, on the reference machine: 2 cores):
 - ``append_per_s`` (>= 50,000): ``--writers`` tasks in one process each call
   ``store.append`` in a loop (one small run event per call) with the default durability
   (``always``: acknowledged after fsync), ``--appends`` events in all. Group commit shares
-  one fsync among the appends that arrive while the previous batch is written.
+  one fsync among the appends that arrive while the previous batch is written. Each writer
+  has one append in flight, so a batch holds at most ``--writers`` events and the rate is
+  at most ``writers / (fdatasync latency + CPU per batch)``.
 - ``csv_export_mb_per_s`` (>= 100): a store holding ``--rows`` audit rows (written with
   ``append_many`` in chunks, then closed and reopened: ``open_seconds``) is exported as CSV
   with no filter; MB (10^6 bytes) of CSV produced per second of wall time. One row in
   ``--dirty-every`` (100) has a detail with quotes and a formula (``refused: "bad" spec,
-  =cmd``), which takes the export's slow path (json + csv module) instead of the fast one.
+  =cmd``). The rows are read from the audit CSV sidecars written at append time (see
+  docs/events.md); rows without a valid sidecar frame would be transcoded from the JSONL.
 - ``export_peak_rss_growth_mb`` (<= 50): the highest resident set size sampled (every
   5 ms) during the export minus the RSS just before it.
 - ``latest25_ms`` (<= 5): median of 200 ``store.latest(AUDIT, target, 25)`` calls, one

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from store.events._index import segment_name
 from store.events._records import Scan, make_line, scan
+from store.events._sidecar import SUFFIX, SidecarWriter, frame, sidecar_path
 from store.events.models import Durability, Event, EventStoreOptions, Stream
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Prepared:
     key: str
     run_id: str | None
     tail: bytes
+    csv: bytes = b""
+    """Audit events: the CSV row after its ``at`` cell (for the sidecar, see ``_sidecar``)."""
 
 
 @dataclass(slots=True)
@@ -121,6 +124,7 @@ class DiskLog:
         self._compactions = 0
         self._lock_fd = -1
         self._epoch_fd = -1
+        self._sidecar = SidecarWriter()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -141,6 +145,7 @@ class DiskLog:
                     os.fsync(active.fd)
             os.close(active.fd)
         self._active.clear()
+        self._sidecar.close()
         for fd in (self._lock_fd, self._epoch_fd):
             if fd >= 0:
                 os.close(fd)
@@ -186,6 +191,8 @@ class DiskLog:
             for leftover in directory.glob("*.tmp"):
                 leftover.unlink()
             names = _segment_names(directory)
+            if stream is Stream.AUDIT:
+                _drop_orphan_sidecars(directory, names)
             found_all = []
             for position, name in enumerate(names):
                 path = directory / segment_name(name)
@@ -384,6 +391,13 @@ class DiskLog:
                 raise
             self.last_id = next_id
             self.last_at = now
+            audit = [item.csv for item in batch if item.stream is Stream.AUDIT]
+            if audit and all(audit):
+                head = heads[Stream.AUDIT]
+                self._sidecar.append(
+                    self._active[Stream.AUDIT].path,
+                    frame(head.ids[0], head.ids[-1], now, audit),
+                )
         return commit
 
     def sync(self) -> None:
@@ -392,6 +406,15 @@ class DiskLog:
             if active.dirty:
                 os.fdatasync(active.fd)
                 active.dirty = False
+
+
+def _drop_orphan_sidecars(directory: Path, names: list[int]) -> None:
+    """Remove sidecars whose segment is gone (retention deleted it)."""
+    wanted = {sidecar_path(directory / segment_name(name)).name for name in names}
+    for entry in os.listdir(directory):
+        if entry.endswith(SUFFIX) and entry not in wanted:
+            with contextlib.suppress(OSError):
+                os.unlink(directory / entry)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from store.events.errors import InvalidEvent
+from store.events.export import audit_csv_tail
 from store.events.models import AUDIT_FIELDS, Event, NewEvent, Stream, from_ms
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,29 @@ _HEAD = re.compile(
     rb'(?:,"runId":"((?:[^"\\]|\\.)*)")?'
 )
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _not_serialisable(obj: object) -> Any:
+    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """``_ENCODER.encode`` without its per-call setup: the C encoder it builds on every
+    call, built once (same output; a circular structure raises RecursionError)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    chunks = make(
+        None, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def dumps(obj: Any) -> str:
+        return "".join(chunks(obj, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
 READ_CHUNK = 4 * 1024 * 1024
 
 
@@ -36,17 +61,34 @@ def encode_tail(event: NewEvent) -> bytes:
 
     Raises :class:`InvalidEvent` when ``data`` is not JSON-serialisable.
     """
+    return encode_event(event)[0]
+
+
+def encode_event(event: NewEvent) -> tuple[bytes, bytes]:
+    """The line tail (see :func:`encode_tail`) and, for audit events, the CSV row tail
+    of the sidecar (``export.audit_csv_tail``; ``b""`` for other streams).
+
+    Raises :class:`InvalidEvent` when ``data`` is not JSON-serialisable.
+    """
     try:
-        parts = [',"key":', _string(event.key), ',"type":"', event.type, '"']
-        if event.run_id is not None:
-            parts += [',"runId":', _string(event.run_id)]
-        data = dict(event.data)
+        key = _STRINGS.get(event.key) or _string(event.key)
+        data = event.data
         if event.stream is Stream.AUDIT:
             # The canonical field order lets the CSV export take its fast path.
+            data = dict(data)
             data = {name: data.pop(name) for name in AUDIT_FIELDS if name in data} | data
-        parts += [',"data":', _ENCODER.encode(data), "}\n"]
-        return "".join(parts).encode()
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            encoded = _dumps(data)
+            csv = audit_csv_tail(json.loads(encoded))
+        else:
+            encoded = _dumps(data if type(data) is dict else dict(data))
+            csv = b""
+        if event.run_id is None:
+            line = f',"key":{key},"type":"{event.type}","data":{encoded}}}\n'
+        else:
+            run = _STRINGS.get(event.run_id) or _string(event.run_id)
+            line = f',"key":{key},"type":"{event.type}","runId":{run},"data":{encoded}}}\n'
+        return line.encode(), csv
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise InvalidEvent(f"event data is not JSON-serialisable: {exc}") from None
 
 

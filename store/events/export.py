@@ -104,6 +104,19 @@ def _slow_lines(lines: bytes) -> bytes:
     return buffer.getvalue().encode()
 
 
+def audit_csv_tail(data: Any) -> bytes:
+    """The CSV row of an audit record with stored (decoded) ``data``, without its ``at``
+    cell: what follows the epoch milliseconds, CRLF included (``b""`` when the slow path
+    would skip the record)."""
+    try:
+        row = _audit_rows([{"atMs": 0, "data": data}])[0][1:]
+    except (KeyError, TypeError, AttributeError):
+        return b""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC).writerow(row)
+    return b"," + buffer.getvalue().encode()
+
+
 def csv_header(audit: bool) -> bytes:
     return (",".join(AUDIT_CSV_HEADER if audit else EVENT_CSV_HEADER) + "\r\n").encode()
 

@@ -28,10 +28,11 @@ from typing import Any, Self
 from store.events import retention
 from store.events._disk import Change, Commit, DiskLog, Loaded, Prepared
 from store.events._index import StreamIndex
-from store.events._reader import iter_blocks, iter_objects, read_ids, retrying
-from store.events._records import encode_tail
+from store.events._reader import iter_objects, read_ids, retrying
+from store.events._records import encode_event
+from store.events._sidecar import iter_csv
 from store.events.errors import EventStoreClosed, EventStoreError, InvalidEvent
-from store.events.export import audit_csv_block, csv_header, encode
+from store.events.export import csv_header, encode
 from store.events.hub import EventHub, Subscription
 from store.events.models import (
     AuditEntry,
@@ -46,6 +47,7 @@ from store.events.models import (
     RetentionReport,
     Stream,
     from_ms,
+    make_event,
     to_ms,
 )
 
@@ -144,7 +146,7 @@ class FileEventStore:
             raise EventStoreClosed("the event store is closed")
         if not isinstance(event, NewEvent):
             raise InvalidEvent("append takes NewEvent objects")
-        prepared = Prepared(event.stream, event.key, event.run_id, encode_tail(event))
+        prepared = Prepared(event.stream, event.key, event.run_id, *encode_event(event))
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._queue.append((prepared, event, future))
         self._wake.set()
@@ -159,7 +161,7 @@ class FileEventStore:
         for event in events:
             if not isinstance(event, NewEvent):
                 raise InvalidEvent("append takes NewEvent objects")
-            prepared.append(Prepared(event.stream, event.key, event.run_id, encode_tail(event)))
+            prepared.append(Prepared(event.stream, event.key, event.run_id, *encode_event(event)))
         for item, event in zip(prepared, events, strict=True):
             future: asyncio.Future[Event] = loop.create_future()
             self._queue.append((item, event, future))
@@ -232,15 +234,7 @@ class FileEventStore:
             at = moments.get(at_ms)
             if at is None:
                 at = moments[at_ms] = from_ms(at_ms)
-            event = Event(
-                id=event_id,
-                stream=new.stream,
-                key=new.key,
-                type=new.type,
-                at=at,
-                data=new.data,
-                run_id=new.run_id,
-            )
+            event = make_event(event_id, new.stream, new.key, new.type, at, new.data, new.run_id)
             events.append(event)
             if not future.done():
                 future.set_result(event)
@@ -434,22 +428,11 @@ class FileEventStore:
         if fmt is ExportFormat.CSV and plain and until_ms is None:
 
             def csv_chunks() -> Generator[bytes]:
-                # CSV made from raw blocks of lines, mostly without decoding (see export).
+                # Rows prepared at append time (audit sidecars), else from the raw lines.
                 yield csv_header(audit=True)
                 after = start_after()
-                if after is None:
-                    return
-                left = limit
-                for block in iter_blocks(index, after, upto):
-                    rows = block.count(b"\n")
-                    if rows >= left:
-                        cut = 0
-                        for _ in range(left):
-                            cut = block.index(b"\n", cut) + 1
-                        yield audit_csv_block(block[:cut])
-                        return
-                    left -= rows
-                    yield audit_csv_block(block)
+                if after is not None:
+                    yield from iter_csv(index, after, upto, limit)
 
             return _in_threads(csv_chunks())
         return _in_threads(encode(batches(), fmt, audit=True))

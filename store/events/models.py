@@ -86,6 +86,10 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+_VALID_TYPES: set[str] = set()
+"""Event types already checked against ``EVENT_TYPE`` (the same few names come back)."""
+
+
 def _check_key(value: str, what: str) -> None:
     if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH:
         raise InvalidEvent(f"{what} must be a string of at most {MAX_KEY_LENGTH} characters")
@@ -118,11 +122,15 @@ class NewEvent:
             if not isinstance(kind, str):
                 raise InvalidEvent(f"event type must be a string, got {kind!r}")
             object.__setattr__(self, "type", kind := str(kind))
-        if not EVENT_TYPE.match(kind):
-            raise InvalidEvent(f"event type must match {EVENT_TYPE.pattern}, got {kind!r}")
-        if self.run_id is not None:
-            _check_key(self.run_id, "run_id")
-        if not isinstance(self.data, Mapping):
+        if kind not in _VALID_TYPES:
+            if not EVENT_TYPE.match(kind):
+                raise InvalidEvent(f"event type must match {EVENT_TYPE.pattern}, got {kind!r}")
+            if len(_VALID_TYPES) < 4096:
+                _VALID_TYPES.add(kind)
+        run_id = self.run_id
+        if run_id is not None and (type(run_id) is not str or len(run_id) > MAX_KEY_LENGTH):
+            _check_key(run_id, "run_id")
+        if type(self.data) is not dict and not isinstance(self.data, Mapping):
             raise InvalidEvent("data must be a mapping")
 
     @classmethod
@@ -165,6 +173,34 @@ class Event:
             out["runId"] = self.run_id
         out["data"] = dict(self.data)
         return out
+
+
+_EVENT_SLOTS = tuple(
+    Event.__dict__[name].__set__ for name in ("id", "stream", "key", "type", "at", "data", "run_id")
+)
+
+
+def make_event(
+    event_id: int,
+    stream: Stream,
+    key: str,
+    kind: str,
+    at: datetime,
+    data: Mapping[str, Any],
+    run_id: str | None,
+) -> Event:
+    """``Event(...)`` for the store's own use, about twice as fast (frozen dataclasses set
+    each field through ``object.__setattr__``; this fills the slots directly)."""
+    event: Event = object.__new__(Event)
+    set_id, set_stream, set_key, set_type, set_at, set_data, set_run = _EVENT_SLOTS
+    set_id(event, event_id)
+    set_stream(event, stream)
+    set_key(event, key)
+    set_type(event, kind)
+    set_at(event, at)
+    set_data(event, data)
+    set_run(event, run_id)
+    return event
 
 
 def payload_hash(body: bytes) -> str:

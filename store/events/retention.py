@@ -20,6 +20,7 @@ when retention empties the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from bisect import bisect_left, bisect_right
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from store.events._disk import Change, DiskLog, _fsync_dir
 from store.events._index import Segment, StreamIndex
+from store.events._sidecar import sidecar_path
 from store.events.export import audit_object
 from store.events.models import RetentionPolicy, Stream
 
@@ -148,6 +150,8 @@ def _replace_file(seg: Segment, kept: _Kept) -> Segment | None:
     directory = seg.path.parent
     if not kept.lines:
         seg.path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_path(seg.path).unlink()
         _fsync_dir(directory)
         return None
     tmp = seg.path.with_suffix(".tmp")

@@ -248,3 +248,70 @@ def _from_ms(ms: int) -> object:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ms / 1000, tz=UTC) + timedelta(0)
+
+
+async def test_csv_from_audit_sidecars_equals_csv_from_the_lines(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    texts = ["plain", "", "a,b", 'say "hi"', "two\nlines", "=SUM(A1)", "+1", "-1", "@x"]
+    texts += ["\ttab", "café ✓", "}}", '":"', "x\\y", "\u2028", " lead", "\r\n"]
+    options = EventStoreOptions(directory=tmp_path / "ev", segment_bytes=16_384)
+    store = await FileEventStore.open(options)
+    try:
+        n = 0
+        for size in [1, 7, 1, 40, 3, 120, 1, 1, 60]:
+            batch = []
+            for _ in range(size):
+                n += 1
+                data: dict[str, object] = {
+                    "actor": rng.choice(texts),
+                    "requestId": f"r{n}",
+                    "action": rng.choice(["job.run", "=evil"]),
+                    "target": rng.choice(texts),
+                    "status": rng.choice(["ok", "error"]),
+                    "payloadHash": "ab" * 32,
+                    "detail": rng.choice(texts),
+                }
+                if n % 11 == 0:
+                    del data["requestId"]
+                if n % 13 == 0:
+                    data["extra"] = 5
+                batch.append(
+                    NewEvent(stream=Stream.AUDIT, key=f"k{n % 4}", type="AuditRecorded", data=data)
+                )
+            await store.append_many(batch)
+            await store.append(NewEvent.run(EventType.RUN_STARTED, job="j", run_id="r"))
+
+        async def exports() -> list[bytes]:
+            queries = [AuditQuery(), AuditQuery(limit=77), AuditQuery(limit=1)]
+            return [await collect(store.export_audit(q, ExportFormat.CSV)) for q in queries]
+
+        with_sidecars = await exports()
+        sidecars = sorted((tmp_path / "ev" / "audit").glob("*.csvx"))
+        assert sidecars
+        rows = list(csv.reader(io.StringIO(with_sidecars[0].decode(), newline="")))
+        assert len(rows) == n + 1
+        assert len(with_sidecars[1].split(b"\r\n")) > 77  # detail line breaks inside cells
+        for number, path in enumerate(sidecars):  # damage them in every way
+            raw = path.read_bytes()
+            if number % 3 == 0:
+                path.write_bytes(raw[: len(raw) // 2])
+            elif number % 3 == 1:
+                path.write_bytes(raw.replace(b"ab", b"AB", 1))
+            else:
+                path.unlink()
+        assert await exports() == with_sidecars
+        # The writer cuts a damaged tail before adding frames; the result still matches.
+        await store.append_many(
+            [
+                NewEvent(stream=Stream.AUDIT, key="k", type="AuditRecorded", data={"detail": t})
+                for t in texts
+            ]
+        )
+        with_sidecars = await exports()
+        for path in (tmp_path / "ev" / "audit").glob("*.csvx"):
+            path.unlink()
+        assert await exports() == with_sidecars
+    finally:
+        await store.close()
