@@ -96,6 +96,7 @@ class DockerEngine:
         self._api: Any = None
         self._api_lock = threading.Lock()
         self._digest_locks: dict[str, asyncio.Lock] = {}
+        self._images: dict[str, str] = {}  # source digest -> image id seen with that label
         self._cleanups: set[asyncio.Future[None]] = set()
 
     def close(self) -> None:
@@ -163,8 +164,16 @@ class DockerEngine:
         # Two runs of one new source in this process build once; the second finds the image.
         lock = self._digest_locks.setdefault(digest, asyncio.Lock())
         async with lock:
-            existing = await self._call("list images", _find_image, digest)
+            # Listing by label scans every image (30 ms with ~350 images here); an image id
+            # seen before is checked with one inspect (~1 ms) that it still carries the label.
+            known = self._images.get(digest)
+            existing = None
+            if known is not None:
+                existing = await self._call("inspect an image", _image_if_labelled, known, digest)
+            if existing is None:
+                existing = await self._call("list images", _find_image, digest)
             if existing is not None:
+                self._images[digest] = existing
                 return BuildResult(image_id=existing, cached=True, log="")
             all_labels = {**labels, LABEL_SOURCE_DIGEST: digest}
             started = time.monotonic()
@@ -180,6 +189,7 @@ class DockerEngine:
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
+            self._images[digest] = result.image_id
             return result
 
     def _build_blocking(
@@ -277,7 +287,7 @@ class DockerEngine:
             helpers += [exited, consumer, cancelled, limited]
 
             status, error = await self._supervise(
-                container_id, exited, consumer, cancelled, limited, deadline, spec
+                container_id, exited, consumer, cancelled, limited, deadline, spec, cancel
             )
             exit_code = await self._exit_after_stop(container_id, exited)
             with suppress(TimeoutError):
@@ -324,10 +334,16 @@ class DockerEngine:
         limited: asyncio.Future[Any],
         deadline: float,
         spec: RunSpec,
+        cancel: asyncio.Event,
     ) -> tuple[RunStatus | None, str | None]:
         """Wait for the first of: exit, timeout, cancel, output over a ``fail`` limit, or an
         error from ``on_output``. Stop the container unless it exited; return the status
-        decided here (``None``: judge by the exit code) and an error text."""
+        decided here (``None``: judge by the exit code) and an error text.
+
+        A cancel wins over an exit seen at the same time: when ``cancel`` was already set
+        as the exit was observed and the exit code is not 0, the container ended because of
+        the cancel (e.g. 143 after a SIGTERM that raced the ``cancelled`` wake-up), so the
+        run is ``cancelled``, not a plain failure."""
         loop = asyncio.get_running_loop()
         waiting: set[asyncio.Future[Any]] = {exited, consumer, cancelled, limited}
         status: RunStatus | None = None
@@ -342,6 +358,8 @@ class DockerEngine:
                 waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             if exited in done:
+                if (cancelled in done or cancel.is_set()) and _exit_code(exited) != 0:
+                    return RunStatus.CANCELLED, "cancelled while running"
                 return None, None
             if cancelled in done:
                 status, error = RunStatus.CANCELLED, "cancelled while running"
@@ -464,6 +482,13 @@ class DockerEngine:
         return removed
 
 
+def _exit_code(exited: asyncio.Future[int | None]) -> int | None:
+    """The exit code of a settled wait (``None`` when it failed or the container vanished)."""
+    if exited.cancelled() or exited.exception() is not None:
+        return None
+    return exited.result()
+
+
 # --- blocking SDK calls (``api`` first, for ``DockerEngine._call``) -----------------------------
 
 
@@ -473,6 +498,16 @@ def _find_image(api: Any, digest: str) -> str | None:
         return None
     newest = max(images, key=lambda image: image.get("Created", 0))
     return str(newest["Id"])
+
+
+def _image_if_labelled(api: Any, image_id: str, digest: str) -> str | None:
+    """``image_id`` if that image still exists with ``longshore.source-digest=<digest>``."""
+    try:
+        image = api.inspect_image(image_id)
+    except docker.errors.NotFound:
+        return None
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    return image_id if labels.get(LABEL_SOURCE_DIGEST) == digest else None
 
 
 def _create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
@@ -506,6 +541,10 @@ def _create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
         environment=list(spec.env),
         labels=dict(spec.labels),
         host_config=host_config,
+        # With ``network_mode="none"`` alone, dockerd 20.10 spent ~300 ms more per start
+        # setting up the empty sandbox (measured: 460 vs 160 ms); ``NetworkDisabled`` gives
+        # the same isolation (a network namespace holding only ``lo``) without that cost.
+        network_disabled=spec.network == "none",
         tty=False,
         stdin_open=False,
     )

@@ -28,14 +28,17 @@ when the handler itself is cancelled (worker shutdown).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import hashlib
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol, Unpack
+from typing import Any, Protocol, Unpack
 
 from jobrunner.archive import build_context_file
 from jobrunner.config import RunnerConfig
@@ -54,6 +57,8 @@ from jobrunner.errors import InfrastructureError, InvalidDefinition, Verificatio
 from jobrunner.sources.git import fetch_git_tag
 from jobrunner.sources.tarball import fetch_tarball_url, resolve_tarball_path
 from store.artifacts import ArtifactStore
+from store.events.models import EventType, NewEvent, Stream
+from store.events.protocol import EventStore
 from store.jobs.errors import IllegalTransition, RunAlreadyExists
 from store.jobs.models import (
     JobDefinition,
@@ -76,6 +81,39 @@ HANDLER = "job.run"
 """The queue handler name of a job run."""
 
 CANCEL_POLL_SECONDS = 0.5
+
+INTERRUPTED = "interrupted: the worker that ran it is gone"
+"""The error of a run whose worker vanished (found by :meth:`JobRunner.cleanup_orphans`)."""
+
+EVENT_TIMEOUT_SECONDS = 5.0
+"""How long a status event may take to append before the run goes on without it."""
+
+OUTPUT_EVENT_BYTES = 8 * 1024
+"""The most output one ``RunOutputEmitted`` event carries (cut at a line end if possible)."""
+
+OUTPUT_EVENTS_PER_SECOND = 20.0
+"""The most ``RunOutputEmitted`` events per second of one run; output coalesces meanwhile."""
+
+OUTPUT_PENDING_BYTES = 256 * 1024
+"""Output waiting for its event beyond this is dropped from the live stream (and counted);
+the run's retained output is unaffected."""
+
+OUTPUT_DRAIN_SECONDS = 5.0
+"""How long the end of a run waits for its last output events before counting them dropped."""
+
+LABEL_SCOPE = "longshore.scope"
+"""Label of every job container: the runner's scope (see :attr:`JobRunner.scope`)."""
+
+_STATUS_EVENTS: Mapping[RunStatus, EventType] = {
+    RunStatus.QUEUED: EventType.RUN_QUEUED,
+    RunStatus.FETCHING: EventType.RUN_FETCH_STARTED,
+    RunStatus.BUILDING: EventType.RUN_BUILD_STARTED,
+    RunStatus.RUNNING: EventType.RUN_STARTED,
+    RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
+    RunStatus.FAILED: EventType.RUN_FAILED,
+    RunStatus.TIMED_OUT: EventType.RUN_TIMED_OUT,
+    RunStatus.CANCELLED: EventType.RUN_CANCELLED,
+}
 
 
 class JobNotFound(LookupError):
@@ -115,6 +153,7 @@ class JobRunner:
         config: RunnerConfig,
         default_queue: str = "default",
         retry_base_delay: float = 5.0,
+        events: EventStore | None = None,
     ) -> None:
         self._queue = queue
         self._jobs = jobs
@@ -124,6 +163,12 @@ class JobRunner:
         self._config = config
         self._default_queue = default_queue
         self._retry_base_delay = retry_base_delay
+        self._events = events
+        self.scope = hashlib.sha256(str(config.work_dir.resolve()).encode()).hexdigest()[:16]
+        """Which containers this runner's orphan sweep may remove: those it labelled with
+        the same scope, i.e. made by runners sharing its work directory (one deployment).
+        Runners of other stores on the same Docker engine (a second deployment, parallel
+        test suites) cannot know which of their runs are alive, so they are left alone."""
 
     # --- submitting ---------------------------------------------------------------------------
 
@@ -161,8 +206,8 @@ class JobRunner:
             )
         )
         task_id = result.task.id
-        with contextlib.suppress(RunAlreadyExists):
-            await self._runs.create(
+        try:
+            run = await self._runs.create(
                 NewRun(
                     job=job_name,
                     task_id=task_id,
@@ -173,6 +218,10 @@ class JobRunner:
                     run_id=run_id,
                 )
             )
+        except RunAlreadyExists:
+            pass  # the handler recorded it (and emitted its RunQueued event)
+        else:
+            await self._emit_status(run)
         return task_id, run_id
 
     # --- the handler --------------------------------------------------------------------------
@@ -226,7 +275,7 @@ class JobRunner:
             existing = await self._runs.get(payload_id)
             if existing is None:
                 try:
-                    return await self._runs.create(_with_id(new, payload_id))
+                    return await self._created(_with_id(new, payload_id))
                 except RunAlreadyExists:
                     existing = await self._runs.get(payload_id)
             if existing is not None and not existing.status.is_final:
@@ -235,7 +284,12 @@ class JobRunner:
             for earlier in await self._runs.find_by_task(task.id):
                 if earlier.attempt == attempt and not earlier.status.is_final:
                     return earlier
-        return await self._runs.create(new)
+        return await self._created(new)
+
+    async def _created(self, new: NewRun) -> Run:
+        run = await self._runs.create(new)
+        await self._emit_status(run)
+        return run
 
     async def _execute(self, run: Run) -> None:
         definition = await self._jobs.get(run.job)
@@ -245,30 +299,40 @@ class JobRunner:
         cancel = asyncio.Event()
         watcher = asyncio.create_task(self._watch_cancel(run.run_id, cancel))
         run_dir = self._config.work_dir / "runs" / run.run_id
+        live: _OutputEvents | None = None
+        finished = False
         try:
             await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
-            await self._runs.transition(run.run_id, RunStatus.FETCHING)
+            await self._transition(run.run_id, RunStatus.FETCHING)
             source_path, identity, fields = await self._fetch(definition, run_dir)
             if cancel.is_set():
                 await self._finish(run.run_id, RunStatus.CANCELLED, **fields)
                 return
             stored = await asyncio.to_thread(self._store_file, source_path)
             fields["source_sha256"] = stored
-            await self._runs.transition(run.run_id, RunStatus.BUILDING, **fields)
+            await self._transition(run.run_id, RunStatus.BUILDING, **fields)
             built, digest = await self._build(definition, source_path, identity, run_dir, run)
             image: RunFields = {"image_id": built.image_id, "build_log": built.log}
             if cancel.is_set():
                 await self._finish(run.run_id, RunStatus.CANCELLED, **image)
                 return
-            await self._runs.transition(run.run_id, RunStatus.RUNNING, **image)
+            started = await self._transition(run.run_id, RunStatus.RUNNING, **image)
             spec = self._spec(definition, built.image_id, digest, run.run_id)
-            result = await self._engine.run(spec, None, cancel)
+            if self._events is not None:
+                live = _OutputEvents(self._events, started)
+            result = await self._engine.run(spec, None if live is None else live.feed, cancel)
+            finished = True
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            if live is not None:
+                await live.close(drain=finished)
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
-        await self._record_result(run, result, cancelled=cancel.is_set())
+        live_data: dict[str, Any] = {}
+        if live is not None:
+            live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
+        await self._record_result(run, result, event_data=live_data)
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""
@@ -330,6 +394,7 @@ class JobRunner:
             LABEL_JOB: definition.name,
             LABEL_RUN: run_id,
             LABEL_SOURCE_DIGEST: digest,
+            LABEL_SCOPE: self.scope,
         }
         return RunSpec(
             image=image,
@@ -346,7 +411,9 @@ class JobRunner:
             artifacts_path=definition.artifacts_path or None,
         )
 
-    async def _record_result(self, run: Run, result: RunResult, *, cancelled: bool) -> None:
+    async def _record_result(
+        self, run: Run, result: RunResult, *, event_data: Mapping[str, Any]
+    ) -> None:
         output_sha256 = await asyncio.to_thread(
             lambda: self._artifacts.put_chunks([result.output]).sha256
         )
@@ -373,22 +440,58 @@ class JobRunner:
             EngineStatus.TIMED_OUT: RunStatus.TIMED_OUT,
             EngineStatus.CANCELLED: RunStatus.CANCELLED,
         }[result.status]
-        if cancelled and status is not RunStatus.SUCCEEDED:
-            # Stopped because of the cancel request (the engine may see it as an exit first).
-            status = RunStatus.CANCELLED
-            fields["error"] = error or "cancelled"
-        await self._finish(run.run_id, status, **fields)
+        await self._finish(run.run_id, status, event_data=event_data, **fields)
         if status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
             return
         reason = result.error or f"exited with code {result.exit_code}"
         raise JobRunFailed(f"run {run.run_id} of job {run.job!r} {status.value}: {reason}")
 
-    async def _finish(self, run_id: str, status: RunStatus, **fields: Unpack[RunFields]) -> None:
+    async def _transition(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        event_data: Mapping[str, Any] | None = None,
+        **fields: Unpack[RunFields],
+    ) -> Run:
+        """Move the run to ``status`` and emit its event."""
+        run = await self._runs.transition(run_id, status, **fields)
+        await self._emit_status(run, event_data)
+        return run
+
+    async def _finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        event_data: Mapping[str, Any] | None = None,
+        **fields: Unpack[RunFields],
+    ) -> None:
         """The final transition; shielded so a cancelled handler still records it."""
         try:
-            await asyncio.shield(self._runs.transition(run_id, status, **fields))
+            await asyncio.shield(self._transition(run_id, status, event_data=event_data, **fields))
         except IllegalTransition:
             logger.info("run already final", extra={"run_id": run_id, "status": status.value})
+
+    async def _emit_status(self, run: Run, extra: Mapping[str, Any] | None = None) -> None:
+        """Append the event of the run's current status. Never raises: an event store that
+        fails or is slow (:data:`EVENT_TIMEOUT_SECONDS`) is logged, and the run goes on."""
+        if self._events is None:
+            return
+        data = run_event_data(run)
+        data.update(extra or {})
+        kind = _STATUS_EVENTS[run.status]
+        try:
+            # ``NewEvent.run`` would take the ``job`` field for its own argument.
+            event = NewEvent(
+                stream=Stream.RUNS, key=run.job, type=kind, run_id=run.run_id, data=data
+            )
+            await asyncio.wait_for(self._events.append(event), EVENT_TIMEOUT_SECONDS)
+        except Exception as exc:
+            logger.warning(
+                "could not append a run event",
+                extra={"run_id": run.run_id, "type": kind.value, "error": _describe(exc)},
+            )
 
     async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
         while not cancel.is_set():
@@ -404,22 +507,178 @@ class JobRunner:
     # --- crash recovery -----------------------------------------------------------------------
 
     async def cleanup_orphans(self) -> list[str]:
-        """Remove containers of runs no live worker owns; return the removed container ids.
+        """Recover from a crashed worker; return the ids of the containers removed.
 
-        A run is owned while it is not final and its task is running under the lease of a
-        registered worker."""
+        A run is *owned* while it is not final and its task is running under the lease of
+        a registered (live) worker. Runs that are ``fetching``, ``building`` or ``running``
+        but not owned are marked failed (:data:`INTERRUPTED`): their worker is gone (the
+        task, if retried, records a new run). A ``queued`` run is left alone: its task is
+        still waiting to be claimed. Then every container of this runner's :attr:`scope`
+        labelled for a run that is not owned is removed. The runs are marked before the
+        engine is asked, so an engine that cannot be reached (``EngineUnavailable``,
+        raised after) does not keep them open."""
         live = {record.info.worker_id for record in await self._queue.list_workers()}
         owned: set[str] = set()
+        interrupted: list[Run] = []
         for run in await self._runs.active_runs():
-            if run.task_id is None:
-                continue
-            task = await self._queue.get_task(run.task_id)
+            task = None if run.task_id is None else await self._queue.get_task(run.task_id)
             if task is not None and task.state is TaskState.RUNNING and task.lease_owner in live:
                 owned.add(run.run_id)
-        removed = await self._engine.cleanup_orphans(owned)
+            elif run.status is not RunStatus.QUEUED:
+                interrupted.append(run)
+        for run in interrupted:
+            await self._finish(run.run_id, RunStatus.FAILED, error=INTERRUPTED)
+            logger.warning(
+                "marked an interrupted run failed",
+                extra={"run_id": run.run_id, "job": run.job, "status": run.status.value},
+            )
+        removed = await self._engine.cleanup_orphans(owned, only_labels={LABEL_SCOPE: self.scope})
         if removed:
             logger.info("removed orphaned job containers", extra={"containers": removed})
         return removed
+
+
+def run_event_data(run: Run) -> dict[str, Any]:
+    """The fields of a run carried by each of its status events (camelCase, as the API)."""
+    return {
+        "runId": run.run_id,
+        "job": run.job,
+        "taskId": run.task_id,
+        "attempt": run.attempt,
+        "trigger": run.trigger.value,
+        "actor": run.actor,
+        "scheduleName": run.schedule_name,
+        "status": run.status.value,
+        "queuedAt": _iso(run.queued_at),
+        "fetchingAt": _iso(run.fetching_at),
+        "buildingAt": _iso(run.building_at),
+        "runningAt": _iso(run.running_at),
+        "finishedAt": _iso(run.finished_at),
+        "exitCode": run.exit_code,
+        "error": run.error,
+        "commitSha": run.commit_sha,
+        "sourceSha256": run.source_sha256,
+        "imageId": run.image_id,
+        "outputBytes": run.output_bytes,
+        "outputTruncated": run.output_truncated,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class _OutputEvents:
+    """Streams one run's output as ``RunOutputEmitted`` events without ever slowing it.
+
+    :meth:`feed` (the engine's output callback) only appends to a pending buffer; a
+    background task turns it into events of at most :data:`OUTPUT_EVENT_BYTES`, cut after
+    the last complete line when there is one, at most :data:`OUTPUT_EVENTS_PER_SECOND` a
+    second (output arriving meanwhile coalesces). When the event store is slow the buffer
+    fills up to :data:`OUTPUT_PENDING_BYTES`; chunks beyond it are dropped from the live
+    stream and counted (``dropped``), as are events whose append failed. Each event has
+    ``seq`` (from 0), ``offset`` (of its first byte in the run's output, so a gap shows
+    where output was dropped), ``bytes`` and ``text`` (UTF-8, invalid bytes replaced).
+    """
+
+    def __init__(self, events: EventStore, run: Run) -> None:
+        self._events = events
+        self._job = run.job
+        self._run_id = run.run_id
+        self._pending = bytearray()
+        self._offset = 0  # output offset of the first pending byte
+        self._seen = 0  # output bytes fed so far
+        self._skipping = False  # dropping until the backlog is sent
+        self._seq = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._failures_logged = False
+        self.sent = 0
+        self.dropped = 0
+        self._task = asyncio.create_task(self._pump(), name=f"run-output-{run.run_id[:12]}")
+
+    async def feed(self, chunk: bytes) -> None:
+        """Queue ``chunk`` for the live stream, or drop it (never waits)."""
+        if self._skipping and not self._pending:
+            # The backlog is sent: resume after the dropped output (``offset`` shows the gap).
+            self._skipping = False
+            self._offset = self._seen
+            self._decoder.reset()
+        self._seen += len(chunk)
+        if self._skipping or len(self._pending) + len(chunk) > OUTPUT_PENDING_BYTES:
+            self._skipping = True
+            self.dropped += 1
+            return
+        self._pending += chunk
+        self._wake.set()
+
+    def _take(self) -> tuple[int, bytes]:
+        pending = self._pending
+        size = min(len(pending), OUTPUT_EVENT_BYTES)
+        if size < len(pending) or not self._closing:
+            # Cut after the last complete line in the window, if there is one.
+            newline = pending.rfind(b"\n", 0, size)
+            if newline >= 0:
+                size = newline + 1
+        piece = bytes(pending[:size])
+        del pending[:size]
+        offset = self._offset
+        self._offset += size
+        return offset, piece
+
+    async def _pump(self) -> None:
+        interval = 1.0 / OUTPUT_EVENTS_PER_SECOND
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            began = time.monotonic()
+            offset, piece = self._take()
+            text = self._decoder.decode(piece, final=self._closing and not self._pending)
+            event = NewEvent.run(
+                EventType.RUN_OUTPUT_EMITTED,
+                job=self._job,
+                run_id=self._run_id,
+                seq=self._seq,
+                offset=offset,
+                bytes=len(piece),
+                text=text,
+            )
+            self._seq += 1
+            try:
+                await self._events.append(event)
+                self.sent += 1
+            except Exception as exc:
+                self.dropped += 1
+                if not self._failures_logged:
+                    self._failures_logged = True
+                    logger.warning(
+                        "could not append a run output event; the run goes on",
+                        extra={"run_id": self._run_id, "error": _describe(exc)},
+                    )
+            if not self._closing:
+                await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+
+    async def close(self, *, drain: bool) -> None:
+        """End the stream: with ``drain``, send what is pending (at most
+        :data:`OUTPUT_DRAIN_SECONDS`, without the rate limit), then stop; what is left
+        unsent counts as dropped."""
+        self._closing = True
+        self._wake.set()
+        try:
+            if drain:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._task), OUTPUT_DRAIN_SECONDS)
+        finally:
+            if not self._task.done():
+                self._task.cancel()
+            if self._pending:
+                self.dropped += 1
+                self._pending.clear()
 
 
 def source_digest(identity: str, path: str | None, dockerfile: str) -> str:

@@ -28,6 +28,7 @@ from jobrunner.runner import JobNotFound, JobRunner
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.artifacts import ArtifactStore
+from store.events import Event, EventStoreOptions, EventType, FileEventStore, NewEvent
 from store.jobs.models import JobDefinition, JobSource, Run, RunStatus, RunTrigger
 from store.queue.models import TaskState
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
@@ -77,6 +78,9 @@ class Env:
     tarball_dir: Path
     docker: Any
     tag_prefix: str
+    events: FileEventStore
+    config: RunnerConfig
+    engine: DockerEngine
 
     async def define(self, **fields: Any) -> JobDefinition:
         name = fields.pop("name", f"job-{uuid.uuid4().hex[:10]}")
@@ -142,6 +146,7 @@ async def make_env(tmp_path: Path, docker_api: Any, backend: str) -> AsyncIterat
     )
     artifacts = ArtifactStore(tmp_path / "artifacts")
     engine = DockerEngine(artifacts)
+    events = await FileEventStore.open(EventStoreOptions(directory=tmp_path / "events"))
     db: Any
     if backend == "sqlite":
         from store.db.sqlite import SqliteDatabase
@@ -172,6 +177,7 @@ async def make_env(tmp_path: Path, docker_api: Any, backend: str) -> AsyncIterat
         config=config,
         default_queue=f"jobs-{prefix}",
         retry_base_delay=0.1,
+        events=events,
     )
     try:
         yield Env(
@@ -185,8 +191,12 @@ async def make_env(tmp_path: Path, docker_api: Any, backend: str) -> AsyncIterat
             tarball_dir=tarball_dir,
             docker=docker_api,
             tag_prefix=prefix,
+            events=events,
+            config=config,
+            engine=engine,
         )
     finally:
+        await events.close()
         await queue.close()
         await db.close()
         engine.close()
@@ -335,6 +345,161 @@ async def test_artifacts_are_recorded_and_their_bytes_match(env: Env) -> None:
 async def test_submit_refuses_an_unknown_job(env: Env) -> None:
     with pytest.raises(JobNotFound):
         await env.runner.submit("no-such-job", trigger=RunTrigger.API, actor="tester")
+
+
+# --- run events -------------------------------------------------------------------------------
+
+STATUS_EVENTS = [
+    EventType.RUN_QUEUED,
+    EventType.RUN_FETCH_STARTED,
+    EventType.RUN_BUILD_STARTED,
+    EventType.RUN_STARTED,
+]
+
+
+def status_events(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.type != EventType.RUN_OUTPUT_EMITTED]
+
+
+def output_events(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.type == EventType.RUN_OUTPUT_EMITTED]
+
+
+async def test_a_run_emits_an_event_per_transition_with_its_fields_and_live_output(
+    env: Env,
+) -> None:
+    lines = [f"line {i} {env.tag_prefix}" for i in range(5)]
+    script = "".join(f"echo '{line}'\nsleep 0.2\n" for line in lines)
+    (env.tarball_dir / "ev.tar.gz").write_bytes(tarball(job_files(script)))
+    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="ev.tar.gz")
+    task_id, run_id = await env.runner.submit(job.name, trigger=RunTrigger.API, actor="tester")
+    seen_running: list[int] = []
+
+    async def done() -> bool:
+        run = await env.runs.get(run_id)
+        if run.status is RunStatus.RUNNING:
+            got = output_events(await env.events.by_run(run_id))
+            seen_running.append(len(got))
+        return await env.task_settled(task_id)
+
+    await env.run_until(done)
+    run = await env.runs.get(run_id)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    events = await env.events.by_run(run_id)
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    statuses = status_events(events)
+    assert [e.type for e in statuses] == [*STATUS_EVENTS, EventType.RUN_SUCCEEDED]
+    assert all(e.key == job.name and e.run_id == run_id for e in events)
+    assert [e.data["status"] for e in statuses] == [
+        "queued",
+        "fetching",
+        "building",
+        "running",
+        "succeeded",
+    ]
+    for event in statuses:
+        assert event.data["runId"] == run_id
+        assert event.data["job"] == job.name
+        assert event.data["attempt"] == 1
+        assert event.data["trigger"] == "api"
+        assert event.data["actor"] == "tester"
+        assert event.data["scheduleName"] is None
+        assert event.data["queuedAt"] is not None
+    _queued, fetching, building, running, final = statuses
+    assert fetching.data["fetchingAt"] is not None
+    assert building.data["sourceSha256"] == run.source_sha256
+    assert running.data["imageId"] == run.image_id
+    assert running.data["runningAt"] is not None
+    assert final.data["finishedAt"] is not None
+    assert final.data["exitCode"] == 0
+    assert final.data["error"] is None
+    assert final.data["outputBytes"] == run.output_bytes
+    assert final.data["outputTruncated"] is False
+    assert final.data["outputEventsDropped"] == 0
+    # Output as events: between RunStarted and the final event, in order, every line.
+    outputs = output_events(events)
+    assert outputs
+    assert running.id < outputs[0].id
+    assert outputs[-1].id < final.id
+    assert [e.data["seq"] for e in outputs] == list(range(len(outputs)))
+    text = "".join(e.data["text"] for e in outputs)
+    assert text == env.output(run).decode()
+    assert text.splitlines() == lines
+    assert final.data["outputEvents"] == len(outputs)
+    # ... and live: some arrived while the run was still running.
+    assert any(count > 0 for count in seen_running)
+
+
+async def test_chatty_output_is_coalesced_into_bounded_events(env: Env) -> None:
+    script = 'i=0\nwhile [ $i -lt 3000 ]; do echo "line number $i"; i=$((i+1)); done\n'
+    (env.tarball_dir / "chatty.tar.gz").write_bytes(tarball(job_files(script)))
+    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="chatty.tar.gz")
+    _, [run] = await env.run_job(job.name)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    outputs = output_events(await env.events.by_run(run.run_id))
+    assert len(outputs) < 3000 / 10  # coalesced, not one per line
+    assert all(e.data["bytes"] <= 8 * 1024 for e in outputs)
+    assert all(e.data["text"].endswith("\n") for e in outputs)  # cut at line ends
+    text = "".join(e.data["text"] for e in outputs)
+    assert text == env.output(run).decode()
+    assert text.splitlines()[-1] == "line number 2999"
+
+
+class FailingEvents:
+    """An event store that refuses every append (or is very slow with ``delay``)."""
+
+    def __init__(self, delay: float | None = None) -> None:
+        self.delay = delay
+        self.appended: list[NewEvent] = []
+
+    async def append(self, event: NewEvent) -> Any:
+        if self.delay is None:
+            raise OSError("disk on fire")
+        await asyncio.sleep(self.delay)
+        self.appended.append(event)
+        return None
+
+
+def runner_with_events(env: Env, events: Any) -> JobRunner:
+    return JobRunner(
+        queue=env.queue,
+        jobs=env.jobs,
+        runs=env.runs,
+        engine=env.engine,
+        artifacts=env.artifacts,
+        config=env.config,
+        default_queue=f"jobs-{env.tag_prefix}",
+        retry_base_delay=0.1,
+        events=events,
+    )
+
+
+async def test_a_failing_event_store_never_fails_a_run(env: Env) -> None:
+    (env.tarball_dir / "ok.tar.gz").write_bytes(tarball(job_files("echo fine\n")))
+    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="ok.tar.gz")
+    env.runner = runner_with_events(env, FailingEvents())
+    _, [run] = await env.run_job(job.name)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert env.output(run) == b"fine\n"
+
+
+async def test_a_slow_event_store_drops_live_output_but_the_run_keeps_all_of_it(
+    env: Env,
+) -> None:
+    script = 'i=0\nwhile [ $i -lt 40000 ]; do echo "line number $i"; i=$((i+1)); done\n'
+    (env.tarball_dir / "slow.tar.gz").write_bytes(tarball(job_files(script)))
+    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="slow.tar.gz")
+    slow = FailingEvents(delay=0.5)
+    env.runner = runner_with_events(env, slow)
+    started = time.monotonic()
+    _, [run] = await env.run_job(job.name)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert time.monotonic() - started < 30
+    expected = b"".join(b"line number %d\n" % i for i in range(40000))
+    assert run.output_bytes == len(expected)
+    final = slow.appended[-1]
+    assert final.type == EventType.RUN_SUCCEEDED
+    assert final.data["outputEventsDropped"] > 0
 
 
 @pytest.mark.postgres
