@@ -19,6 +19,7 @@ from service.errors import SettingsError
 from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
+from store.schedules.protocol import ScheduleStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,12 @@ def resolve_target(settings: Settings) -> tuple[Target, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class Stores:
-    """The queue and the job/run stores, all on one open database."""
+    """The queue, the job/run stores and the schedule store, all on one open database."""
 
     queue: TaskQueue
     jobs: JobStore
     runs: RunStore
+    schedules: ScheduleStore
 
 
 @asynccontextmanager
@@ -73,25 +75,35 @@ async def open_queue(settings: Settings, *, migrate: bool = True) -> AsyncIterat
 
 @asynccontextmanager
 async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Stores]:
-    """As :func:`open_queue`, yielding the queue and the job and run stores built on the
-    same database."""
+    """As :func:`open_queue`, yielding the queue, the job and run stores and the schedule
+    store built on the same database (the schedule store's own resources, e.g. its LISTEN
+    connection, are closed before the database)."""
     target, location = resolve_target(settings)
     retention = timedelta(seconds=settings.key_retention_seconds)
     queue: TaskQueue
+    schedules: ScheduleStore
     if target.backend == "postgres":
         from store.db.postgres import PostgresDatabase
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
         from store.queue.postgres import PostgresTaskQueue
+        from store.schedules.postgres import PostgresScheduleStore
 
         pg = await PostgresDatabase.open(location, max_size=max(4, settings.concurrency // 4))
         try:
             if migrate:
                 await pg.migrate()
             queue = PostgresTaskQueue(pg, key_retention=retention)
+            schedules = PostgresScheduleStore(pg)
             try:
                 await _apply_queue_defaults(queue, settings)
-                yield Stores(queue=queue, jobs=PostgresJobStore(pg), runs=PostgresRunStore(pg))
+                yield Stores(
+                    queue=queue,
+                    jobs=PostgresJobStore(pg),
+                    runs=PostgresRunStore(pg),
+                    schedules=schedules,
+                )
             finally:
+                await schedules.close()
                 await queue.close()
         finally:
             await pg.close()
@@ -99,6 +111,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
         from store.db.sqlite import SqliteDatabase
         from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
         from store.queue.sqlite import SqliteTaskQueue
+        from store.schedules.sqlite import SqliteScheduleStore
 
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         lite = await SqliteDatabase.open(location)
@@ -106,10 +119,17 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
             if migrate:
                 await lite.migrate()
             queue = SqliteTaskQueue(lite, key_retention=retention)
+            schedules = SqliteScheduleStore(lite)
             try:
                 await _apply_queue_defaults(queue, settings)
-                yield Stores(queue=queue, jobs=SqliteJobStore(lite), runs=SqliteRunStore(lite))
+                yield Stores(
+                    queue=queue,
+                    jobs=SqliteJobStore(lite),
+                    runs=SqliteRunStore(lite),
+                    schedules=schedules,
+                )
             finally:
+                await schedules.close()
                 await queue.close()
         finally:
             await lite.close()

@@ -57,19 +57,24 @@ def runner_config(settings: Settings) -> RunnerConfig:
     )
 
 
-def event_store_options(settings: Settings) -> EventStoreOptions:
+def event_store_options(settings: Settings, *, retention: bool = True) -> EventStoreOptions:
     """The event store's layout, durability and retention from ``WORKER_JOB_EVENT_*`` and
-    ``WORKER_ADMIN_AUDIT_*``."""
+    ``WORKER_ADMIN_AUDIT_*``. With ``retention=False`` (``longshore worker``) the store
+    removes nothing: only one process per event directory should run retention (``serve``,
+    see docs/events.md, "Several processes on one host")."""
     per_key = RetentionPolicy(max_per_key=settings.job_event_max_entries)
     retention_age = settings.admin_audit_retention
     audit = RetentionPolicy(
         max_total=settings.admin_audit_event_limit,
         max_age=timedelta(seconds=retention_age) if retention_age else None,
     )
+    policies = {Stream.RUNS: per_key, Stream.SCHEDULES: per_key, Stream.AUDIT: audit}
+    if not retention:
+        policies = {stream: RetentionPolicy() for stream in Stream}
     return EventStoreOptions(
         directory=settings.event_dir,
         durability=Durability(settings.job_event_durability),
-        retention={Stream.RUNS: per_key, Stream.SCHEDULES: per_key, Stream.AUDIT: audit},
+        retention=policies,
         retention_interval=settings.admin_audit_archive_interval,
         archive_dir=settings.admin_audit_archive_dir,
         export_limit_max=settings.admin_audit_export_limit_max,

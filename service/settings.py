@@ -15,11 +15,26 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scheduler.factories import parse_names, parse_presets
+from scheduler.spec import parse_spec
 from service.errors import SettingsError
 from service.units import parse_duration, parse_size
-from store.queue.models import QUEUE_NAME
+from store.queue.models import HANDLER_NAME, QUEUE_NAME
+from store.schedules.models import SCHEDULE_NAME
 
 ENV_PREFIX = "WORKER_"
+
+IGNORED_SEED_VARIABLES = (
+    "WORKER_CRON_HANDLERS",
+    "WORKER_CRON_PRESETS",
+    "WORKER_JOB_EVENT_CACHE_TTL",
+    "WORKER_JOB_GIT_BIN",
+    "WORKER_JOB_DOCKER_BIN",
+)
+"""Variables of the seed design that Longshore accepts and ignores (logged at start):
+in-memory cron (replaced by the ``WORKER_DURABLE_CRON_*`` schedules), an event cache (the
+event store indexes per key) and binary paths (git is run from ``PATH``, Docker through its
+API socket)."""
 _PAIR = re.compile(r"^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$")
 
 
@@ -96,6 +111,11 @@ class Settings(BaseSettings):
     admin_audit_archive_interval: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
     admin_audit_export_limit_max: int = Field(default=1_000_000, ge=1)
 
+    # Durable schedules
+    durable_cron_handlers: Annotated[tuple[str, ...], NoDecode] = ()
+    durable_cron_presets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    scheduler_lag_seconds: Annotated[float | None, NoDecode] = Field(default=None, gt=0.0)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -111,6 +131,7 @@ class Settings(BaseSettings):
         "job_git_timeout",
         "admin_audit_retention",
         "admin_audit_archive_interval",
+        "scheduler_lag_seconds",
         mode="before",
     )
     @classmethod
@@ -163,6 +184,38 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a valid queue name")
         return value
 
+    @field_validator("durable_cron_handlers", mode="before")
+    @classmethod
+    def _cron_handlers(cls, value: Any) -> Any:
+        names = parse_names(value) if isinstance(value, str) else list(value)
+        for name in names:
+            if not isinstance(name, str) or not HANDLER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid handler name")
+            if not SCHEDULE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot name a factory")
+        return tuple(names)
+
+    @field_validator("durable_cron_presets", mode="before")
+    @classmethod
+    def _cron_presets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                presets = parse_presets(value)
+            except ValueError as exc:  # InvalidPreset
+                raise ValueError(str(exc)) from None
+        elif isinstance(value, Mapping):
+            presets = {str(k): str(v) for k, v in value.items()}
+        else:
+            raise ValueError("expected 'name=spec,...'")
+        for name, spec in presets.items():
+            if not SCHEDULE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid schedule name")
+            try:
+                parse_spec(spec)
+            except ValueError as exc:  # SpecError
+                raise ValueError(f"preset {name!r}: {exc}") from None
+        return presets
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -191,6 +244,13 @@ class Settings(BaseSettings):
     def effective_stale_worker_seconds(self) -> float:
         """A worker is stale after missing several heartbeats and outliving its leases."""
         return self.stale_worker_seconds or max(self.lease_seconds * 2, 10.0)
+
+
+def ignored_variables(env: Mapping[str, str]) -> list[str]:
+    """The seed's variables set in ``env`` that have no effect here (see
+    :data:`IGNORED_SEED_VARIABLES`), for a warning at start."""
+    present = {key.upper() for key in env}
+    return [name for name in IGNORED_SEED_VARIABLES if name in present]
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

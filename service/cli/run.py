@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Annotated
 
 import typer
 
-from jobrunner.docker_engine import DockerEngine
 from jobrunner.errors import EngineUnavailable
 from jobrunner.runner import JobRunner
-from service.backends import open_database_and_migrate, open_store, resolve_target
+from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
-from service.runtime import build_registry, runner_config, worker_options
-from service.settings import Settings
+from service.lifecycle import Role, open_runtime
+from service.runtime import build_registry, worker_options
+from service.settings import Settings, ignored_variables
 from service.worker import Worker
-from store.artifacts import ArtifactStore
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +38,22 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> None:
-    """Run Longshore in one process: the worker over the embedded store (or PostgreSQL).
+    """Run Longshore in one process: the worker and the scheduler over the embedded store
+    (or PostgreSQL), writing run and schedule events to the event store.
 
     Stops cleanly on Ctrl-C or SIGTERM: no new claims, running tasks finish within the
-    grace period, unfinished ones are handed back.
+    grace period, unfinished ones are handed back; then the scheduler stops and the event
+    store and the database are closed.
     """
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     target, _ = resolve_target(settings)
     typer.echo(
         f"longshore: serving with store {target.backend} at {target.location}, "
-        f"{settings.concurrency} worker slots; Ctrl-C to stop",
+        f"{settings.concurrency} worker slots, scheduler on (leader-elected), "
+        f"events in {settings.event_dir}; Ctrl-C to stop",
         err=True,
     )
-    run_async(lambda: _run_worker(settings, drain=False, queues=None))
+    run_async(lambda: _run_worker(settings, role="serve", drain=False, queues=None))
 
 
 def worker(
@@ -61,9 +64,10 @@ def worker(
         bool, typer.Option("--drain", help="Exit when nothing is ready or running.")
     ] = False,
 ) -> None:
-    """Run a worker only (scale-out: many workers can share one PostgreSQL)."""
+    """Run a worker only (scale-out: many workers can share one PostgreSQL). It never fires
+    schedules (``longshore serve`` does) and leaves event retention to ``serve``."""
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
-    processed = run_async(lambda: _run_worker(settings, drain=drain, queues=queue))
+    processed = run_async(lambda: _run_worker(settings, role="worker", drain=drain, queues=queue))
     if drain:
         typer.echo(f"drained: {processed} tasks processed", err=True)
 
@@ -80,7 +84,10 @@ def migrate(database_url: DatabaseUrl = None) -> None:
         typer.echo(f"{target.backend} at {target.location}: schema already up to date")
 
 
-async def _run_worker(settings: Settings, *, drain: bool, queues: list[str] | None) -> int:
+async def _run_worker(
+    settings: Settings, *, role: Role, drain: bool, queues: list[str] | None
+) -> int:
+    _warn_ignored()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -100,28 +107,25 @@ async def _run_worker(settings: Settings, *, drain: bool, queues: list[str] | No
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with open_store(settings) as stores:
-            artifacts = ArtifactStore(settings.data_dir / "artifacts")
-            engine = DockerEngine(artifacts)
-            try:
-                job_runner = JobRunner(
-                    queue=stores.queue,
-                    jobs=stores.jobs,
-                    runs=stores.runs,
-                    engine=engine,
-                    artifacts=artifacts,
-                    config=runner_config(settings),
-                )
-                await _cleanup_orphans(job_runner)
-                options = worker_options(settings, drain=drain, queues=queues)
-                runner = Worker(stores.queue, build_registry(job_runner), options)
-                await runner.run(stop)
-                return runner.processed
-            finally:
-                engine.close()
+        # Everything is closed in reverse order of opening once the worker has stopped:
+        # scheduler, factory sync, Docker client, event store, database.
+        async with open_runtime(settings, role=role) as runtime:
+            await _cleanup_orphans(runtime.job_runner)
+            options = worker_options(settings, drain=drain, queues=queues)
+            runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)
+            await runner.run(stop)
+            return runner.processed
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _warn_ignored() -> None:
+    for name in ignored_variables(os.environ):
+        logger.warning(
+            f"{name} is set but has no effect in Longshore (see docs/configuration.md)",
+            extra={"variable": name},
+        )
 
 
 async def _cleanup_orphans(job_runner: JobRunner) -> None:

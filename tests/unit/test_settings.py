@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import SettingsError
-from service.settings import load_settings
+from service.settings import IGNORED_SEED_VARIABLES, ignored_variables, load_settings
 from service.units import parse_duration
 
 
@@ -168,3 +168,68 @@ def test_bad_job_and_event_settings_name_their_variable(env, named):
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert str(caught.value).startswith(named + ":")
+
+
+def test_durable_cron_settings_are_read_with_specs_that_contain_commas_and_spaces():
+    settings = load_settings(
+        {
+            "WORKER_DURABLE_CRON_HANDLERS": "builtin.noop, reports.daily,builtin.noop,",
+            "WORKER_DURABLE_CRON_PRESETS": (
+                "nightly=0 3 * * *, twice=0 9,17 * * mon-fri,tick=*/10 * * * * *,h=@every 90s"
+            ),
+            "WORKER_SCHEDULER_LAG_SECONDS": "2m",
+        }
+    )
+    assert settings.durable_cron_handlers == ("builtin.noop", "reports.daily")
+    assert settings.durable_cron_presets == {
+        "nightly": "0 3 * * *",
+        "twice": "0 9,17 * * mon-fri",
+        "tick": "*/10 * * * * *",
+        "h": "@every 90s",
+    }
+    assert settings.scheduler_lag_seconds == 120.0
+
+
+def test_durable_cron_settings_default_to_nothing():
+    settings = load_settings({})
+    assert settings.durable_cron_handlers == ()
+    assert settings.durable_cron_presets == {}
+    assert settings.scheduler_lag_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "mentions"),
+    [
+        ({"WORKER_DURABLE_CRON_HANDLERS": "a b"}, "WORKER_DURABLE_CRON_HANDLERS", "'a b'"),
+        ({"WORKER_DURABLE_CRON_HANDLERS": "job:run"}, "WORKER_DURABLE_CRON_HANDLERS", "job:run"),
+        ({"WORKER_DURABLE_CRON_PRESETS": "nightly"}, "WORKER_DURABLE_CRON_PRESETS", "nightly"),
+        ({"WORKER_DURABLE_CRON_PRESETS": "a="}, "WORKER_DURABLE_CRON_PRESETS", "empty"),
+        ({"WORKER_DURABLE_CRON_PRESETS": "a=61 * * * *"}, "WORKER_DURABLE_CRON_PRESETS", "61"),
+        (
+            {"WORKER_DURABLE_CRON_PRESETS": "a=@daily,a=@hourly"},
+            "WORKER_DURABLE_CRON_PRESETS",
+            "twice",
+        ),
+        ({"WORKER_SCHEDULER_LAG_SECONDS": "0"}, "WORKER_SCHEDULER_LAG_SECONDS", ""),
+        ({"WORKER_SCHEDULER_LAG_SECONDS": "soon"}, "WORKER_SCHEDULER_LAG_SECONDS", "soon"),
+    ],
+)
+def test_a_bad_durable_cron_setting_is_an_error_naming_the_variable(env, named, mentions):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(named + ":")
+    assert mentions in str(caught.value)
+
+
+def test_the_seeds_cron_and_binary_variables_are_accepted_and_reported_as_ignored():
+    env = {
+        "WORKER_CRON_HANDLERS": "a,b",
+        "WORKER_CRON_PRESETS": "not even=valid",
+        "WORKER_JOB_EVENT_CACHE_TTL": "whatever",
+        "WORKER_JOB_GIT_BIN": "/usr/bin/git",
+        "WORKER_JOB_DOCKER_BIN": "/usr/bin/docker",
+        "WORKER_CONCURRENCY": "2",
+    }
+    assert load_settings(env).concurrency == 2
+    assert ignored_variables(env) == list(IGNORED_SEED_VARIABLES)
+    assert ignored_variables({"WORKER_CONCURRENCY": "2"}) == []
