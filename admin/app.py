@@ -1,0 +1,180 @@
+"""The admin API app factory (DESIGN §2): ``create_app(queue=..., audit=..., config=...)``.
+
+The app owns no resources: ``service/`` opens the queue and the event store, passes them in
+and closes them after the server stops. Every response carries ``X-Request-Id`` and the
+security headers; every error the envelope of :func:`admin.errors.envelope`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from admin.auth import RequireViewer
+from admin.config import AdminConfig
+from admin.errors import NotAuthenticated, envelope, status_of
+from admin.middleware import AdminMiddleware
+from admin.mutations import pending_mutation, route_mutation
+from admin.routes import dequeue, dlq, health, queues, tasks, workers
+from admin.schemas import ErrorBody
+from store.errors import LongshoreError
+from store.events import AuditLog
+from store.queue.protocol import TaskQueue
+
+logger = logging.getLogger(__name__)
+
+BASE_PATH = "/admin/v1"
+OPENAPI_PATH = f"{BASE_PATH}/openapi.json"
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "Invalid request (the message names the field)"),
+        (401, "No or invalid credentials"),
+        (403, "The caller's role does not allow this, or approval is missing"),
+        (404, "Not found"),
+        (413, "Request body larger than 1 MiB"),
+        (503, "The store is unavailable; retry later"),
+    )
+}
+
+
+def create_app(*, queue: TaskQueue, audit: AuditLog, config: AdminConfig) -> FastAPI:
+    """Build the admin API over ``queue`` (any :class:`TaskQueue` backend), recording
+    mutations in ``audit``."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        logger.info(
+            "admin api started",
+            extra={"bearer_tokens": len(config.tokens), "approval": config.require_approval},
+        )
+        yield
+        logger.info("admin api stopped")
+
+    app = FastAPI(
+        title="Longshore admin API",
+        version=config.version,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.admin_queue = queue
+    app.state.admin_audit = audit
+    app.state.admin_config = config
+
+    api = APIRouter(prefix=BASE_PATH, responses=_ERROR_RESPONSES)
+    for module in (health, queues, dequeue, dlq, tasks, workers):
+        api.include_router(module.router)
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: RequireViewer) -> dict[str, Any]:
+        return _openapi(app)
+
+    app.include_router(api)
+    app.add_exception_handler(LongshoreError, _longshore_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(AdminMiddleware, max_body_bytes=config.max_body_bytes)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, minus the 422 responses this API never sends (validation errors
+    are 400 with the error envelope)."""
+    if app.openapi_schema is None:
+        schema = app.openapi()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+async def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The error response, after auditing the refused mutation this request was, if any."""
+    mutation = pending_mutation(request)
+    if mutation is not None:
+        await mutation.refused(f"{status} {code}: {message}")
+    return JSONResponse(
+        envelope(_request_id(request), code, message), status_code=status, headers=headers
+    )
+
+
+async def _longshore_error(request: Request, exc: Exception) -> JSONResponse:
+    status, code = status_of(exc)
+    if status >= 500:
+        logger.error("admin request failed: %s", exc, extra={"request_id": _request_id(request)})
+    message = str(exc) if status < 500 else f"service unavailable: {exc}"
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+    return await _respond(request, status, code, message, headers)
+
+
+def _field(loc: Sequence[int | str]) -> str:
+    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else []
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    messages: list[str] = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            messages.append("request body is not valid JSON")
+        elif kind == "missing" and loc == ("body",):
+            messages.append("body: a JSON object is required")
+        elif loc == ("body",):
+            messages.append("body: must be a JSON object (Content-Type: application/json)")
+        else:
+            where = _field(loc) or (str(loc[0]) if loc else "request")
+            messages.append(f"{where}: {error.get('msg', 'invalid value')}")
+    try:
+        route_mutation(request)
+    except NotAuthenticated as refused:
+        return await _longshore_error(request, refused)
+    return await _respond(request, 400, "invalid_request", "; ".join(messages))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}"
+    return await _respond(request, exc.status_code, code, message, exc.headers)

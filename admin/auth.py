@@ -1,0 +1,115 @@
+"""Who is calling and what they may do.
+
+Identity comes from the TLS client certificate (its subject CN, put into
+``scope["extensions"]["tls"]["client_cert"]`` by :class:`admin.tls.ClientCertH11Protocol`)
+or, when no certificate was presented, from a bearer token (``Authorization: Bearer``,
+compared in constant time; the actor is the token's name). The role is looked up by actor
+in :attr:`AdminConfig.roles`, else :attr:`AdminConfig.default_role`.
+
+Routes declare what they need with the ``Annotated`` aliases :data:`RequireViewer`,
+:data:`RequireOperator` and :data:`RequireAdmin`; mutations use :mod:`admin.mutations`,
+which also audits refusals.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from admin.config import AdminConfig, Role
+from admin.errors import Forbidden, NotAuthenticated
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity:
+    """An authenticated caller: ``actor`` is the certificate CN or the token name."""
+
+    actor: str
+    role: Role
+    via: str  # "certificate" | "token"
+
+
+def certificate_cn(cert: Any) -> str | None:
+    """The subject commonName of a certificate as ``SSLSocket.getpeercert()`` returns it."""
+    if not isinstance(cert, dict):
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value:
+                return str(value)
+    return None
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def _token_name(config: AdminConfig, presented: str) -> str | None:
+    """The name of the token matching ``presented``; every token is compared (in constant
+    time) so the timing does not tell which names exist."""
+    found: str | None = None
+    given = presented.encode()
+    for name, secret in config.tokens.items():
+        if hmac.compare_digest(given, secret.encode()):
+            found = name
+    return found
+
+
+def authenticate(request: Request, config: AdminConfig) -> Identity:
+    """The caller's identity; raises :class:`NotAuthenticated` (401) without valid
+    credentials."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    cn = certificate_cn(tls.get("client_cert"))
+    if cn is not None:
+        return Identity(actor=cn, role=config.role_of(cn), via="certificate")
+    presented = _bearer(request)
+    if presented is None:
+        raise NotAuthenticated("authentication required: a client certificate or a bearer token")
+    name = _token_name(config, presented)
+    if name is None:
+        raise NotAuthenticated("invalid bearer token")
+    return Identity(actor=name, role=config.role_of(name), via="token")
+
+
+def config_of(request: Request) -> AdminConfig:
+    config: AdminConfig = request.app.state.admin_config
+    return config
+
+
+def current_identity(request: Request) -> Identity:
+    """Authenticate once per request (cached in ``request.state``)."""
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is None:
+        identity = authenticate(request, config_of(request))
+        request.state.identity = identity
+    return identity
+
+
+def check_role(identity: Identity, needed: Role) -> None:
+    if identity.role < needed:
+        raise Forbidden(
+            f"role {identity.role.label!r} of {identity.actor!r} may not do this; "
+            f"it needs {needed.label!r}"
+        )
+
+
+class _Require:
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(self, request: Request) -> Identity:
+        identity = current_identity(request)
+        check_role(identity, self.role)
+        return identity
+
+
+RequireViewer = Annotated[Identity, Depends(_Require(Role.VIEWER))]
+RequireOperator = Annotated[Identity, Depends(_Require(Role.OPERATOR))]
+RequireAdmin = Annotated[Identity, Depends(_Require(Role.ADMIN))]

@@ -1,0 +1,111 @@
+"""Plain configuration values of the admin API, mapped from settings by ``service/``."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Request bodies above this are refused with 413 (SPEC §7), never truncated."""
+
+DEFAULT_TOKEN_NAME = "admin-token"  # noqa: S105 - a name, not a secret
+"""The actor name of a bare ``WORKER_ADMIN_TOKEN`` secret (one without ``name:``)."""
+
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Role(enum.IntEnum):
+    """What an authenticated client may do; each role includes the ones below it."""
+
+    VIEWER = 1
+    """Read everything."""
+    OPERATOR = 2
+    """Also pause/resume, replay (and later run and cancel)."""
+    ADMIN = 3
+    """Also weights, delete and purge (and later define and delete jobs and schedules)."""
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(role.name.lower() for role in cls)
+            raise ValueError(f"role must be one of {names}, got {text.strip()!r}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def parse_roles(text: str) -> dict[str, Role]:
+    """Parse ``WORKER_ADMIN_ROLES`` (``"cn=role,cn=role"``) into a mapping; raises
+    ``ValueError`` naming the bad entry."""
+    roles: dict[str, Role] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, sep, role = entry.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"role entry {entry!r} must look like 'cn=role'")
+        roles[name.strip()] = Role.parse(role)
+    return roles
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """Parse ``WORKER_ADMIN_TOKEN`` into ``{name: secret}``.
+
+    Either one bare secret (its actor name is :data:`DEFAULT_TOKEN_NAME`) or comma-separated
+    ``name:secret`` pairs, so several clients can be told apart in the audit log. A bare
+    secret must not contain ``:`` or ``,`` (generated tokens are URL-safe base64).
+    """
+    value = text.strip()
+    if not value:
+        return {}
+    if ":" not in value and "," not in value:
+        return {DEFAULT_TOKEN_NAME: value}
+    tokens: dict[str, str] = {}
+    for raw in value.split(","):
+        entry = raw.strip()
+        name, sep, secret = entry.partition(":")
+        if not sep or not _TOKEN_NAME.fullmatch(name) or not secret:
+            raise ValueError(
+                "admin token must be a bare secret or 'name:secret' pairs "
+                "(name: letters, digits, '.', '_', '-')"
+            )
+        tokens[name] = secret
+    return tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminConfig:
+    """Everything the admin API needs to know besides its collaborators.
+
+    ``tokens`` maps bearer-token names (the actor) to secrets; empty means bearer auth is
+    off (mTLS only). ``roles`` maps certificate CNs or token names to roles; everyone else
+    who authenticates gets ``default_role``.
+    """
+
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    roles: Mapping[str, Role] = field(default_factory=dict)
+    default_role: Role = Role.ADMIN
+    replay_limit_max: int = 1000
+    replay_ids_max: int = 1000
+    require_approval: bool = False
+    approval_token: str | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+    version: str = "0.0.0"
+    commit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.require_approval and not self.approval_token:
+            raise ValueError("approval is required but no approval token is set")
+        if self.replay_limit_max < 1 or self.replay_ids_max < 1:
+            raise ValueError("replay caps must be at least 1")
+        if any(not secret for secret in self.tokens.values()):
+            raise ValueError("admin tokens must not be empty")
+
+    def role_of(self, actor: str) -> Role:
+        return self.roles.get(actor, self.default_role)

@@ -1,0 +1,115 @@
+"""Errors of the admin API and the one table that maps error types to HTTP statuses.
+
+    LongshoreError
+     ├── AdminError                 refused by the admin layer itself
+     │    ├── InvalidRequest        400 a field breaks a rule (the message names it)
+     │    ├── NotAuthenticated      401 no or wrong credentials
+     │    ├── Forbidden             403 the role does not allow it
+     │    ├── ApprovalRequired      403 a risky mutation without a valid X-Admin-Approval
+     │    ├── NotFound              404 no such resource
+     │    ├── Conflict              409 the resource is not in a state that allows it
+     │    ├── PreconditionFailed    412 e.g. a missing schedule factory
+     │    ├── BodyTooLarge          413 more than the body limit
+     │    └── GuardrailExceeded     429 a replay/run cap
+     └── StoreError                 from the store, mapped below (InvalidTask 400, ...)
+
+Every error response carries the envelope ``{"requestId", "error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from store.errors import (
+    InvalidTask,
+    LongshoreError,
+    StoreUnavailable,
+    TaskNotFound,
+    TaskNotWaiting,
+)
+from store.events.errors import EventStoreClosed, InvalidEvent
+
+
+class AdminError(LongshoreError):
+    """Refused by the admin layer; ``code`` is the envelope's snake_case code."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(AdminError):
+    code = "invalid_request"
+
+
+class NotAuthenticated(AdminError):
+    code = "unauthenticated"
+
+
+class Forbidden(AdminError):
+    code = "forbidden"
+
+
+class ApprovalRequired(Forbidden):
+    code = "approval_required"
+
+
+class NotFound(AdminError):
+    code = "not_found"
+
+
+class Conflict(AdminError):
+    code = "conflict"
+
+
+class PreconditionFailed(AdminError):
+    code = "precondition_failed"
+
+
+class BodyTooLarge(AdminError):
+    code = "body_too_large"
+
+
+class GuardrailExceeded(AdminError):
+    code = "limit_exceeded"
+
+
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    InvalidRequest: (400, InvalidRequest.code),
+    NotAuthenticated: (401, NotAuthenticated.code),
+    ApprovalRequired: (403, ApprovalRequired.code),
+    Forbidden: (403, Forbidden.code),
+    NotFound: (404, NotFound.code),
+    Conflict: (409, Conflict.code),
+    PreconditionFailed: (412, PreconditionFailed.code),
+    BodyTooLarge: (413, BodyTooLarge.code),
+    GuardrailExceeded: (429, GuardrailExceeded.code),
+    InvalidTask: (400, "invalid_request"),
+    InvalidEvent: (400, "invalid_request"),
+    TaskNotFound: (404, "not_found"),
+    TaskNotWaiting: (409, "conflict"),
+    StoreUnavailable: (503, "unavailable"),
+    EventStoreClosed: (503, "unavailable"),
+}
+"""Error type -> (status, code); the most specific class in an error's MRO wins."""
+
+INTERNAL = (500, "internal_error")
+
+
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """The (status, code) of an error: the table entry of the nearest class in its MRO;
+    an :class:`AdminError` keeps its own ``code``."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status, code = STATUS[cls]
+            if isinstance(exc, AdminError):
+                code = exc.code
+            return status, code
+    return INTERNAL
+
+
+def envelope(request_id: str, code: str, message: str) -> dict[str, object]:
+    """The JSON body of every error response (SPEC §7)."""
+    return {"requestId": request_id, "error": {"code": code, "message": message}}

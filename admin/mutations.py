@@ -1,0 +1,155 @@
+"""Mutating routes: authentication, role, approval and the audit entry, in one dependency.
+
+Every mutation, accepted or refused (403 role, 403 approval, 400 validation, 404, 409,
+429), is recorded in the audit log before the response is sent (SPEC §6-7). A route
+declares ``audit: Annotated[Mutation, Depends(mutation("queue.pause", Role.OPERATOR,
+target="name", risky=True))]`` and calls ``await audit.ok(detail)`` after its change; the
+error handlers of :mod:`admin.app` call :meth:`Mutation.refused` for everything else.
+
+A request without valid credentials (401) is not audited: there is no actor to record and
+an unauthenticated client must not be able to fill the audit log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from fastapi import Request
+
+from admin.auth import Identity, check_role, config_of, current_identity
+from admin.config import Role
+from admin.errors import ApprovalRequired
+from store.events import AuditLog, AuditStatus
+
+logger = logging.getLogger(__name__)
+
+APPROVAL_HEADER = "x-admin-approval"
+
+
+class Mutation:
+    """One audited mutation in progress; records exactly one audit entry."""
+
+    def __init__(
+        self,
+        *,
+        audit: AuditLog,
+        identity: Identity,
+        request_id: str,
+        action: str,
+        target: str,
+        body: bytes,
+    ) -> None:
+        self._audit = audit
+        self.identity = identity
+        self.request_id = request_id
+        self.action = action
+        self.target = target
+        self.body = body
+        self.recorded = False
+
+    @property
+    def actor(self) -> str:
+        return self.identity.actor
+
+    async def ok(self, detail: str = "") -> None:
+        await self._record(AuditStatus.OK, detail)
+
+    async def refused(self, detail: str) -> None:
+        await self._record(AuditStatus.ERROR, detail)
+
+    async def _record(self, status: AuditStatus, detail: str) -> None:
+        if self.recorded:
+            return
+        self.recorded = True
+        await self._audit.record(
+            actor=self.identity.actor,
+            request_id=self.request_id,
+            action=self.action,
+            target=self.target,
+            status=status,
+            body=self.body,
+            detail=detail,
+        )
+
+
+def pending_mutation(request: Request) -> Mutation | None:
+    """The request's mutation not yet audited, if any (for the error handlers)."""
+    mutation: Mutation | None = getattr(request.state, "mutation", None)
+    if mutation is None or mutation.recorded:
+        return None
+    return mutation
+
+
+class MutationDependency:
+    """The dependency :func:`mutation` returns; routes are found to be mutations by it."""
+
+    def __init__(
+        self, action: str, role: Role, *, target: str | None, fixed_target: str, risky: bool
+    ) -> None:
+        self.action = action
+        self.role = role
+        self.target = target
+        self.fixed_target = fixed_target
+        self.risky = risky
+
+    def context(self, request: Request) -> Mutation:
+        """Authenticate (401 is raised, not audited) and register the audit context."""
+        identity = current_identity(request)
+        current = Mutation(
+            audit=request.app.state.admin_audit,
+            identity=identity,
+            request_id=request.state.request_id,
+            action=self.action,
+            target=(
+                str(request.path_params.get(self.target, "")) if self.target else self.fixed_target
+            ),
+            body=getattr(request.state, "raw_body", b""),
+        )
+        request.state.mutation = current
+        return current
+
+    async def __call__(self, request: Request) -> Mutation:
+        current = self.context(request)
+        check_role(current.identity, self.role)
+        config = config_of(request)
+        if self.risky and config.require_approval:
+            presented = request.headers.get(APPROVAL_HEADER, "").encode()
+            expected = (config.approval_token or "").encode()
+            if not presented or not hmac.compare_digest(presented, expected):
+                raise ApprovalRequired(
+                    "this action needs approval: send a valid X-Admin-Approval header"
+                )
+        return current
+
+
+def mutation(
+    action: str,
+    role: Role,
+    *,
+    target: str | None = None,
+    fixed_target: str = "",
+    risky: bool = False,
+) -> MutationDependency:
+    """A dependency that authenticates, registers the audit context, then checks the role
+    and (for ``risky`` mutations when approval is required) ``X-Admin-Approval``.
+
+    ``target`` names the path parameter that is the audit target; ``fixed_target`` is used
+    otherwise (e.g. ``"*"`` for the global pause).
+    """
+    return MutationDependency(action, role, target=target, fixed_target=fixed_target, risky=risky)
+
+
+def route_mutation(request: Request) -> Mutation | None:
+    """The audit context of a mutating route whose dependencies never ran (FastAPI parses
+    the JSON body before solving dependencies, so a malformed body skips them). Raises
+    :class:`NotAuthenticated` when the caller has no valid credentials."""
+    pending = pending_mutation(request)
+    if pending is not None:
+        return pending
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        if isinstance(dependency.call, MutationDependency):
+            return dependency.call.context(request)
+    return None

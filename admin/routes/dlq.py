@@ -1,0 +1,157 @@
+"""The dead-letter queue: list, stats, detail, replay (bounded, by filter or by ids),
+delete, purge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from admin.auth import RequireViewer
+from admin.config import Role
+from admin.deps import ConfigDep, QueueDep
+from admin.errors import GuardrailExceeded, InvalidRequest, NotFound
+from admin.mutations import Mutation, mutation
+from admin.schemas import (
+    DeadList,
+    DeadOne,
+    DeadStatsBody,
+    DeadStatsOne,
+    DeleteResult,
+    ErrorBody,
+    PurgeRequest,
+    PurgeResult,
+    ReplayIdsRequest,
+    ReplayRequest,
+    ReplayResult,
+    TaskBody,
+    TaskDetail,
+)
+from store.queue.models import DeadFilter, TaskState
+
+router = APIRouter(prefix="/dlq", tags=["dlq"])
+
+Replay = Annotated[
+    Mutation, Depends(mutation("dlq.replay", Role.OPERATOR, fixed_target="dlq", risky=True))
+]
+ReplayIds = Annotated[
+    Mutation, Depends(mutation("dlq.replay_ids", Role.OPERATOR, fixed_target="dlq", risky=True))
+]
+Delete = Annotated[
+    Mutation, Depends(mutation("dlq.delete", Role.ADMIN, target="task_id", risky=True))
+]
+Purge = Annotated[
+    Mutation, Depends(mutation("dlq.purge", Role.ADMIN, fixed_target="dlq", risky=True))
+]
+
+CAPPED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Above the replay cap"}
+}
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("", response_model=DeadList)
+async def list_dead(
+    _: RequireViewer,
+    queue: QueueDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    queue_name: Annotated[str | None, Query(alias="queue")] = None,
+    handler: str | None = None,
+    query: str | None = None,
+) -> DeadList:
+    """Dead tasks, most recently dead first; ``query`` searches handler, key, error and
+    payload."""
+    page = await queue.list_dead(
+        DeadFilter(queue=queue_name, handler=handler, search=query), limit=limit, offset=offset
+    )
+    return DeadList(
+        entries=[TaskBody.of(task) for task in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/stats", response_model=DeadStatsOne)
+async def dead_stats(_: RequireViewer, queue: QueueDep) -> DeadStatsOne:
+    return DeadStatsOne(stats=DeadStatsBody.of(await queue.dead_stats()))
+
+
+@router.get("/{task_id}", response_model=DeadOne)
+async def get_dead(task_id: int, _: RequireViewer, queue: QueueDep) -> DeadOne:
+    task = await queue.get_task(task_id)
+    if task is None or task.state is not TaskState.DEAD:
+        raise NotFound(f"dead-letter entry {task_id} not found")
+    return DeadOne(entry=TaskDetail.of(task))
+
+
+@router.post("/replay", response_model=ReplayResult, responses=CAPPED)
+async def replay(
+    audit: Replay, queue: QueueDep, config: ConfigDep, body: ReplayRequest | None = None
+) -> ReplayResult:
+    """Replay up to ``limit`` dead tasks (oldest dead first), optionally filtered; a limit
+    above ``WORKER_ADMIN_REPLAY_LIMIT_MAX`` is refused with 429."""
+    body = body or ReplayRequest()
+    limit = body.limit if body.limit is not None else min(100, config.replay_limit_max)
+    if limit > config.replay_limit_max:
+        raise GuardrailExceeded(
+            f"limit {limit} is above the replay cap of {config.replay_limit_max}",
+            code="replay_limit_exceeded",
+        )
+    ids = await queue.replay_dead_matching(
+        DeadFilter(queue=body.queue, handler=body.handler, search=body.query),
+        limit=limit,
+        actor=audit.actor,
+    )
+    await audit.ok(f"replayed={len(ids)}")
+    return ReplayResult(replayed=len(ids), ids=[str(i) for i in ids])
+
+
+@router.post("/replay/ids", response_model=ReplayResult, responses=CAPPED)
+async def replay_ids(
+    body: ReplayIdsRequest, audit: ReplayIds, queue: QueueDep, config: ConfigDep
+) -> ReplayResult:
+    """Replay the given dead tasks; more ids than ``WORKER_ADMIN_REPLAY_IDS_MAX`` is 429.
+    Ids that are not dead are ignored (the answer lists those replayed)."""
+    if len(body.ids) > config.replay_ids_max:
+        raise GuardrailExceeded(
+            f"{len(body.ids)} ids is above the replay cap of {config.replay_ids_max}",
+            code="replay_ids_exceeded",
+        )
+    task_ids: list[int] = []
+    for index, raw in enumerate(body.ids):
+        try:
+            task_ids.append(int(raw))
+        except ValueError:
+            raise InvalidRequest(f"ids[{index}]: {raw!r} is not a task id") from None
+    ids = await queue.replay_dead(task_ids, actor=audit.actor)
+    await audit.ok(f"requested={len(task_ids)} replayed={len(ids)}")
+    return ReplayResult(replayed=len(ids), ids=[str(i) for i in ids])
+
+
+@router.delete("/{task_id}", response_model=DeleteResult)
+async def delete_dead(task_id: int, audit: Delete, queue: QueueDep) -> DeleteResult:
+    deleted = await queue.delete_dead([task_id])
+    if not deleted:
+        raise NotFound(f"dead-letter entry {task_id} not found")
+    await audit.ok("deleted=1")
+    return DeleteResult(deleted=deleted)
+
+
+@router.post("/purge", response_model=PurgeResult)
+async def purge_dead(
+    audit: Purge, queue: QueueDep, body: PurgeRequest | None = None
+) -> PurgeResult:
+    """Delete every dead task dead for at least ``olderThanSeconds`` (default: all)."""
+    body = body or PurgeRequest()
+    cutoff = datetime.now(UTC) - timedelta(seconds=body.older_than_seconds)
+    # A cutoff a little in the future also takes entries dead-lettered this millisecond.
+    if body.older_than_seconds == 0:
+        cutoff += timedelta(seconds=1)
+    purged = await queue.purge_dead(cutoff)
+    await audit.ok(f"purged={purged} olderThanSeconds={body.older_than_seconds}")
+    return PurgeResult(purged=purged)

@@ -1,0 +1,291 @@
+"""Request and response bodies (camelCase JSON, seed 003 shapes) and their conversion from
+the store's value objects. Pydantic lives only here, at the edge (DESIGN §2)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from store.queue.models import DeadStats, QueueInfo, Task, WorkerRecord
+
+
+class Schema(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown request fields are refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# --- requests ---------------------------------------------------------------------------
+
+Weight = Annotated[int, Field(ge=1, le=1000, strict=True)]
+
+
+class WeightRequest(Schema):
+    weight: Weight
+
+
+class PausedRequest(Schema):
+    paused: Annotated[bool, Field(strict=True)]
+
+
+class ReplayRequest(Schema):
+    limit: Annotated[int | None, Field(ge=1, strict=True)] = None
+    """How many to replay; default 100 (or the cap, when that is lower)."""
+    queue: str | None = None
+    handler: str | None = None
+    query: str | None = None
+
+
+TaskId = Annotated[str | int, Field(union_mode="left_to_right")]
+
+
+class ReplayIdsRequest(Schema):
+    ids: Annotated[list[TaskId], Field(min_length=1)]
+
+
+class PurgeRequest(Schema):
+    older_than_seconds: Annotated[int, Field(ge=0, strict=True)] = 0
+    """Purge entries dead for at least this long (0: every dead entry)."""
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+class HealthBody(Schema):
+    status: str
+    version: str
+    commit: str
+    python_version: str
+    dequeue_paused: bool
+
+
+class QueueBody(Schema):
+    name: str
+    paused: bool
+    weight: int
+    weight_overridden: bool
+    concurrency_limit: int | None
+    ready: int
+    scheduled: int
+    running: int
+    processing: int
+    """Seed 003's name for ``running``."""
+    dead: int
+    completed: int
+    failed: int
+
+    @classmethod
+    def of(cls, info: QueueInfo) -> QueueBody:
+        return cls(
+            name=info.name,
+            paused=info.paused,
+            weight=info.weight,
+            weight_overridden=info.weight_overridden,
+            concurrency_limit=info.concurrency_limit,
+            ready=info.ready,
+            scheduled=info.scheduled,
+            running=info.running,
+            processing=info.running,
+            dead=info.dead,
+            completed=info.completed,
+            failed=info.failed,
+        )
+
+
+class QueueList(Schema):
+    queues: list[QueueBody]
+    total: int
+
+
+class QueueOne(Schema):
+    queue: QueueBody
+
+
+class DequeueState(Schema):
+    paused: bool
+
+
+class TaskBody(Schema):
+    """A task (and a DLQ entry, which is a dead task). ``id`` is a string, as seed 003's
+    clients send and compare ids."""
+
+    id: str
+    queue: str
+    handler: str
+    state: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    key: str | None
+    payload_size: int
+    run_at: str | None
+    run_at_ms: int | None
+    created_at: str | None
+    created_at_ms: int | None
+    updated_at: str | None
+    updated_at_ms: int | None
+    dead_at: str | None
+    dead_at_ms: int | None
+    lease_owner: str | None
+    replay_count: int
+    replayed_by: str | None
+    replayed_at: str | None
+    replayed_at_ms: int | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskBody:
+        return cls(**_task_fields(task))
+
+
+class TaskDetail(TaskBody):
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, task: Task) -> TaskDetail:
+        return cls(**_task_fields(task), payload=task.payload)
+
+
+def _task_fields(task: Task) -> dict[str, Any]:
+    return {
+        "id": str(task.id),
+        "queue": task.queue,
+        "handler": task.handler,
+        "state": task.state.value,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "last_error": task.last_error,
+        "key": task.key,
+        "payload_size": len(json.dumps(task.payload, separators=(",", ":")).encode()),
+        "run_at": rfc3339(task.run_at),
+        "run_at_ms": epoch_ms(task.run_at),
+        "created_at": rfc3339(task.created_at),
+        "created_at_ms": epoch_ms(task.created_at),
+        "updated_at": rfc3339(task.updated_at),
+        "updated_at_ms": epoch_ms(task.updated_at),
+        "dead_at": rfc3339(task.dead_at),
+        "dead_at_ms": epoch_ms(task.dead_at),
+        "lease_owner": task.lease_owner,
+        "replay_count": task.replay_count,
+        "replayed_by": task.replayed_by,
+        "replayed_at": rfc3339(task.replayed_at),
+        "replayed_at_ms": epoch_ms(task.replayed_at),
+    }
+
+
+class DeadList(Schema):
+    entries: list[TaskBody]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeadOne(Schema):
+    entry: TaskDetail
+
+
+class ReplayResult(Schema):
+    replayed: int
+    ids: list[str]
+
+
+class DeleteResult(Schema):
+    deleted: int
+
+
+class PurgeResult(Schema):
+    purged: int
+
+
+class DeadStatsBody(Schema):
+    total: int
+    by_queue: dict[str, int]
+    by_handler: dict[str, int]
+    oldest_dead_at: str | None
+    oldest_dead_at_ms: int | None
+    newest_dead_at: str | None
+    newest_dead_at_ms: int | None
+
+    @classmethod
+    def of(cls, stats: DeadStats) -> DeadStatsBody:
+        return cls(
+            total=stats.total,
+            by_queue=stats.by_queue,
+            by_handler=stats.by_handler,
+            oldest_dead_at=rfc3339(stats.oldest_dead_at),
+            oldest_dead_at_ms=epoch_ms(stats.oldest_dead_at),
+            newest_dead_at=rfc3339(stats.newest_dead_at),
+            newest_dead_at_ms=epoch_ms(stats.newest_dead_at),
+        )
+
+
+class DeadStatsOne(Schema):
+    stats: DeadStatsBody
+
+
+class TaskList(Schema):
+    tasks: list[TaskBody]
+    total: int
+    limit: int
+    offset: int
+
+
+class WorkerBody(Schema):
+    worker_id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    queues: list[str] | None
+    version: str
+    running: int
+    started_at: str | None
+    started_at_ms: int | None
+    heartbeat_at: str | None
+    heartbeat_at_ms: int | None
+
+    @classmethod
+    def of(cls, record: WorkerRecord) -> WorkerBody:
+        info = record.info
+        return cls(
+            worker_id=info.worker_id,
+            hostname=info.hostname,
+            pid=info.pid,
+            concurrency=info.concurrency,
+            queues=None if info.queues is None else list(info.queues),
+            version=info.version,
+            running=record.running,
+            started_at=rfc3339(record.started_at),
+            started_at_ms=epoch_ms(record.started_at),
+            heartbeat_at=rfc3339(record.heartbeat_at),
+            heartbeat_at_ms=epoch_ms(record.heartbeat_at),
+        )
+
+
+class WorkerList(Schema):
+    workers: list[WorkerBody]
+    total: int
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+
+
+class ErrorBody(Schema):
+    """The envelope of every error response."""
+
+    request_id: str
+    error: ErrorDetail

@@ -1,0 +1,146 @@
+"""The admin API behind a real uvicorn server on loopback with mTLS (DESIGN §3): the TLS
+handshake refuses clients without a valid certificate, and a verified certificate's
+subject CN is the actor of the request and of its audit entry."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+import uvicorn
+
+from admin.app import create_app
+from admin.config import AdminConfig, Role
+from admin.tls import mtls_config
+from store.events import AuditLog, AuditQuery, EventStoreOptions, FileEventStore
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Server:
+    url: str
+    ca: trustme.CA
+    audit: AuditLog
+    queue: Any
+
+    def client(
+        self, cert: trustme.LeafCert | None, *, ca: trustme.CA | None = None
+    ) -> httpx.AsyncClient:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self.ca.configure_trust(context)
+        if cert is not None:
+            cert.configure_cert(context)
+        return httpx.AsyncClient(base_url=self.url, verify=context, trust_env=False, timeout=10)
+
+
+@pytest.fixture
+async def server(queue: Any, tmp_path: Path) -> AsyncIterator[Server]:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = (
+        tmp_path / "server.pem",
+        tmp_path / "server.key",
+        tmp_path / "ca.pem",
+    )
+    server_cert.cert_chain_pems[0].write_to_path(cert_file)
+    server_cert.private_key_pem.write_to_path(key_file)
+    ca.cert_pem.write_to_path(ca_file)
+
+    async with await FileEventStore.open(EventStoreOptions(directory=tmp_path / "events")) as store:
+        audit = AuditLog(store)
+        app = create_app(
+            queue=queue,
+            audit=audit,
+            config=AdminConfig(roles={"ui-viewer": Role.VIEWER}, default_role=Role.OPERATOR),
+        )
+        config = mtls_config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            certfile=cert_file,
+            keyfile=key_file,
+            ca_file=ca_file,
+            log_config=None,
+            lifespan="on",
+        )
+        uv = uvicorn.Server(config)
+        task = asyncio.create_task(uv.serve())
+        try:
+            for _ in range(500):
+                if uv.started or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert uv.started, "uvicorn did not start"
+            port = uv.servers[0].sockets[0].getsockname()[1]
+            yield Server(url=f"https://127.0.0.1:{port}/admin/v1", ca=ca, audit=audit, queue=queue)
+        finally:
+            uv.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+
+async def test_a_verified_certificate_cn_is_the_actor(server: Server) -> None:
+    viewer = server.ca.issue_cert("ui@example.org", common_name="ui-viewer")
+    async with server.client(viewer) as client:
+        response = await client.get("/health")
+        assert response.status_code == 200, response.text
+        response = await client.post("/pause")
+        assert response.status_code == 403
+        assert "ui-viewer" in response.json()["error"]["message"]
+
+    operator = server.ca.issue_cert("ops@example.org", common_name="ops-console")
+    async with server.client(operator) as client:
+        response = await client.post("/pause")
+        assert response.status_code == 200
+        # The certificate wins over any bearer token, and one connection serves many requests.
+        response = await client.post("/resume", headers={"Authorization": "Bearer nope"})
+        assert response.status_code == 200
+
+    entries = await server.audit.recent(AuditQuery())
+    assert [(e.action, e.actor, e.status.value) for e in reversed(entries)] == [
+        ("dequeue.pause", "ui-viewer", "error"),
+        ("dequeue.pause", "ops-console", "ok"),
+        ("dequeue.resume", "ops-console", "ok"),
+    ]
+
+
+async def _refused(client: httpx.AsyncClient) -> None:
+    async with client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/health")
+
+
+async def test_a_client_without_a_certificate_is_refused_at_the_handshake(server: Server) -> None:
+    await _refused(server.client(None))
+
+
+async def test_a_certificate_from_another_ca_is_refused(server: Server) -> None:
+    stranger = trustme.CA().issue_cert("x@example.org", common_name="ops-console")
+    await _refused(server.client(stranger))
+
+
+async def test_an_expired_certificate_is_refused(server: Server) -> None:
+    now = datetime.now(UTC)
+    expired = server.ca.issue_cert(
+        "old@example.org",
+        common_name="ops-console",
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )
+    await _refused(server.client(expired))
+
+
+async def test_plaintext_is_refused(server: Server) -> None:
+    url = server.url.replace("https://", "http://")
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get("/health")
+    assert await server.audit.recent(AuditQuery()) == []
