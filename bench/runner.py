@@ -15,7 +15,10 @@ What it measures (see docs/benchmarks.md, "Job runner"):
   ratio is median runner / median direct (target <= 1.25).
   ``overhead_ratio_same_container`` divides by a third, interleaved series instead: the same
   direct calls on the container the runner makes (its safety options and the artifacts
-  volume, whose empty ``/artifacts`` is read back), which isolates the runner's own cost.
+  volume) plus the runner's two stats of the untouched ``/artifacts`` (``HEAD`` of the
+  archive, before the start and after the exit), which isolates the runner's own cost.
+  ``overhead_ratio_same_container_read_back`` divides by a fourth series that reads the
+  empty ``/artifacts`` back with ``get_archive`` instead (what every run did before).
 - **cached_rerun_ratio**: a job from a git tag served over HTTPS on loopback (git's own
   ``http-backend`` behind real TLS, as the integration tests do). One run builds the image;
   then ``--reruns`` runs of the unchanged tag are timed as above; the ratio is their median
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -55,7 +59,7 @@ from typing import Any, Unpack
 import docker  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.config import RunnerConfig
-from jobrunner.docker_engine import DockerEngine, _create_container
+from jobrunner.docker_engine import DockerEngine, _create_container, _path_stat
 from jobrunner.engine import RunSpec
 from jobrunner.runner import JobRunner
 from service.runtime import build_registry
@@ -205,18 +209,27 @@ def _direct_run(api: Any, image: str) -> float:
     return _ms(elapsed)
 
 
-def _direct_same_container(api: Any, image: str) -> float:
+def _direct_same_container(api: Any, image: str, *, read_back: bool = False) -> float:
     """The direct run with the container the runner makes (same safety options, the
-    artifacts volume, whose empty ``/artifacts`` is read back) but none of the runner."""
+    artifacts volume) and the runner's docker calls for an untouched ``/artifacts``: its
+    stat (``HEAD`` of the archive) before the start and after the exit, but none of the
+    runner. With ``read_back``, the empty ``/artifacts`` is read back with ``get_archive``
+    instead, as every run did before the stat check."""
     spec = RunSpec(image=image, command=COMMAND)
+    path = spec.artifacts_path
+    assert path is not None
     started = time.perf_counter()
     container_id = _create_container(api, spec, 64)
     try:
+        before = None if read_back else _path_stat(api, container_id, path)
         api.start(container_id)
         code = api.wait(container_id)["StatusCode"]
-        chunks, _ = api.get_archive(container_id, spec.artifacts_path)
-        for _chunk in chunks:
-            pass
+        if read_back:
+            chunks, _ = api.get_archive(container_id, path)
+            for _chunk in chunks:
+                pass
+        elif _path_stat(api, container_id, path) != before:
+            raise BenchError("the untouched /artifacts changed its stat")
     finally:
         api.remove_container(container_id, v=True, force=True)
     elapsed = time.perf_counter() - started
@@ -314,11 +327,17 @@ async def run(*, runs_count: int, reruns: int, events: bool, tmp: Path) -> dict[
         runner_samples: list[Sample] = []
         direct_ms: list[float] = []
         same_ms: list[float] = []
+        read_back_ms: list[float] = []
         await asyncio.to_thread(_direct_same_container, api, image)
         for _ in range(runs_count):
             runner_samples.append(await _runner_sample(runner, watched, "bench-echo", retried))
             direct_ms.append(await asyncio.to_thread(_direct_run, api, image))
             same_ms.append(await asyncio.to_thread(_direct_same_container, api, image))
+            read_back_ms.append(
+                await asyncio.to_thread(
+                    functools.partial(_direct_same_container, api, image, read_back=True)
+                )
+            )
         rerun_samples = [await _runner_run(runner, watched, "bench-git") for _ in range(reruns)]
     finally:
         stop.set()
@@ -344,15 +363,20 @@ async def run(*, runs_count: int, reruns: int, events: bool, tmp: Path) -> dict[
         "cached_rerun_target": RERUN_TARGET,
         "cached_rerun_ok": rerun_ratio <= RERUN_TARGET,
         "overhead_ratio_same_container": round(runner_median / statistics.median(same_ms), 3),
+        "overhead_ratio_same_container_read_back": round(
+            runner_median / statistics.median(read_back_ms), 3
+        ),
         "runner": {**_summary(runner_ms), "stages_median_ms": _stage_medians(runner_samples)},
         "direct": _summary(direct_ms),
         "direct_same_container": _summary(same_ms),
+        "direct_same_container_read_back": _summary(read_back_ms),
         "cached_rerun": {**_summary(rerun_ms), "stages_median_ms": _stage_medians(rerun_samples)},
         "warmup_ms": {"tarball_first_run": first.total_ms, "git_first_run": git_first.total_ms},
         "raw": {
             "runner_ms": runner_ms,
             "direct_ms": direct_ms,
             "direct_same_container_ms": same_ms,
+            "direct_same_container_read_back_ms": read_back_ms,
             "cached_rerun_ms": rerun_ms,
             "runner_stages_ms": [s.stages_ms for s in runner_samples],
             "cached_rerun_stages_ms": [s.stages_ms for s in rerun_samples],

@@ -164,6 +164,9 @@ class JobRunner:
         self._default_queue = default_queue
         self._retry_base_delay = retry_base_delay
         self._events = events
+        # Per run: the appends of its status events sent in the background, in order.
+        self._event_chains: dict[str, asyncio.Future[None]] = {}
+        self._event_tasks: set[asyncio.Future[None]] = set()
         self.scope = hashlib.sha256(str(config.work_dir.resolve()).encode()).hexdigest()[:16]
         """Which containers this runner's orphan sweep may remove: those it labelled with
         the same scope, i.e. made by runners sharing its work directory (one deployment).
@@ -236,6 +239,12 @@ class JobRunner:
             await self._finish(run.run_id, RunStatus.CANCELLED, error="cancelled before start")
             return
         try:
+            await self._attempt(run)
+        finally:
+            self._event_chains.pop(run.run_id, None)  # a final transition that failed
+
+    async def _attempt(self, run: Run) -> None:
+        try:
             await self._execute(run)
         except asyncio.CancelledError:
             await self._finish(
@@ -301,16 +310,17 @@ class JobRunner:
         run_dir = self._config.work_dir / "runs" / run.run_id
         live: _OutputEvents | None = None
         finished = False
+        output_stored: asyncio.Future[str] | None = None
         try:
             await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
-            await self._transition(run.run_id, RunStatus.FETCHING)
+            await self._transition(run.run_id, RunStatus.FETCHING, background=True)
             source_path, identity, fields = await self._fetch(definition, run_dir)
             if cancel.is_set():
                 await self._finish(run.run_id, RunStatus.CANCELLED, **fields)
                 return
             stored = await asyncio.to_thread(self._store_file, source_path)
             fields["source_sha256"] = stored
-            await self._transition(run.run_id, RunStatus.BUILDING, **fields)
+            await self._transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
             built, digest = await self._build(definition, source_path, identity, run_dir, run)
             image: RunFields = {"image_id": built.image_id, "build_log": built.log}
             if cancel.is_set():
@@ -322,17 +332,23 @@ class JobRunner:
                 live = _OutputEvents(self._events, started)
             result = await self._engine.run(spec, None if live is None else live.feed, cancel)
             finished = True
+            # Stored while the live output drains and the run directory goes.
+            output_stored = asyncio.ensure_future(asyncio.to_thread(self._store_output, result))
+            output_stored.add_done_callback(_retrieve)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            removal = asyncio.ensure_future(asyncio.to_thread(shutil.rmtree, run_dir, True))
+            removal.add_done_callback(_retrieve)
             if live is not None:
                 await live.close(drain=finished)
-            await asyncio.to_thread(shutil.rmtree, run_dir, True)
+            await removal
         live_data: dict[str, Any] = {}
         if live is not None:
             live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
-        await self._record_result(run, result, event_data=live_data)
+        assert output_stored is not None
+        await self._record_result(run, result, await output_stored, event_data=live_data)
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""
@@ -411,12 +427,12 @@ class JobRunner:
             artifacts_path=definition.artifacts_path or None,
         )
 
+    def _store_output(self, result: RunResult) -> str:
+        return self._artifacts.put_chunks([result.output]).sha256
+
     async def _record_result(
-        self, run: Run, result: RunResult, *, event_data: Mapping[str, Any]
+        self, run: Run, result: RunResult, output_sha256: str, *, event_data: Mapping[str, Any]
     ) -> None:
-        output_sha256 = await asyncio.to_thread(
-            lambda: self._artifacts.put_chunks([result.output]).sha256
-        )
         fields: RunFields = {
             "output_bytes": result.output_bytes,
             "output_truncated": result.output_truncated,
@@ -452,12 +468,32 @@ class JobRunner:
         status: RunStatus,
         *,
         event_data: Mapping[str, Any] | None = None,
+        background: bool = False,
         **fields: Unpack[RunFields],
     ) -> Run:
-        """Move the run to ``status`` and emit its event."""
+        """Move the run to ``status`` and emit its event: after the run's earlier status
+        events, and with ``background`` without waiting for it (the run goes on meanwhile;
+        the next transition without ``background`` waits for it first, so a run's status
+        events keep their order and its running and final events come after them)."""
         run = await self._runs.transition(run_id, status, **fields)
+        earlier = self._event_chains.pop(run_id, None)
+        if background:
+            chain = asyncio.ensure_future(self._emit_after(earlier, run, event_data))
+            self._event_chains[run_id] = chain
+            self._event_tasks.add(chain)
+            chain.add_done_callback(self._event_tasks.discard)
+            return run
+        if earlier is not None:
+            await asyncio.shield(earlier)
         await self._emit_status(run, event_data)
         return run
+
+    async def _emit_after(
+        self, earlier: asyncio.Future[None] | None, run: Run, extra: Mapping[str, Any] | None
+    ) -> None:
+        if earlier is not None:
+            await earlier
+        await self._emit_status(run, extra)
 
     async def _finish(
         self,
@@ -697,6 +733,12 @@ def _with_id(run: NewRun, run_id: str) -> NewRun:
         schedule_name=run.schedule_name,
         run_id=run_id,
     )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark the exception of a future that may end up not awaited as retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _describe(exc: BaseException) -> str:

@@ -414,6 +414,63 @@ async def test_artifacts_over_their_caps_are_not_collected_and_are_reported(
     assert result.artifact_problems == ("more than 2 files: collection stopped",)
 
 
+def _count_collections(engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each full read back (``get_archive``) of the artifacts directory."""
+    calls: list[str] = []
+    collect = engine._collect
+
+    async def counted(container_id: str, run_spec: RunSpec) -> Any:
+        calls.append(container_id)
+        return await collect(container_id, run_spec)
+
+    monkeypatch.setattr(engine, "_collect", counted)
+    return calls
+
+
+async def test_an_untouched_artifacts_directory_is_not_read_back_and_a_written_one_is(
+    engine: DockerEngine, job_image: str, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_collections(engine, monkeypatch)
+    scripts = [
+        "true",  # the first run of the image also checks that its /artifacts starts empty
+        "echo one > /artifacts/one.txt",
+        "true",
+        "mkdir /artifacts/d && echo deep > /artifacts/d/deep.txt",
+        "touch /artifacts/gone && rm /artifacts/gone",
+        "true",
+    ]
+    names = []
+    for script in scripts:
+        result, _ = await run(engine, spec(job_image, run_id, command=("sh", "-c", script)))
+        assert result.status is RunStatus.SUCCEEDED, result.output
+        assert result.artifact_problems == ()
+        names.append(sorted(artifact.name for artifact in result.artifacts))
+    assert names == [[], ["one.txt"], [], ["d/deep.txt"], [], []]
+    assert len(calls) == 3  # only the runs that changed the directory
+
+
+async def test_files_the_image_ships_in_the_artifacts_path_are_still_collected(
+    engine: DockerEngine, docker_api: Any, run_id: str, tmp_path: Path
+) -> None:
+    files = {
+        "Dockerfile": f"FROM {BUSYBOX_IMAGE}\n"
+        "RUN mkdir -p /artifacts/sub && echo shipped > /artifacts/sub/shipped.txt\n"
+    }
+    context = build_context_tar(files, tmp_path / "context.tar")
+    digest = f"test-shipped-{uuid.uuid4().hex}"
+    try:
+        built = await engine.build(context, "Dockerfile", digest, {LABEL_JOB: "shipped"})
+        found = []
+        for _ in range(2):  # the second run knows the directory does not start empty
+            result, _ = await run(engine, spec(built.image_id, run_id, command=("true",)))
+            assert result.status is RunStatus.SUCCEEDED, result.output
+            found.append([artifact.name for artifact in result.artifacts])
+    finally:
+        for image in docker_api.images(filters={"label": f"{LABEL_SOURCE_DIGEST}={digest}"}):
+            docker_api.remove_image(image["Id"], force=True)
+    assert found == [["sub/shipped.txt"], ["sub/shipped.txt"]]
+
+
 # --- orphans --------------------------------------------------------------------------------
 
 
