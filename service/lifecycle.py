@@ -12,9 +12,12 @@ order, and how it is closed.
    :class:`JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and before every schedule save);
 5. the :class:`~scheduler.manager.ScheduleManager`; in ``serve`` the presets of
    ``WORKER_DURABLE_CRON_PRESETS`` are applied and the
-   :class:`~scheduler.service.SchedulerService` is started (``worker`` never fires).
+   :class:`~scheduler.service.SchedulerService` is started (``worker`` never fires);
+6. in ``serve``, given an :class:`~service.api_server.AdminPlan`, the admin API server: the
+   owned task ``admin-api`` (:func:`service.api_server.start_admin_api`).
 
-Leaving the context closes everything in reverse: the scheduler stops (ticks in flight
+Leaving the context closes everything in reverse: the admin API stops listening (open
+requests get a few seconds), the scheduler stops (ticks in flight
 finish), the factory sync stops, the Docker client closes, the event store writes what is
 queued and closes, the database closes last. The worker itself runs inside the context, so
 its graceful stop comes first.
@@ -41,6 +44,7 @@ from scheduler.factories import Factory, FactoryRegistry, Firing, handler_factor
 from scheduler.manager import ScheduleManager
 from scheduler.service import SchedulerService
 from scheduler.status import DEFAULT_LAG_THRESHOLD
+from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.runtime import event_store_options, runner_config
@@ -235,6 +239,7 @@ class Runtime:
     job_factories: JobFactories
     manager: ScheduleManager
     scheduler: SchedulerService | None
+    admin_api: AdminApi | None = None
 
 
 def instance_name() -> str:
@@ -242,8 +247,13 @@ def instance_name() -> str:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runtime]:
-    """Open and wire everything ``serve`` or ``worker`` needs; see the module docstring."""
+async def open_runtime(
+    settings: Settings, *, role: Role, admin: AdminPlan | None = None
+) -> AsyncIterator[Runtime]:
+    """Open and wire everything ``serve`` or ``worker`` needs; see the module docstring.
+    ``admin`` (``serve`` only) is the bound listener of the admin API."""
+    if admin is not None and role != "serve":
+        raise ValueError("only `serve` runs the admin API")
     async with AsyncExitStack() as stack:
         stores = await stack.enter_async_context(open_store(settings))
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
@@ -292,6 +302,9 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
                 instance=instance_name(),
             )
             await stack.enter_async_context(scheduler)
+        admin_api: AdminApi | None = None
+        if admin is not None:
+            admin_api = await start_admin_api(stack, admin, queue=stores.queue, events=events)
         logger.info(
             "runtime ready",
             extra={
@@ -300,6 +313,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
                 "factories": len(factories),
                 "event_dir": str(settings.event_dir),
                 "event_retention": role == "serve",
+                "admin_api": admin_api.url if admin_api else None,
             },
         )
         yield Runtime(
@@ -314,6 +328,7 @@ async def open_runtime(settings: Settings, *, role: Role) -> AsyncIterator[Runti
             job_factories=job_factories,
             manager=manager,
             scheduler=scheduler,
+            admin_api=admin_api,
         )
 
 

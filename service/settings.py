@@ -7,14 +7,16 @@ a :class:`SettingsError` whose message names the variable, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from admin.config import Role, parse_roles, parse_tokens
 from scheduler.factories import parse_names, parse_presets
 from scheduler.spec import parse_spec
 from service.errors import SettingsError
@@ -35,6 +37,11 @@ IGNORED_SEED_VARIABLES = (
 in-memory cron (replaced by the ``WORKER_DURABLE_CRON_*`` schedules), an event cache (the
 event store indexes per key) and binary paths (git is run from ``PATH``, Docker through its
 API socket)."""
+_SECRET_FIELDS = frozenset({"admin_token", "admin_approval_token"})
+"""Fields whose value is never shown, not even in an error message."""
+_TLS_VARIABLES = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
+_ADDR = re.compile(r"^(?:\[(?P<v6>[^\[\]\s]+)\]|(?P<host>[^\[\]:\s]+)):(?P<port>[0-9]{1,5})$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _PAIR = re.compile(r"^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$")
 
 
@@ -54,6 +61,33 @@ def _parse_pairs(value: Any, what: str) -> dict[str, int]:
             raise ValueError(f"{name!r} is not a valid queue name")
         result[name] = number
     return result
+
+
+def parse_listen_addr(text: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets: ``[::1]:8081``) into ``(host, port)``;
+    raises ``ValueError`` saying what is wrong."""
+    match = _ADDR.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("must be 'host:port' (an IPv6 address in brackets, e.g. '[::1]:8081')")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError("the port must be between 1 and 65535")
+    if match["v6"] is not None:
+        host = match["v6"]
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+        return host, port
+    host = match["host"]
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or an IP address")
+    return host, port
+
+
+def format_host_port(host: str, port: int) -> str:
+    """The inverse of :func:`parse_listen_addr` (IPv6 addresses in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _duration(value: Any) -> float:
@@ -111,6 +145,23 @@ class Settings(BaseSettings):
     admin_audit_archive_interval: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
     admin_audit_export_limit_max: int = Field(default=1_000_000, ge=1)
 
+    # Admin API: transport and authentication (SPEC §7; docs/security.md)
+    admin_http_addr: str = "127.0.0.1:8081"
+    admin_tls_cert: Path | None = None
+    admin_tls_key: Path | None = None
+    admin_tls_ca: Path | None = None
+    admin_token: SecretStr | None = None
+    admin_roles: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict)
+    admin_default_role: Role = Role.ADMIN
+
+    # Admin API: guardrails (seed 003 names)
+    admin_replay_limit_max: int = Field(default=1000, ge=1)
+    admin_replay_ids_max: int = Field(default=1000, ge=1)
+    admin_schedule_run_max: int = Field(default=10, ge=1)
+    admin_schedule_run_window: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
+    admin_require_approval: bool = False
+    admin_approval_token: SecretStr | None = None
+
     # Durable schedules
     durable_cron_handlers: Annotated[tuple[str, ...], NoDecode] = ()
     durable_cron_presets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -132,6 +183,7 @@ class Settings(BaseSettings):
         "admin_audit_retention",
         "admin_audit_archive_interval",
         "scheduler_lag_seconds",
+        "admin_schedule_run_window",
         mode="before",
     )
     @classmethod
@@ -216,6 +268,65 @@ class Settings(BaseSettings):
                 raise ValueError(f"preset {name!r}: {exc}") from None
         return presets
 
+    @field_validator("admin_http_addr")
+    @classmethod
+    def _listen_addr(cls, value: str) -> str:
+        parse_listen_addr(value)
+        return value.strip()
+
+    @field_validator(
+        "admin_tls_cert",
+        "admin_tls_key",
+        "admin_tls_ca",
+        "admin_token",
+        "admin_approval_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_tokens(value.get_secret_value())  # raises ValueError without the secret
+        return value
+
+    @field_validator("admin_roles", mode="before")
+    @classmethod
+    def _roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_roles(value)
+        if isinstance(value, Mapping):
+            return {
+                str(k): v if isinstance(v, Role) else Role.parse(str(v)) for k, v in value.items()
+            }
+        raise ValueError("expected 'cn=role,...'")
+
+    @field_validator("admin_default_role", mode="before")
+    @classmethod
+    def _role(cls, value: Any) -> Any:
+        return Role.parse(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _admin_consistency(self) -> Settings:
+        given = [self.admin_tls_cert, self.admin_tls_key, self.admin_tls_ca]
+        if any(path is not None for path in given) and not all(path is not None for path in given):
+            missing = [name for name, path in zip(_TLS_VARIABLES, given, strict=True) if not path]
+            raise ValueError(
+                "WORKER_ADMIN_TLS_CERT, WORKER_ADMIN_TLS_KEY and WORKER_ADMIN_TLS_CA must be "
+                f"set together for mTLS (missing: {', '.join(missing)})"
+            )
+        if self.admin_require_approval and self.admin_approval_token is None:
+            raise ValueError(
+                "WORKER_ADMIN_REQUIRE_APPROVAL is true but WORKER_ADMIN_APPROVAL_TOKEN is not "
+                "set: set the approval token (or turn approval off)"
+            )
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -239,6 +350,19 @@ class Settings(BaseSettings):
     @property
     def event_dir(self) -> Path:
         return self.job_event_dir or self.data_dir / "events"
+
+    @property
+    def admin_listen(self) -> tuple[str, int]:
+        """``WORKER_ADMIN_HTTP_ADDR`` as ``(host, port)``."""
+        return parse_listen_addr(self.admin_http_addr)
+
+    @property
+    def admin_tls(self) -> tuple[Path, Path, Path] | None:
+        """``(cert, key, ca)`` when mTLS is configured, else ``None``."""
+        cert, key, ca = self.admin_tls_cert, self.admin_tls_key, self.admin_tls_ca
+        if cert is None or key is None or ca is None:
+            return None
+        return cert, key, ca
 
     @property
     def effective_stale_worker_seconds(self) -> float:
@@ -273,9 +397,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a check across variables names them itself
+            problems.append(message)
+            continue
+        field = str(error["loc"][0])
         value = error.get("input")
-        shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        secret = field in _SECRET_FIELDS
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) and not secret else ""
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
     return "; ".join(problems)

@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from service.cli import dlq, queues, run, tasks
+from service.cli import certs, dlq, queues, run, tasks
 from store.errors import LongshoreError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ run.register(app)
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(queues.app, name="queues")
+app.add_typer(certs.app, name="certs")
 
 
 def main() -> None:

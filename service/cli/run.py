@@ -12,6 +12,7 @@ import typer
 
 from jobrunner.errors import EngineUnavailable
 from jobrunner.runner import JobRunner
+from service.api_server import AdminPlan, prepare_admin_api
 from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
 from service.lifecycle import Role, open_runtime
@@ -38,22 +39,37 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> None:
-    """Run Longshore in one process: the worker and the scheduler over the embedded store
-    (or PostgreSQL), writing run and schedule events to the event store.
+    """Run Longshore in one process: the admin API, the worker and the scheduler over the
+    embedded store (or PostgreSQL), writing run and schedule events to the event store.
+
+    The admin API listens on WORKER_ADMIN_HTTP_ADDR: with WORKER_ADMIN_TLS_CERT/KEY/CA over
+    mTLS, else on loopback only with a bearer token (WORKER_ADMIN_TOKEN, or one generated at
+    first start into the data dir).
 
     Stops cleanly on Ctrl-C or SIGTERM: no new claims, running tasks finish within the
-    grace period, unfinished ones are handed back; then the scheduler stops and the event
-    store and the database are closed.
+    grace period, unfinished ones are handed back; then the admin API and the scheduler stop
+    and the event store and the database are closed.
     """
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     target, _ = resolve_target(settings)
-    typer.echo(
-        f"longshore: serving with store {target.backend} at {target.location}, "
-        f"{settings.concurrency} worker slots, scheduler on (leader-elected), "
-        f"events in {settings.event_dir}; Ctrl-C to stop",
-        err=True,
-    )
-    run_async(lambda: _run_worker(settings, role="serve", drain=False, queues=None))
+    plan = prepare_admin_api(settings)
+    try:
+        if plan.new_token is not None:
+            typer.echo(
+                f"longshore: generated an admin API token, stored in {plan.token_source} "
+                f"(mode 0600) and shown only this once:\n  {plan.new_token}",
+                err=True,
+            )
+        typer.echo(
+            f"longshore: serving with store {target.backend} at {target.location}, "
+            f"{settings.concurrency} worker slots, scheduler on (leader-elected), "
+            f"events in {settings.event_dir}; Ctrl-C to stop\n"
+            f"longshore: {plan.describe()}",
+            err=True,
+        )
+        run_async(lambda: _run_worker(settings, role="serve", drain=False, queues=None, admin=plan))
+    finally:
+        plan.close()
 
 
 def worker(
@@ -85,7 +101,12 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 
 
 async def _run_worker(
-    settings: Settings, *, role: Role, drain: bool, queues: list[str] | None
+    settings: Settings,
+    *,
+    role: Role,
+    drain: bool,
+    queues: list[str] | None,
+    admin: AdminPlan | None = None,
 ) -> int:
     _warn_ignored()
     stop = asyncio.Event()
@@ -108,8 +129,8 @@ async def _run_worker(
         loop.add_signal_handler(sig, on_signal)
     try:
         # Everything is closed in reverse order of opening once the worker has stopped:
-        # scheduler, factory sync, Docker client, event store, database.
-        async with open_runtime(settings, role=role) as runtime:
+        # admin API, scheduler, factory sync, Docker client, event store, database.
+        async with open_runtime(settings, role=role, admin=admin) as runtime:
             await _cleanup_orphans(runtime.job_runner)
             options = worker_options(settings, drain=drain, queues=queues)
             runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)

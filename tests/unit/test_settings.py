@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from admin.config import Role
 from service.errors import SettingsError
-from service.settings import IGNORED_SEED_VARIABLES, ignored_variables, load_settings
+from service.settings import (
+    IGNORED_SEED_VARIABLES,
+    ignored_variables,
+    load_settings,
+    parse_listen_addr,
+)
 from service.units import parse_duration
 
 
@@ -233,3 +239,127 @@ def test_the_seeds_cron_and_binary_variables_are_accepted_and_reported_as_ignore
     assert load_settings(env).concurrency == 2
     assert ignored_variables(env) == list(IGNORED_SEED_VARIABLES)
     assert ignored_variables({"WORKER_CONCURRENCY": "2"}) == []
+
+
+# --- admin API transport, auth and guardrails ---------------------------------------------
+
+
+def test_admin_defaults_are_loopback_without_tls_and_admin_role():
+    settings = load_settings({})
+    assert settings.admin_http_addr == "127.0.0.1:8081"
+    assert settings.admin_listen == ("127.0.0.1", 8081)
+    assert settings.admin_tls is None
+    assert settings.admin_token is None
+    assert settings.admin_roles == {}
+    assert settings.admin_default_role is Role.ADMIN
+    assert (settings.admin_replay_limit_max, settings.admin_replay_ids_max) == (1000, 1000)
+    assert (settings.admin_schedule_run_max, settings.admin_schedule_run_window) == (10, 60.0)
+    assert settings.admin_require_approval is False
+    assert settings.admin_approval_token is None
+
+
+def test_admin_settings_are_read(tmp_path: Path):
+    settings = load_settings(
+        {
+            "WORKER_ADMIN_HTTP_ADDR": "[::1]:9443",
+            "WORKER_ADMIN_TLS_CERT": str(tmp_path / "server.pem"),
+            "WORKER_ADMIN_TLS_KEY": str(tmp_path / "server-key.pem"),
+            "WORKER_ADMIN_TLS_CA": str(tmp_path / "ca.pem"),
+            "WORKER_ADMIN_TOKEN": "ui:abc,cli:def",
+            "WORKER_ADMIN_ROLES": "alice=viewer, ops team=operator",
+            "WORKER_ADMIN_DEFAULT_ROLE": "Operator",
+            "WORKER_ADMIN_REPLAY_LIMIT_MAX": "50",
+            "WORKER_ADMIN_REPLAY_IDS_MAX": "20",
+            "WORKER_ADMIN_SCHEDULE_RUN_MAX": "3",
+            "WORKER_ADMIN_SCHEDULE_RUN_WINDOW": "5m",
+            "WORKER_ADMIN_REQUIRE_APPROVAL": "true",
+            "WORKER_ADMIN_APPROVAL_TOKEN": "yes-really",
+        }
+    )
+    assert settings.admin_listen == ("::1", 9443)
+    assert settings.admin_tls == (
+        tmp_path / "server.pem",
+        tmp_path / "server-key.pem",
+        tmp_path / "ca.pem",
+    )
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "ui:abc,cli:def"
+    assert settings.admin_roles == {"alice": Role.VIEWER, "ops team": Role.OPERATOR}
+    assert settings.admin_default_role is Role.OPERATOR
+    assert (settings.admin_replay_limit_max, settings.admin_replay_ids_max) == (50, 20)
+    assert (settings.admin_schedule_run_max, settings.admin_schedule_run_window) == (3, 300.0)
+    assert settings.admin_require_approval is True
+    assert settings.admin_approval_token is not None
+    assert "yes-really" not in repr(settings)
+    assert "def" not in repr(settings.admin_token)
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("localhost:1", ("localhost", 1)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+        ("[fe80::1%eth0]:8081", ("fe80::1%eth0", 8081)),
+        ("admin.example.com:443", ("admin.example.com", 443)),
+    ],
+)
+def test_listen_addresses(addr, expected):
+    assert parse_listen_addr(addr) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "mentions"),
+    [
+        ({"WORKER_ADMIN_HTTP_ADDR": "8081"}, "WORKER_ADMIN_HTTP_ADDR", "host:port"),
+        ({"WORKER_ADMIN_HTTP_ADDR": "::1:8081"}, "WORKER_ADMIN_HTTP_ADDR", "brackets"),
+        ({"WORKER_ADMIN_HTTP_ADDR": "[nope]:8081"}, "WORKER_ADMIN_HTTP_ADDR", "IPv6"),
+        ({"WORKER_ADMIN_HTTP_ADDR": "host:0"}, "WORKER_ADMIN_HTTP_ADDR", "65535"),
+        ({"WORKER_ADMIN_HTTP_ADDR": "host:70000"}, "WORKER_ADMIN_HTTP_ADDR", "65535"),
+        ({"WORKER_ADMIN_HTTP_ADDR": ":8081"}, "WORKER_ADMIN_HTTP_ADDR", "host:port"),
+        ({"WORKER_ADMIN_ROLES": "alice=root"}, "WORKER_ADMIN_ROLES", "viewer"),
+        ({"WORKER_ADMIN_ROLES": "alice"}, "WORKER_ADMIN_ROLES", "cn=role"),
+        ({"WORKER_ADMIN_DEFAULT_ROLE": "boss"}, "WORKER_ADMIN_DEFAULT_ROLE", "boss"),
+        ({"WORKER_ADMIN_REPLAY_LIMIT_MAX": "0"}, "WORKER_ADMIN_REPLAY_LIMIT_MAX", ""),
+        ({"WORKER_ADMIN_REPLAY_IDS_MAX": "x"}, "WORKER_ADMIN_REPLAY_IDS_MAX", ""),
+        ({"WORKER_ADMIN_SCHEDULE_RUN_MAX": "0"}, "WORKER_ADMIN_SCHEDULE_RUN_MAX", ""),
+        ({"WORKER_ADMIN_SCHEDULE_RUN_WINDOW": "0"}, "WORKER_ADMIN_SCHEDULE_RUN_WINDOW", ""),
+        ({"WORKER_ADMIN_REQUIRE_APPROVAL": "maybe"}, "WORKER_ADMIN_REQUIRE_APPROVAL", ""),
+    ],
+)
+def test_a_bad_admin_setting_is_an_error_naming_the_variable(env, named, mentions):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(named + ":")
+    assert mentions in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"CERT"}, ["WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA"]),
+        ({"CERT", "KEY"}, ["WORKER_ADMIN_TLS_CA"]),
+        ({"CA"}, ["WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY"]),
+    ],
+)
+def test_tls_settings_are_all_or_none(given, missing):
+    env = {f"WORKER_ADMIN_TLS_{name}": f"/x/{name.lower()}.pem" for name in given}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "must be set together" in message
+    assert f"missing: {', '.join(missing)}" in message
+    assert load_settings({"WORKER_ADMIN_TLS_CERT": ""}).admin_tls is None
+
+
+def test_requiring_approval_without_a_token_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WORKER_ADMIN_REQUIRE_APPROVAL": "true", "WORKER_ADMIN_APPROVAL_TOKEN": ""})
+    assert "WORKER_ADMIN_REQUIRE_APPROVAL" in str(caught.value)
+    assert "WORKER_ADMIN_APPROVAL_TOKEN" in str(caught.value)
+
+
+def test_a_bad_admin_token_is_refused_without_showing_it():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WORKER_ADMIN_TOKEN": "bad name:secret-value-123"})
+    assert str(caught.value).startswith("WORKER_ADMIN_TOKEN:")
+    assert "secret-value-123" not in str(caught.value)

@@ -1,0 +1,276 @@
+"""``longshore certs init``: development certificates for the admin API's mTLS.
+
+Creates a CA, a server certificate for the listen host(s) and client certificates (one per
+``--client CN[:role]``), with the ``cryptography`` library, and prints the environment lines
+that use them. Keys are written with mode 0600. For development and small private setups:
+a production deployment should use its own PKI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from admin.config import Role
+from service.errors import ServiceError
+
+app = typer.Typer(help="Development certificates for the admin API (mTLS).", no_args_is_help=True)
+
+DEFAULT_DIR = Path("longshore-certs")
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+DEFAULT_CLIENT = "admin"
+CA_DAYS = 3650
+_CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Client:
+    cn: str
+    role: Role | None
+
+
+def parse_client(text: str) -> Client:
+    """``CN`` or ``CN:role``; the CN is also a file name and a WORKER_ADMIN_ROLES key."""
+    cn, sep, role = text.strip().partition(":")
+    if not _CN.fullmatch(cn):
+        raise ServiceError(
+            f"--client {text!r}: the CN must be 1-64 letters, digits, '.', '_' or '-'"
+        )
+    try:
+        return Client(cn=cn, role=Role.parse(role) if sep else None)
+    except ValueError as exc:
+        raise ServiceError(f"--client {text!r}: {exc}") from None
+
+
+@app.command("init")
+def init(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to write the certificates and keys.")
+    ] = DEFAULT_DIR,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A DNS name or IP address of the server (repeatable; default: localhost, "
+            "127.0.0.1, ::1).",
+        ),
+    ] = None,
+    clients: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--client",
+            help="A client certificate CN, optionally with its role: CN[:viewer|operator|"
+            "admin] (repeatable; default: 'admin').",
+        ),
+    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=3650, help="Validity of server/client certs.")
+    ] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Create a development CA, a server certificate and client certificates, and print
+    the WORKER_ADMIN_* lines that use them (the lines are shell: `eval "$(...)"` works)."""
+    names = list(hosts or DEFAULT_HOSTS)
+    for host in names:
+        _check_host(host)
+    wanted = [parse_client(text) for text in (clients or [DEFAULT_CLIENT])]
+    cns = [client.cn for client in wanted]
+    if len(set(cns)) != len(cns):
+        raise ServiceError("--client: each CN may be given once")
+
+    directory = directory.resolve()
+    files = {
+        "ca": directory / "ca.pem",
+        "ca-key": directory / "ca-key.pem",
+        "server": directory / "server.pem",
+        "server-key": directory / "server-key.pem",
+    }
+    for cn in cns:
+        files[f"client-{cn}"] = directory / f"client-{cn}.pem"
+        files[f"client-{cn}-key"] = directory / f"client-{cn}-key.pem"
+    existing = [str(path) for path in files.values() if path.exists() or path.is_symlink()]
+    if existing and not force:
+        raise ServiceError(
+            f"refusing to overwrite {', '.join(existing)} (use --force to replace them)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Longshore development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Longshore development CA"),
+        ]
+    )
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(
+        cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()), key
+
+    _write_cert(files["ca"], ca_cert, force)
+    _write_key(files["ca-key"], ca_key, force)
+    server_cert, server_key = leaf(names[0], ExtendedKeyUsageOID.SERVER_AUTH, _sans(names))
+    _write_cert(files["server"], server_cert, force)
+    _write_key(files["server-key"], server_key, force)
+    for client in wanted:
+        cert, key = leaf(client.cn, ExtendedKeyUsageOID.CLIENT_AUTH, None)
+        _write_cert(files[f"client-{client.cn}"], cert, force)
+        _write_key(files[f"client-{client.cn}-key"], key, force)
+
+    _print_usage(directory, files, names, wanted)
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
+        raise ServiceError(f"--host {host!r}: not a DNS name or an IP address")
+
+
+def _sans(hosts: list[str]) -> list[x509.GeneralName]:
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    return sans
+
+
+def _write_cert(path: Path, cert: x509.Certificate, force: bool) -> None:
+    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644, force)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, force: bool) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write(path, data, 0o600, force)
+
+
+def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
+    if force:
+        path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        raise ServiceError(f"refusing to overwrite {path} (use --force)") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+
+
+def _print_usage(
+    directory: Path, files: dict[str, Path], hosts: list[str], clients: list[Client]
+) -> None:
+    q = shlex.quote
+    roles = ",".join(f"{c.cn}={c.role.label}" for c in clients if c.role is not None)
+    first = clients[0].cn
+    host = hosts[0]
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"https://{url_host}:8081/admin/v1/health"
+    cert, key, ca = files[f"client-{first}"], files[f"client-{first}-key"], files["ca"]
+    lines = [
+        f"# Development CA, server and client certificates written to {directory}",
+        f"# server certificate for: {', '.join(hosts)}",
+        f"# client certificates: {', '.join(c.cn for c in clients)} (keys are mode 0600)",
+        "# Serve the admin API over mTLS with:",
+        f"export WORKER_ADMIN_TLS_CERT={q(str(files['server']))}",
+        f"export WORKER_ADMIN_TLS_KEY={q(str(files['server-key']))}",
+        f"export WORKER_ADMIN_TLS_CA={q(str(files['ca']))}",
+    ]
+    if roles:
+        lines.append(f"export WORKER_ADMIN_ROLES={q(roles)}")
+    lines += [
+        "# (clients without a role get WORKER_ADMIN_DEFAULT_ROLE, default admin)",
+        "# To listen beyond loopback, e.g.: export WORKER_ADMIN_HTTP_ADDR=0.0.0.0:8081",
+        f"# Then, as client {first!r}:",
+        f"#   curl --cacert {q(str(ca))} --cert {q(str(cert))} --key {q(str(key))} {url}",
+        "#   python -c 'import ssl, httpx; "
+        f'c = ssl.create_default_context(cafile="{ca}"); '
+        f'c.load_cert_chain("{cert}", "{key}"); '
+        f'print(httpx.get("{url}", verify=c).json())\'',
+    ]
+    typer.echo("\n".join(lines))
