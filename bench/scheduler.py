@@ -280,6 +280,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "backend": "postgres",
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        # The machine may be shared: the 1/5/15-minute load averages before and after.
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.schedules:
         result.update(
@@ -289,6 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.idle_schedules:
         result.update(await idle_phase(args.database_url, args.idle_schedules, args.idle_seconds))
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = _check(result)
     return result
 

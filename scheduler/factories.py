@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.errors import InvalidPreset, UnknownFactory
-from store.queue.models import DEFAULT_QUEUE, NewTask, Task
+from store.queue.models import DEFAULT_QUEUE, KeyMode, NewTask, Task
 from store.schedules.models import SCHEDULE_NAME
 
 __all__ = [
@@ -49,12 +49,15 @@ class Firing:
     """What a factory is told when its schedule fires.
 
     ``fire_time`` is the tick (UTC), or for a manual run the moment it was asked for.
+    ``key`` is the queue key the scheduler gives the task (with ``dedupe``) whatever the
+    factory returns; a factory may set it itself, which saves a copy of the task.
     """
 
     schedule: str
     fire_time: datetime
     payload: Mapping[str, Any] = field(default_factory=dict)
     kind: FiringKind = FiringKind.TICK
+    key: str | None = None
 
 
 Produce = Callable[[Firing], Awaitable[NewTask]]
@@ -126,8 +129,16 @@ def handler_factory(
     task_template = NewTask(handler=handler, queue=queue)  # validates handler and queue now
 
     async def produce(firing: Firing) -> NewTask:
+        if firing.key is None:
+            return NewTask(
+                handler=task_template.handler, queue=task_template.queue, payload=firing.payload
+            )
         return NewTask(
-            handler=task_template.handler, queue=task_template.queue, payload=firing.payload
+            handler=task_template.handler,
+            queue=task_template.queue,
+            payload=firing.payload,
+            key=firing.key,
+            key_mode=KeyMode.DEDUPE,
         )
 
     return Factory(name=name or handler, produce=produce, description=f"queue handler {handler}")

@@ -11,11 +11,27 @@ the store's change version moves (NOTIFY or in-process wake-up, else polled ever
 ``poll_interval`` seconds). Only schedules whose revision changed, or that became active, get
 a new timer, which starts at their next tick after now: a resumed schedule never bursts.
 
+Batches
+-------
+The clock hands every tick over at once (all ticks due at one instant arrive in one
+APScheduler wake-up); ticks are collected and fired in batches
+(:meth:`~scheduler.firing.Firer.fire_many`: one ``enqueue_many``, one ``record_firings``,
+one ``append_many`` of events): a batch is flushed when its oldest tick has waited
+``batch_window`` seconds (5 ms) or ``batch_size`` (1,000) ticks are pending. Up to
+``_MAX_FLUSHES`` batches are in flight at once, but a schedule is in at most one of them
+and has at most one tick per batch, so its ticks are fired one after the other and the
+overlap policy sees the previous firing's task (the per-schedule order of the per-tick
+design). Ticks waiting for a free flush keep accumulating, so under overload batches grow
+rather than multiply.
+
 Late and missed ticks
 ---------------------
-- A tick reaching the leader more than the schedule's ``misfire_grace_seconds`` after its
-  time is skipped (``misfire``). While the queue is unreachable a tick is retried until its
-  grace runs out, then skipped (``store_unavailable``).
+- A tick whose batch is flushed (i.e. about to be enqueued) more than the schedule's
+  ``misfire_grace_seconds`` after its time is skipped (``misfire``); the skips of a batch
+  are written together (one ``record_firings``, one ``append_many``), so an overloaded
+  scheduler sheds late ticks cheaply and catches up instead of collapsing. While the queue
+  is unreachable a batch is retried until each tick's grace runs out, then those ticks are
+  skipped (``store_unavailable``).
 - On becoming leader, each active schedule's ticks between its anchor (see
   :mod:`scheduler.status`) and now were missed while nobody led. The latest of them fires
   (keyed by its own time, so a tick the previous leader did enqueue is not enqueued twice)
@@ -23,8 +39,9 @@ Late and missed ticks
   ``catch_up`` firing); with ``catch_up=none`` it is skipped. Older missed ticks are reported
   by one ``misfire`` skip event. At most one firing per schedule, however long the outage.
 
-Leadership is checked every ``poll_interval`` seconds; on loss the clock stops at once. Ticks
-still in flight finish: their keys make a double enqueue harmless.
+Leadership is checked every ``poll_interval`` seconds; on loss the clock stops at once and
+ticks not yet flushed are dropped (the next leader's catch-up sees them). Batches already in
+flight finish: their keys make a double enqueue harmless.
 """
 
 from __future__ import annotations
@@ -33,12 +50,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from scheduler.clock import TickClock
 from scheduler.errors import SpecError
 from scheduler.factories import FactoryRegistry, FiringKind
-from scheduler.firing import Firer, SkipReason
+from scheduler.firing import Firer, Skip, SkipReason, Tick
 from scheduler.spec import parse_spec, parse_timezone
 from scheduler.status import is_active, missed_ticks
 from store.errors import StoreError, StoreUnavailable
@@ -53,6 +71,26 @@ logger = logging.getLogger(__name__)
 
 # Pause between attempts to enqueue a tick while the queue is unreachable (seconds).
 _RETRY_PAUSE = 0.25
+# Batches in flight at once (each holds a pooled connection for its enqueue_many).
+_MAX_FLUSHES = 4
+# The most ticks one batch takes (the rest wait for the next).
+_MAX_BATCH = 5000
+# How long stop() waits for batches in flight (seconds).
+_STOP_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A tick waiting for its batch; ``done`` (catch-up) is resolved once it was handled."""
+
+    name: str
+    fire_time: datetime
+    kind: FiringKind
+    done: asyncio.Future[None] | None = None
+
+    def resolve(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
 
 class SchedulerService:
@@ -71,6 +109,8 @@ class SchedulerService:
         instance: str = "scheduler",
         poll_interval: float = 1.0,
         leader_retry: float = 1.0,
+        batch_window: float = 0.005,
+        batch_size: int = 1000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
@@ -85,7 +125,12 @@ class SchedulerService:
         self._lock: LeaderLock | None = None
         self._clock: TickClock | None = None
         self._known: dict[str, Schedule] = {}
-        self._tick_locks: dict[str, asyncio.Lock] = {}
+        self._batch_window = batch_window
+        self._batch_size = batch_size
+        self._pending: list[_Pending] = []
+        self._in_flight: set[str] = set()
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._synced_version: int | None = None
         self._leading = asyncio.Event()
 
@@ -185,6 +230,17 @@ class SchedulerService:
         self._synced_version = None
         if clock is not None:
             await clock.stop()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        pending, self._pending = self._pending, []
+        for item in pending:
+            item.resolve()
+        flushes = set(self._flushes)
+        if flushes:
+            _done, late = await asyncio.wait(flushes, timeout=_STOP_TIMEOUT)
+            for task in late:
+                task.cancel()
 
     # --- timers ---------------------------------------------------------------------------
 
@@ -221,7 +277,11 @@ class SchedulerService:
         return state
 
     async def _catch_up(self, state: SchedulesState, now: datetime) -> None:
-        """Deal with ticks missed while nobody led (see *Late and missed ticks*)."""
+        """Deal with ticks missed while nobody led (see *Late and missed ticks*): the skips
+        in one batch, the firings through the tick batches (waited for)."""
+        skips: list[Skip] = []
+        firings: list[_Pending] = []
+        loop = asyncio.get_running_loop()
         for schedule in list(self._known.values()):
             try:
                 missed = missed_ticks(schedule, state, now)
@@ -231,76 +291,164 @@ class SchedulerService:
                 continue
             first, latest = missed
             grace = timedelta(seconds=schedule.misfire_grace_seconds)
-            async with self._tick_lock(schedule.name):
-                if first < latest:
-                    await self._firer.skip(
-                        schedule,
+            if first < latest:
+                skips.append(
+                    Skip(
+                        schedule=schedule,
                         kind=FiringKind.CATCH_UP,
                         fire_time=first,
                         reason=SkipReason.MISFIRE,
                         detail="ticks missed while no scheduler was running",
                         record=False,
-                        missedFrom=first.isoformat(),
-                        missedUntil=latest.isoformat(),
+                        data={"missedFrom": first.isoformat(), "missedUntil": latest.isoformat()},
                     )
-                if now - latest <= grace:
-                    await self._fire(schedule, latest, FiringKind.TICK)
-                elif schedule.catch_up is CatchUp.LATEST:
-                    await self._fire(schedule, latest, FiringKind.CATCH_UP)
-                else:
-                    await self._firer.skip(
-                        schedule,
+                )
+            if now - latest <= grace:
+                kind = FiringKind.TICK
+            elif schedule.catch_up is CatchUp.LATEST:
+                kind = FiringKind.CATCH_UP
+            else:
+                skips.append(
+                    Skip(
+                        schedule=schedule,
                         kind=FiringKind.CATCH_UP,
                         fire_time=latest,
                         reason=SkipReason.MISFIRE,
                         detail="missed while no scheduler was running (catch_up=none)",
                     )
+                )
+                continue
+            firings.append(_Pending(schedule.name, latest, kind, loop.create_future()))
+        if skips:
+            await self._firer.skip_many(skips)
+        for item in firings:
+            self._add(item)
+        waits = [item.done for item in firings if item.done is not None]
+        if waits:
+            await asyncio.gather(*waits)
 
     # --- ticks ----------------------------------------------------------------------------
 
-    async def _on_ticks(self, name: str, fire_times: list[datetime]) -> None:
-        async with self._tick_lock(name):
-            for fire_time in fire_times:
-                schedule = self._known.get(name)
-                if schedule is None or not self.is_leader:
-                    return
-                late = self._now() - fire_time
-                if late > timedelta(seconds=schedule.misfire_grace_seconds):
-                    await self._firer.skip(
-                        schedule,
-                        kind=FiringKind.TICK,
-                        fire_time=fire_time,
-                        reason=SkipReason.MISFIRE,
-                        detail=f"the tick reached the scheduler {late.total_seconds():.3f}s late",
-                    )
-                    continue
-                await self._fire(schedule, fire_time, FiringKind.TICK)
+    def _on_ticks(self, name: str, fire_times: list[datetime]) -> None:
+        """The clock's callback: queue the ticks for their batch."""
+        for fire_time in fire_times:
+            self._add(_Pending(name, fire_time, FiringKind.TICK))
 
-    async def _fire(self, schedule: Schedule, fire_time: datetime, kind: FiringKind) -> None:
-        deadline = fire_time + timedelta(seconds=schedule.misfire_grace_seconds)
-        while True:
+    def _add(self, item: _Pending) -> None:
+        if not self.is_leader:
+            item.resolve()
+            return
+        self._pending.append(item)
+        if len(self._pending) >= self._batch_size:
+            self._kick()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self._batch_window, self._kick
+            )
+
+    def _kick(self) -> None:
+        """Start a batch of the pending ticks, if a flush is free and any tick may go."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending or len(self._flushes) >= _MAX_FLUSHES:
+            return
+        batch: list[_Pending] = []
+        names: set[str] = set()
+        rest: list[_Pending] = []
+        for item in self._pending:
+            if item.name in self._in_flight or item.name in names or len(batch) >= _MAX_BATCH:
+                rest.append(item)
+            else:
+                batch.append(item)
+                names.add(item.name)
+        self._pending = rest
+        if not batch:
+            return
+        self._in_flight |= names
+        task = asyncio.get_running_loop().create_task(
+            self._flush(batch), name=f"schedule-batch:{self._instance}"
+        )
+        self._flushes.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._flushes.discard(finished)
+            self._in_flight -= names
+            for item in batch:
+                item.resolve()
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.error("schedule batch failed", exc_info=finished.exception())
+            if self._pending and self.is_leader:
+                if len(self._pending) >= self._batch_size or any(
+                    item.name in names for item in self._pending
+                ):
+                    self._kick()
+                elif self._flush_timer is None:
+                    self._flush_timer = asyncio.get_running_loop().call_later(
+                        self._batch_window, self._kick
+                    )
+
+        task.add_done_callback(done)
+        if self._pending and len(self._flushes) < _MAX_FLUSHES and len(rest) >= self._batch_size:
+            self._kick()
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        """Fire one batch: ticks past their grace are skipped together, the rest fired
+        together (retried while the queue is unreachable)."""
+        now = self._now()
+        ticks: list[Tick] = []
+        skips: list[Skip] = []
+        for item in batch:
+            schedule = self._known.get(item.name)
+            if schedule is None or not self.is_leader:
+                continue
+            late = now - item.fire_time
+            if item.kind is FiringKind.TICK and late > timedelta(
+                seconds=schedule.misfire_grace_seconds
+            ):
+                skips.append(
+                    Skip(
+                        schedule=schedule,
+                        kind=item.kind,
+                        fire_time=item.fire_time,
+                        reason=SkipReason.MISFIRE,
+                        detail=f"the tick reached the queue {late.total_seconds():.3f}s late",
+                    )
+                )
+                continue
+            ticks.append(Tick(schedule=schedule, kind=item.kind, fire_time=item.fire_time))
+        if skips:
+            await asyncio.gather(self._firer.skip_many(skips), self._fire_all(ticks))
+        else:
+            await self._fire_all(ticks)
+
+    async def _fire_all(self, ticks: list[Tick]) -> None:
+        while ticks:
             try:
-                await self._firer.fire(schedule, kind=kind, fire_time=fire_time)
+                await self._firer.fire_many(ticks)
                 return
             except StoreUnavailable as exc:
-                if (
-                    kind is FiringKind.TICK
-                    and self._now() + timedelta(seconds=_RETRY_PAUSE) < deadline
-                ):
+                retry_until = self._now() + timedelta(seconds=_RETRY_PAUSE)
+                keep: list[Tick] = []
+                lost: list[Skip] = []
+                for tick in ticks:
+                    deadline = tick.fire_time + timedelta(
+                        seconds=tick.schedule.misfire_grace_seconds
+                    )
+                    if tick.kind is FiringKind.TICK and retry_until < deadline:
+                        keep.append(tick)
+                    else:
+                        lost.append(
+                            Skip(
+                                schedule=tick.schedule,
+                                kind=tick.kind,
+                                fire_time=tick.fire_time,
+                                reason=SkipReason.STORE_UNAVAILABLE,
+                                detail=str(exc),
+                            )
+                        )
+                if lost:
+                    await self._firer.skip_many(lost)
+                ticks = keep
+                if ticks:
                     await asyncio.sleep(_RETRY_PAUSE)
-                    continue
-                await self._firer.skip(
-                    schedule,
-                    kind=kind,
-                    fire_time=fire_time,
-                    reason=SkipReason.STORE_UNAVAILABLE,
-                    detail=str(exc),
-                )
-                return
-
-    def _tick_lock(self, name: str) -> asyncio.Lock:
-        # One firing per schedule at a time, so the overlap policy sees the previous task.
-        lock = self._tick_locks.get(name)
-        if lock is None:
-            lock = self._tick_locks[name] = asyncio.Lock()
-        return lock

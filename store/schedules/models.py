@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.queue.models import Page
+from store.queue.models import Page, TaskState
 from store.schedules.errors import InvalidSchedule
 
 __all__ = [
@@ -171,3 +171,24 @@ class SchedulesState:
     version: int
     all_paused: bool
     all_resumed_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FiringRecord:
+    """One entry of :meth:`~store.schedules.protocol.ScheduleStore.record_firings`: what the
+    scheduler did with a tick (``fire_time``) or a manual run (``fire_time=None``), and the
+    task it enqueued (``task_id``, ``None`` for a skip)."""
+
+    name: str
+    fire_time: datetime | None = None
+    task_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LastTask:
+    """The queue task of a schedule's latest firing and its state (``ready`` and
+    ``scheduled`` told apart by ``run_at`` against the database clock)."""
+
+    schedule: str
+    task_id: int
+    state: TaskState

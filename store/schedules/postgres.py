@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from store.db.postgres import PostgresDatabase, PostgresListener
 from store.errors import StoreError, StoreUnavailable
+from store.queue.models import TaskState
 from store.schedules import _checks as checks
 from store.schedules import _rows as rows
 from store.schedules.errors import ScheduleNotFound
-from store.schedules.models import Page, Schedule, SchedulesState
+from store.schedules.models import FiringRecord, LastTask, Page, Schedule, SchedulesState
 from store.sqlfiles import queries
 
 __all__ = ["LEADER_LOCK_KEY", "PostgresLeaderLock", "PostgresScheduleStore"]
@@ -112,6 +113,31 @@ class PostgresScheduleStore:
         checks.check_moment(fire_time)
         row = await self._db.fetchrow(self._sql["record_firing"], name, fire_time, task_id)
         return row is not None
+
+    async def record_firings(self, records: Sequence[FiringRecord]) -> set[str]:
+        merged = checks.merge_firings(records)
+        if not merged:
+            return set()
+        found = await self._db.fetch(
+            self._sql["record_firings"],
+            [r.name for r in merged],
+            [r.fire_time for r in merged],
+            [r.task_id for r in merged],
+        )
+        return {str(row["name"]) for row in found}
+
+    async def last_tasks(self, names: Sequence[str]) -> dict[str, LastTask]:
+        if not names:
+            return {}
+        found = await self._db.fetch(self._sql["last_tasks"], list(names))
+        return {
+            str(row["name"]): LastTask(
+                schedule=str(row["name"]),
+                task_id=int(row["task_id"]),
+                state=TaskState(row["state"]),
+            )
+            for row in found
+        }
 
     # The signature is the protocol's: a timeout parameter is the documented contract.
     async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109

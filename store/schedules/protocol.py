@@ -23,10 +23,11 @@ documented otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from store.schedules.models import Page, Schedule, SchedulesState
+from store.schedules.models import FiringRecord, LastTask, Page, Schedule, SchedulesState
 
 
 class ScheduleStore(Protocol):
@@ -84,6 +85,21 @@ class ScheduleStore(Protocol):
         either alone. Not a change (see *Changes and firings*). Returns ``False``, writing
         nothing, when the schedule no longer exists.
         """
+        ...
+
+    async def record_firings(self, records: Sequence[FiringRecord]) -> set[str]:
+        """:meth:`record_firing` for many firings in one transaction (what the scheduler
+        writes once per batch of ticks); returns the names of the schedules that exist (the
+        others are ignored). Several records of one name combine: ``last_fire_time`` moves
+        to the latest of their fire times (forwards only), ``last_task_id`` to the last
+        non-``None`` task id in input order. Not a change.
+        """
+        ...
+
+    async def last_tasks(self, names: Sequence[str]) -> dict[str, LastTask]:
+        """The latest task (``last_task_id``) of each named schedule with its current state,
+        in one read (what the overlap policy of a batch of ticks looks at). Schedules that do
+        not exist, have no task yet, or whose task is gone from the queue are left out."""
         ...
 
     # The signature is the protocol's: a timeout parameter is the documented contract.

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from store.db.sqlite import SqliteDatabase
 from store.queue._sqlite_rows import now_us
+from store.queue.models import TaskState
 from store.schedules import _checks as checks
 from store.schedules import _rows as rows
 from store.schedules.errors import ScheduleNotFound
-from store.schedules.models import Page, Schedule, SchedulesState
+from store.schedules.models import FiringRecord, LastTask, Page, Schedule, SchedulesState
 from store.sqlfiles import queries
 
 __all__ = ["SqliteLeaderLock", "SqliteScheduleStore"]
@@ -122,6 +124,35 @@ class SqliteScheduleStore:
         params = {"name": name, "fire_time": rows.maybe_to_us(fire_time), "task_id": task_id}
         count = await self._db.write(lambda conn: conn.execute(q("record_firing"), params).rowcount)
         return bool(count)
+
+    async def record_firings(self, records: Sequence[FiringRecord]) -> set[str]:
+        merged = checks.merge_firings(records)
+        if not merged:
+            return set()
+        batch: list[dict[str, object]] = [
+            {"name": r.name, "fire_time": rows.maybe_to_us(r.fire_time), "task_id": r.task_id}
+            for r in merged
+        ]
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            statement = q("record_firing")
+            return {str(p["name"]) for p in batch if conn.execute(statement, p).rowcount}
+
+        return await self._db.write(run)
+
+    async def last_tasks(self, names: Sequence[str]) -> dict[str, LastTask]:
+        if not names:
+            return {}
+        params = {"names": json.dumps(list(names)), "now": now_us()}
+        found = await self._db.read(lambda conn: conn.execute(q("last_tasks"), params).fetchall())
+        return {
+            str(row["name"]): LastTask(
+                schedule=str(row["name"]),
+                task_id=int(row["task_id"]),
+                state=TaskState(row["state"]),
+            )
+            for row in found
+        }
 
     # The signature is the protocol's: a timeout parameter is the documented contract.
     async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from store.queue.models import NewTask, TaskState
 from store.schedules.errors import InvalidSchedule, ScheduleNotFound
-from store.schedules.models import CatchUp, OverlapPolicy, Schedule
+from store.schedules.models import CatchUp, FiringRecord, OverlapPolicy, Schedule
 
 CLOCK_SLACK = timedelta(seconds=2)
 
@@ -277,6 +278,75 @@ async def test_recording_firings_moves_the_last_fire_time_forwards_only(store: A
     assert not await store.record_firing("missing", fire_time=late, task_id=1)
     with pytest.raises(InvalidSchedule):
         await store.record_firing("nightly-report", fire_time=datetime(2030, 1, 1), task_id=1)
+
+
+async def test_recording_many_firings_at_once_combines_them_per_schedule(store: Any) -> None:
+    await store.upsert(nightly())
+    await store.upsert(nightly(name="hourly"))
+    late = datetime(2030, 1, 2, 3, tzinfo=UTC)
+    early = late - timedelta(days=1)
+    assert await store.record_firing("hourly", fire_time=late, task_id=3)
+
+    recorded = await store.record_firings(
+        [
+            FiringRecord(name="nightly-report", fire_time=early, task_id=7),
+            FiringRecord(name="missing", fire_time=late, task_id=1),
+            FiringRecord(name="nightly-report", fire_time=late, task_id=None),
+            FiringRecord(name="hourly", fire_time=early, task_id=None),
+            FiringRecord(name="nightly-report", fire_time=None, task_id=9),
+        ]
+    )
+
+    assert recorded == {"nightly-report", "hourly"}
+    got = await store.get("nightly-report")
+    assert (got.last_fire_time, got.last_task_id) == (late, 9)
+    got = await store.get("hourly")  # forwards only; no task id leaves it alone
+    assert (got.last_fire_time, got.last_task_id) == (late, 3)
+    assert await store.record_firings([]) == set()
+    with pytest.raises(InvalidSchedule):
+        await store.record_firings([FiringRecord(name="hourly", fire_time=datetime(2030, 1, 1))])
+
+
+async def test_recording_many_firings_is_not_a_change(store: Any) -> None:
+    await store.upsert(nightly())
+    before = await store.state()
+    await store.record_firings([FiringRecord(name="nightly-report", fire_time=datetime.now(UTC))])
+    assert (await store.state()).version == before.version
+
+
+async def test_last_tasks_reads_the_latest_task_of_each_schedule_with_its_state(
+    schedule_stores: ScheduleStoreFactory, store: Any
+) -> None:
+    db = next(opened_db for opened, opened_db in schedule_stores._open if opened is store)
+    if schedule_stores.backend == "sqlite":
+        from store.queue.sqlite import SqliteTaskQueue
+
+        queue: Any = SqliteTaskQueue(db)
+    else:
+        from store.queue.postgres import PostgresTaskQueue
+
+        queue = PostgresTaskQueue(db)
+    for name in ("a", "b", "c", "d"):
+        await store.upsert(nightly(name=name))
+    ready = (await queue.enqueue(NewTask(handler="noop"))).task
+    later = (
+        await queue.enqueue(NewTask(handler="noop", run_at=datetime.now(UTC) + timedelta(hours=1)))
+    ).task
+    await store.record_firings(
+        [
+            FiringRecord(name="a", task_id=ready.id),
+            FiringRecord(name="b", task_id=later.id),
+            FiringRecord(name="c", task_id=ready.id + later.id + 1000),  # gone from the queue
+        ]
+    )
+
+    found = await store.last_tasks(["a", "b", "c", "d", "missing"])
+
+    assert {name: (t.task_id, t.state) for name, t in found.items()} == {
+        "a": (ready.id, TaskState.READY),
+        "b": (later.id, TaskState.SCHEDULED),
+    }
+    assert await store.last_tasks([]) == {}
 
 
 # --- changes --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Schedules here tick every second (a six-field spec), so each test takes a few se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +44,9 @@ class RecordedEvents:
             at=datetime.now(UTC),
             data=event.data,
         )
+
+    async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
+        return [await self.append(event) for event in events]
 
     def of(self, type: str) -> list[NewEvent]:
         return [e for e in self.events if e.type == type]

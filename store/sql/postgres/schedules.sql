@@ -78,3 +78,23 @@ SELECT pg_try_advisory_lock($1);
 
 -- name: ping
 SELECT 1;
+
+-- name: record_firings
+-- record_firing for many schedules at once: $1..$3 are parallel arrays, one entry per name
+-- (the caller merges several firings of one name first).
+UPDATE schedules AS s SET
+    last_fire_time = greatest(s.last_fire_time, f.fire_time),
+    last_task_id = coalesce(f.task_id, s.last_task_id)
+FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS f(name, fire_time, task_id)
+WHERE s.name = f.name
+RETURNING s.name;
+
+-- name: last_tasks
+-- The latest task of each named schedule; 'waiting' reads as ready or scheduled by run_at.
+SELECT s.name, t.id AS task_id,
+       CASE WHEN t.state <> 'waiting' THEN t.state
+            WHEN t.run_at > now() THEN 'scheduled'
+            ELSE 'ready' END AS state
+FROM schedules AS s
+JOIN tasks AS t ON t.id = s.last_task_id
+WHERE s.name = ANY($1::text[]);

@@ -72,3 +72,14 @@ UPDATE schedules SET
         ELSE last_fire_time END,
     last_task_id = coalesce(:task_id, last_task_id)
 WHERE name = :name;
+
+-- name: last_tasks
+-- The latest task of each named schedule (:names is a JSON array of names); 'waiting'
+-- reads as ready or scheduled by run_at.
+SELECT s.name AS name, t.id AS task_id,
+       CASE WHEN t.state <> 'waiting' THEN t.state
+            WHEN t.run_at > :now THEN 'scheduled'
+            ELSE 'ready' END AS state
+FROM schedules AS s
+JOIN tasks AS t ON t.id = s.last_task_id
+WHERE s.name IN (SELECT value FROM json_each(:names));
