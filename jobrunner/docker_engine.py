@@ -803,7 +803,10 @@ class _OutputPump:
             # The stream breaks when the container is removed under it; the run decides.
             logger.debug("output stream ended", extra={"error": str(exc)})
         finally:
-            stream.close()
+            # Cancellation may already have closed the client's socket under the stream
+            # from another thread; closing it again can only fail harmlessly.
+            with suppress(*_ENGINE_ERRORS, OSError, ValueError):
+                stream.close()
             self._post(None)
 
     async def get(self) -> bytes | None:
