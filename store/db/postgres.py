@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
@@ -135,6 +136,92 @@ class PostgresListener:
             await asyncio.wait_for(self._connection.close(), timeout=5)
         except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
             self._connection.terminate()
+
+
+class NotificationWaiter:
+    """Waits for NOTIFY on one channel, with polling as the fallback.
+
+    The LISTEN connection is opened lazily by the first wait, re-opened (at most once a
+    second) after it is lost, and while it is down a wait simply runs out its timeout.
+    :meth:`poke` wakes this process's waiters directly (for its own writes). A deliberate
+    :meth:`close` logs nothing, and a connection still being opened when it runs is closed
+    as soon as it arrives instead of being kept (and later reported lost).
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, db: PostgresDatabase, channel: str, *, what: str) -> None:
+        self._db = db
+        self._channel = channel
+        self._what = what
+        self._event = asyncio.Event()
+        self._listener: PostgresListener | None = None
+        self._lock = asyncio.Lock()
+        self._retry_at = 0.0
+        self._closed = False
+
+    def poke(self) -> None:
+        """Wake waiters of this process now."""
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return on a notification (or a poke) or after ``timeout`` seconds."""
+        if not self._closed:
+            await self._ensure_listener(timeout)
+        if not self._event.is_set():
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout=max(timeout, 0.0))
+            except TimeoutError:
+                return
+        self._event.clear()
+
+    async def close(self) -> None:
+        """Close the LISTEN connection (idempotent)."""
+        self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+
+    async def _ensure_listener(self, budget: float) -> None:
+        if self._listener is not None and self._listener.alive:
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        async with self._lock:
+            if self._listener is not None and self._listener.alive:
+                return
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            try:
+                listener = await asyncio.wait_for(
+                    self._db.listen(self._channel, self._on_notify, self._on_lost),
+                    timeout=max(min(budget, 5.0), 0.1),
+                )
+            except (StoreUnavailable, TimeoutError) as exc:
+                self._listener = None
+                logger.warning(
+                    f"{self._what} LISTEN connection unavailable, polling instead",
+                    extra={"database": self._db.display_name, "error": str(exc)},
+                )
+                return
+            if self._closed:
+                await listener.close()
+                return
+            self._listener = listener
+            # Notifications sent while nobody listened are lost: look once.
+            self._event.set()
+
+    def _on_notify(self, _payload: str) -> None:
+        self._event.set()
+
+    def _on_lost(self) -> None:
+        self._listener = None
+        if self._closed:
+            return
+        logger.warning(
+            f"{self._what} LISTEN connection lost", extra={"database": self._db.display_name}
+        )
+        # Wake waiters now so that they re-open the connection instead of sleeping blind.
+        self._event.set()
 
 
 class PostgresDatabase:

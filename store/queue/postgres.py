@@ -9,14 +9,12 @@ docstrings.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from store.db.postgres import PostgresDatabase, PostgresListener
-from store.errors import InvalidTask, StoreUnavailable, TaskNotFound, TaskNotWaiting
+from store.db.postgres import NotificationWaiter, PostgresDatabase
+from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _pg_rows as rows
 from store.queue.models import (
     DeadFilter,
@@ -38,8 +36,6 @@ from store.sqlfiles import queries
 logger = logging.getLogger(__name__)
 
 CHANNEL = "longshore_queue"
-# While the LISTEN connection is down, try to re-open it at most this often (seconds).
-_LISTEN_RETRY = 1.0
 
 
 class PostgresTaskQueue:
@@ -51,11 +47,7 @@ class PostgresTaskQueue:
         self._db = db
         self._key_retention = key_retention
         self._sql = queries("postgres", "queue")
-        self._wake = asyncio.Event()
-        self._listener: PostgresListener | None = None
-        self._listen_lock = asyncio.Lock()
-        self._listen_retry_at = 0.0
-        self._closed = False
+        self._notifications = NotificationWaiter(db, CHANNEL, what="queue")
 
     async def close(self) -> None:
         """Close the LISTEN connection (the database itself belongs to the caller).
@@ -64,10 +56,7 @@ class PostgresTaskQueue:
         connection still being opened by a waiter is closed as soon as it arrives instead
         of being kept (and later reported lost when the server drops it).
         """
-        self._closed = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.close()
+        await self._notifications.close()
 
     # --- producing -----------------------------------------------------------------------
 
@@ -89,7 +78,7 @@ class PostgresTaskQueue:
             results[row["ord"] - 1] = EnqueueResult(
                 task=rows.task_from_row(row, now), outcome=EnqueueOutcome(row["outcome"])
             )
-        self._wake.set()
+        self._notifications.poke()
         assert all(result is not None for result in results), "enqueue lost a task"
         return [result for result in results if result is not None]
 
@@ -155,7 +144,7 @@ class PostgresTaskQueue:
         # Work that became ready in this process wakes local workers without the NOTIFY
         # round trip.
         if count:
-            self._wake.set()
+            self._notifications.poke()
         return count
 
     # The signature is the protocol's: a timeout parameter is the documented contract.
@@ -165,54 +154,7 @@ class PostgresTaskQueue:
         Wakes on NOTIFY from any process and directly on this object's own writes; while
         the LISTEN connection is down it simply waits out ``timeout`` (polling fallback).
         """
-        if not self._closed:
-            await self._ensure_listener(timeout)
-        if not self._wake.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.0))
-            except TimeoutError:
-                return
-        self._wake.clear()
-
-    async def _ensure_listener(self, budget: float) -> None:
-        if self._listener is not None and self._listener.alive:
-            return
-        if time.monotonic() < self._listen_retry_at:
-            return
-        async with self._listen_lock:
-            if self._listener is not None and self._listener.alive:
-                return
-            self._listen_retry_at = time.monotonic() + _LISTEN_RETRY
-            try:
-                listener = await asyncio.wait_for(
-                    self._db.listen(CHANNEL, self._on_notify, self._on_listener_lost),
-                    timeout=max(min(budget, 5.0), 0.1),
-                )
-            except (StoreUnavailable, TimeoutError) as exc:
-                self._listener = None
-                logger.warning(
-                    "LISTEN connection unavailable, polling instead",
-                    extra={"database": self._db.display_name, "error": str(exc)},
-                )
-                return
-            if self._closed:
-                # close() ran while this connection was being opened.
-                await listener.close()
-                return
-            self._listener = listener
-            # Notifications sent while we were not listening are lost: look once.
-            self._wake.set()
-
-    def _on_notify(self, _payload: str) -> None:
-        self._wake.set()
-
-    def _on_listener_lost(self) -> None:
-        self._listener = None
-        if self._closed:
-            return
-        logger.warning("LISTEN connection lost", extra={"database": self._db.display_name})
-        # Wake waiters now so that they re-open the connection instead of sleeping blind.
-        self._wake.set()
+        await self._notifications.wait(timeout)
 
     # --- inspecting and managing tasks --------------------------------------------------
 
@@ -370,7 +312,7 @@ class PostgresTaskQueue:
 
     async def _notify(self, queue: str) -> None:
         await self._db.execute(self._sql["notify"], queue)
-        self._wake.set()
+        self._notifications.poke()
 
     # --- workers --------------------------------------------------------------------------
 
@@ -405,7 +347,7 @@ class PostgresTaskQueue:
         removed = [str(worker_id) for worker_id in row[0]]
         if removed:
             logger.info("stale workers swept", extra={"workers": removed})
-            self._wake.set()
+            self._notifications.poke()
         return removed
 
     # --- maintenance ----------------------------------------------------------------------

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from store.db.postgres import PostgresDatabase, PostgresListener
-from store.errors import StoreError, StoreUnavailable
+from store.db.postgres import NotificationWaiter, PostgresDatabase
+from store.errors import StoreError
 from store.queue.models import TaskState
 from store.schedules import _checks as checks
 from store.schedules import _rows as rows
@@ -34,8 +33,6 @@ logger = logging.getLogger(__name__)
 CHANNEL = "longshore_schedules"
 LEADER_LOCK_KEY = 0x4C6F6E6753636864
 """The advisory lock key of scheduler leadership ("LongSchd"); the queue's keys differ."""
-# While the LISTEN connection is down, try to re-open it at most this often (seconds).
-_LISTEN_RETRY = 1.0
 # A leader whose connection does not answer this fast is no longer sure it leads.
 _PING_TIMEOUT = 5.0
 
@@ -46,11 +43,7 @@ class PostgresScheduleStore:
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
         self._sql = queries("postgres", "schedules")
-        self._changed = asyncio.Event()
-        self._listener: PostgresListener | None = None
-        self._listen_lock = asyncio.Lock()
-        self._listen_retry_at = 0.0
-        self._closed = False
+        self._notifications = NotificationWaiter(db, CHANNEL, what="schedule")
 
     async def upsert(self, schedule: Schedule) -> tuple[Schedule, bool]:
         args = rows.postgres_args(checks.check_schedule(schedule))
@@ -143,24 +136,14 @@ class PostgresScheduleStore:
     async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
         """See :meth:`ScheduleStore.wait_for_change`: woken by NOTIFY from any process and
         directly by this object's own changes; polling only while LISTEN is down."""
-        if not self._closed:
-            await self._ensure_listener(timeout)
-        if not self._changed.is_set():
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=max(timeout, 0.0))
-            except TimeoutError:
-                return
-        self._changed.clear()
+        await self._notifications.wait(timeout)
 
     def leader_lock(self) -> PostgresLeaderLock:
         return PostgresLeaderLock(self._db, self._sql)
 
     async def close(self) -> None:
         """Close the LISTEN connection (the database itself belongs to the caller)."""
-        self._closed = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.close()
+        await self._notifications.close()
 
     @asynccontextmanager
     async def _change(self) -> AsyncIterator[Any]:
@@ -168,45 +151,7 @@ class PostgresScheduleStore:
         waiters directly (the NOTIFY reaches the other processes)."""
         async with self._db.connection() as connection, connection.transaction():
             yield connection
-        self._changed.set()
-
-    async def _ensure_listener(self, budget: float) -> None:
-        if self._listener is not None and self._listener.alive:
-            return
-        if time.monotonic() < self._listen_retry_at:
-            return
-        async with self._listen_lock:
-            if self._listener is not None and self._listener.alive:
-                return
-            self._listen_retry_at = time.monotonic() + _LISTEN_RETRY
-            try:
-                listener = await asyncio.wait_for(
-                    self._db.listen(CHANNEL, self._on_notify, self._on_listener_lost),
-                    timeout=max(min(budget, 5.0), 0.1),
-                )
-            except (StoreUnavailable, TimeoutError) as exc:
-                logger.warning(
-                    "schedule LISTEN connection unavailable, polling instead",
-                    extra={"database": self._db.display_name, "error": str(exc)},
-                )
-                return
-            if self._closed:
-                await listener.close()
-                return
-            self._listener = listener
-            # Notifications sent while nobody listened are lost: look once.
-            self._changed.set()
-
-    def _on_notify(self, _payload: str) -> None:
-        self._changed.set()
-
-    def _on_listener_lost(self) -> None:
-        self._listener = None
-        if not self._closed:
-            logger.warning(
-                "schedule LISTEN connection lost", extra={"database": self._db.display_name}
-            )
-            self._changed.set()
+        self._notifications.poke()
 
 
 class PostgresLeaderLock:
