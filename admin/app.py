@@ -1,7 +1,8 @@
-"""The admin API app factory (DESIGN §2): ``create_app(queue=..., audit=..., config=...)``.
+"""The admin API app factory (DESIGN §2): ``create_app(services=..., config=...)``.
 
-The app owns no resources: ``service/`` opens the queue and the event store, passes them in
-and closes them after the server stops. Every response carries ``X-Request-Id`` and the
+The app owns no resources: ``service/`` opens the collaborators of
+:class:`~admin.services.AdminServices`, passes them in and closes them after the server
+stops. Every response carries ``X-Request-Id`` and the
 security headers; every error the envelope of :func:`admin.errors.envelope`.
 """
 
@@ -24,9 +25,8 @@ from admin.middleware import AdminMiddleware
 from admin.mutations import pending_mutation, route_mutation
 from admin.routes import dequeue, dlq, health, queues, tasks, workers
 from admin.schemas import ErrorBody
+from admin.services import AdminServices
 from store.errors import LongshoreError
-from store.events import AuditLog
-from store.queue.protocol import TaskQueue
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(*, queue: TaskQueue, audit: AuditLog, config: AdminConfig) -> FastAPI:
-    """Build the admin API over ``queue`` (any :class:`TaskQueue` backend), recording
-    mutations in ``audit``."""
+_OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = ()
+"""Routers mounted only when the :class:`AdminServices` fields they name are given."""
+
+
+def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
+    """Build the admin API over ``services`` (any store backend), recording mutations in
+    ``services.audit``."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -78,13 +82,15 @@ def create_app(*, queue: TaskQueue, audit: AuditLog, config: AdminConfig) -> Fas
         docs_url=None,
         redoc_url=None,
     )
-    app.state.admin_queue = queue
-    app.state.admin_audit = audit
+    app.state.admin_services = services
     app.state.admin_config = config
 
     api = APIRouter(prefix=BASE_PATH, responses=_ERROR_RESPONSES)
     for module in (health, queues, dequeue, dlq, tasks, workers):
         api.include_router(module.router)
+    for router, needs in _OPTIONAL_ROUTERS:
+        if all(getattr(services, name) is not None for name in needs):
+            api.include_router(router)
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(_: RequireViewer) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class MutationDependency:
         """Authenticate (401 is raised, not audited) and register the audit context."""
         identity = current_identity(request)
         current = Mutation(
-            audit=request.app.state.admin_audit,
+            audit=request.app.state.admin_services.audit,
             identity=identity,
             request_id=request.state.request_id,
             action=self.action,

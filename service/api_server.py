@@ -39,12 +39,10 @@ import uvicorn
 
 from admin.app import BASE_PATH, create_app
 from admin.config import AdminConfig, parse_tokens
+from admin.services import AdminServices
 from admin.tls import mtls_config
 from service.errors import ServiceError, SettingsError
 from service.settings import Settings, format_host_port
-from store.events import AuditLog
-from store.events.protocol import EventStore
-from store.queue.protocol import TaskQueue
 
 __all__ = [
     "TOKEN_FILE",
@@ -329,13 +327,13 @@ class AdminApiFailed(ServiceError):
 
 
 async def start_admin_api(
-    stack: AsyncExitStack, plan: AdminPlan, *, queue: TaskQueue, events: EventStore
+    stack: AsyncExitStack, plan: AdminPlan, *, services: AdminServices
 ) -> AdminApi:
     """Serve the admin API on ``plan``'s socket as the task ``admin-api``, owned by
     ``stack``: leaving the stack stops the server (open requests get
     :data:`GRACEFUL_SHUTDOWN_SECONDS`) and awaits the task. Returns once it accepts
     requests."""
-    app = create_app(queue=queue, audit=AuditLog(events), config=plan.config)
+    app = create_app(services=services, config=plan.config)
     config = _uvicorn_config(app, plan)
     try:
         config.load()

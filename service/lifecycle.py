@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from admin.services import AdminServices
 from jobrunner.docker_engine import DockerEngine
 from jobrunner.runner import HANDLER as JOB_RUN_HANDLER
 from jobrunner.runner import JobRunner
@@ -50,6 +51,7 @@ from service.errors import SettingsError
 from service.runtime import event_store_options, runner_config
 from service.settings import Settings
 from store.artifacts import ArtifactStore
+from store.events.audit import AuditLog
 from store.events.file import FileEventStore
 from store.events.protocol import EventStore
 from store.jobs.errors import IllegalTransition
@@ -304,7 +306,17 @@ async def open_runtime(
             await stack.enter_async_context(scheduler)
         admin_api: AdminApi | None = None
         if admin is not None:
-            admin_api = await start_admin_api(stack, admin, queue=stores.queue, events=events)
+            services = AdminServices(
+                queue=stores.queue,
+                audit=AuditLog(events),
+                events=events,
+                jobs=stores.jobs,
+                runs=stores.runs,
+                runner=job_runner,
+                artifacts=artifacts,
+                schedules=manager,
+            )
+            admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(
             "runtime ready",
             extra={

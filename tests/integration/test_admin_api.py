@@ -17,6 +17,7 @@ import pytest
 
 from admin.app import create_app
 from admin.config import AdminConfig, Role
+from admin.services import AdminServices
 from store.errors import StoreUnavailable
 from store.events import AuditEntry, AuditLog, AuditQuery, EventStoreOptions, FileEventStore
 from store.queue.models import Failure, NewTask
@@ -65,7 +66,7 @@ async def _admin(queue: Any, tmp_path: Path, **config: Any) -> AsyncIterator[Adm
         settings = AdminConfig(
             tokens=TOKENS, roles=ROLES, replay_limit_max=5, replay_ids_max=3, **config
         )
-        app = create_app(queue=queue, audit=audit, config=settings)
+        app = create_app(services=AdminServices(queue=queue, audit=audit), config=settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:

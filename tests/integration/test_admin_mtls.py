@@ -19,6 +19,7 @@ import uvicorn
 
 from admin.app import create_app
 from admin.config import AdminConfig, Role
+from admin.services import AdminServices
 from admin.tls import mtls_config
 from store.events import AuditLog, AuditQuery, EventStoreOptions, FileEventStore
 
@@ -58,8 +59,7 @@ async def server(queue: Any, tmp_path: Path) -> AsyncIterator[Server]:
     async with await FileEventStore.open(EventStoreOptions(directory=tmp_path / "events")) as store:
         audit = AuditLog(store)
         app = create_app(
-            queue=queue,
-            audit=audit,
+            services=AdminServices(queue=queue, audit=audit),
             config=AdminConfig(roles={"ui-viewer": Role.VIEWER}, default_role=Role.OPERATOR),
         )
         config = mtls_config(

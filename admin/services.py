@@ -1,0 +1,36 @@
+"""The collaborators the admin API works over, handed to :func:`admin.app.create_app`.
+
+``service/`` opens every one of them (and closes them after the server stops); the app owns
+none. ``queue`` and ``audit`` are required. The others are optional so that an app can be
+built over just a queue (the queue, dead-letter, task and worker routes); the routes of a
+collaborator that is absent are not mounted, and the OpenAPI document lists only what is.
+``longshore serve`` always passes all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobrunner.runner import JobRunner
+from scheduler.manager import ScheduleManager
+from store.artifacts import ArtifactStore
+from store.events import AuditLog, EventStore
+from store.jobs.protocol import JobStore, RunStore
+from store.queue.protocol import TaskQueue
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminServices:
+    """What the admin routes read and change."""
+
+    queue: TaskQueue
+    audit: AuditLog
+    events: EventStore | None = None
+    """The event store: job/run and schedule events, the live stream, audit reads."""
+    jobs: JobStore | None = None
+    runs: RunStore | None = None
+    runner: JobRunner | None = None
+    """Submits runs (``POST /jobs/{name}/run``)."""
+    artifacts: ArtifactStore | None = None
+    """Run artifacts and source artifacts, by sha256."""
+    schedules: ScheduleManager | None = None
