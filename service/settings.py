@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     admin_roles: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict)
     admin_default_role: Role = Role.ADMIN
 
+    # Client commands (`longshore jobs|runs|schedules|audit ...`; docs/cli.md)
+    admin_url: str | None = None
+    admin_client_cert: Path | None = None
+    admin_client_key: Path | None = None
+    admin_client_ca: Path | None = None
+
     # Admin API: guardrails (seed 003 names)
     admin_replay_limit_max: int = Field(default=1000, ge=1)
     admin_replay_ids_max: int = Field(default=1000, ge=1)
@@ -280,6 +286,10 @@ class Settings(BaseSettings):
         "admin_tls_ca",
         "admin_token",
         "admin_approval_token",
+        "admin_url",
+        "admin_client_cert",
+        "admin_client_key",
+        "admin_client_ca",
         mode="before",
     )
     @classmethod

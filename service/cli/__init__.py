@@ -1,7 +1,11 @@
 """The ``longshore`` command line.
 
-Operator tools here work directly on the database named by ``WORKER_DATABASE_URL`` (or
-``--database-url``). Every failure is one line on stderr and a non-zero exit status.
+Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
+``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
+``--database-url``); they also work while the service is down. The client commands
+``jobs``, ``runs``, ``schedules`` and ``audit`` talk to the admin API (see
+:mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
+failure is one line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import sys
 import click
 import typer
 
-from service.cli import certs, dlq, queues, run, tasks
+from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
 from store.errors import LongshoreError
 
 app = typer.Typer(
@@ -26,6 +30,10 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(queues.app, name="queues")
 app.add_typer(certs.app, name="certs")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(runs.app, name="runs")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:
