@@ -179,13 +179,22 @@ class FileEventStore:
         return await future
 
     async def _run(self) -> None:
+        """The writer: commits queued events in batches (group commit) and runs the
+        background steps (catch-up, interval fsync, retention) between batches.
+
+        While one batch is written and fsynced in a worker thread, the previous one is
+        acknowledged here (events built, futures resolved, subscribers fed), so that work
+        overlaps the disk instead of waiting for it. Batches are still written one at a
+        time, in order, and acknowledged in order.
+        """
         loop = asyncio.get_running_loop()
         opts = self.options
         next_poll = loop.time() + opts.poll_interval
         next_sync = loop.time() + opts.fsync_interval
         next_retention = loop.time() + opts.retention_interval
+        pending: _Pending | None = None
         while True:
-            if not self._queue and not self._jobs and not self._closing:
+            if pending is None and not self._queue and not self._jobs and not self._closing:
                 deadline = min(next_poll, next_retention)
                 if opts.durability is Durability.INTERVAL:
                     deadline = min(deadline, next_sync)
@@ -193,11 +202,22 @@ class FileEventStore:
                     await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0))
             self._wake.clear()
             now = loop.time()
-            if self._queue:
-                batch = self._queue[: opts.max_batch]
-                del self._queue[: opts.max_batch]
-                await self._commit(batch)
+            if pending is not None:
+                batch, work = pending
+                pending = None
+                outcome = await _outcome(work)
+                due = bool(self._jobs) or (now >= next_retention and not self._closing)
+                if opts.durability is Durability.INTERVAL and now >= next_sync:
+                    due = True
+                if self._queue and not due:
+                    pending = self._start_commit()
+                self._acknowledge(batch, outcome)
                 next_poll = now + opts.poll_interval
+                if pending is not None:
+                    continue
+            elif self._queue:
+                pending = self._start_commit()
+                continue
             elif now >= next_poll:
                 await self._guarded("catch up", self._refresh)
                 next_poll = now + opts.poll_interval
@@ -216,17 +236,24 @@ class FileEventStore:
         except Exception:
             logger.exception("event store background step failed", extra={"step": what})
 
-    async def _commit(self, batch: list[_Waiter]) -> None:
-        try:
-            commit = await asyncio.to_thread(self._disk.commit, [item for item, _, _ in batch])
-        except Exception as exc:
-            logger.exception("event batch not written", extra={"events": len(batch)})
-            error = EventStoreError(f"events not written: {exc}")
-            error.__cause__ = exc
+    def _start_commit(self) -> _Pending:
+        """Take the next batch off the queue and start writing it in a worker thread."""
+        batch = self._queue[: self.options.max_batch]
+        del self._queue[: self.options.max_batch]
+        items = [item for item, _, _ in batch]
+        work = asyncio.get_running_loop().run_in_executor(None, self._disk.commit, items)
+        return batch, work
+
+    def _acknowledge(self, batch: list[_Waiter], outcome: Commit | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            logger.error("event batch not written", exc_info=outcome, extra={"events": len(batch)})
+            error = EventStoreError(f"events not written: {outcome}")
+            error.__cause__ = outcome
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        commit = outcome
         self._apply(commit)
         events = []
         moments: dict[int, datetime] = {}  # a batch shares one or two timestamps
@@ -528,6 +555,22 @@ def _window(
             left -= len(kept)
         if done:
             return
+
+
+_Pending = tuple[list[_Waiter], "asyncio.Future[Commit]"]
+
+
+async def _outcome(work: asyncio.Future[Commit]) -> Commit | BaseException:
+    """The commit a worker thread made, or the exception it raised. A cancelled writer
+    still waits for the thread (it cannot be stopped half way) and then re-raises."""
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await work
+        raise
+    except Exception as exc:
+        return exc
 
 
 async def _in_threads(chunks: Generator[bytes]) -> AsyncIterator[bytes]:

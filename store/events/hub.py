@@ -45,13 +45,19 @@ class EventHub:
 
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver ``events`` (ascending ids, above every id published before). Never blocks."""
+        if not events:
+            return
+        ring = self._ring
         for event in events:
-            if len(self._ring) == self._ring.maxlen:
-                self._floor = self._ring[0].id
-            self._ring.append(event)
-            self.last_id = event.id
-            for sub in tuple(self._subscribers):
-                if sub.filter.matches(event):
+            if len(ring) == ring.maxlen:
+                self._floor = ring[0].id
+            ring.append(event)
+        self.last_id = events[-1].id
+        # A subscriber dropped part way through ignores the rest (``_offer``).
+        for sub in tuple(self._subscribers):
+            matches = sub.filter.matches
+            for event in events:
+                if matches(event):
                     sub._offer(event)
 
     def subscribe(
