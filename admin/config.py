@@ -93,6 +93,9 @@ class AdminConfig:
     default_role: Role = Role.ADMIN
     replay_limit_max: int = 1000
     replay_ids_max: int = 1000
+    schedule_run_max: int = 10
+    """Run-now calls allowed per schedule within ``schedule_run_window`` seconds."""
+    schedule_run_window: float = 60.0
     require_approval: bool = False
     approval_token: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
@@ -104,6 +107,10 @@ class AdminConfig:
             raise ValueError("approval is required but no approval token is set")
         if self.replay_limit_max < 1 or self.replay_ids_max < 1:
             raise ValueError("replay caps must be at least 1")
+        if self.schedule_run_max < 1:
+            raise ValueError("the schedule run cap must be at least 1")
+        if not self.schedule_run_window > 0:
+            raise ValueError("the schedule run window must be positive")
         if any(not secret for secret in self.tokens.values()):
             raise ValueError("admin tokens must not be empty")
 

@@ -18,6 +18,8 @@ Every error response carries the envelope ``{"requestId", "error": {"code", "mes
 
 from __future__ import annotations
 
+from jobrunner.errors import InvalidDefinition
+from scheduler.errors import SpecError, UnknownFactory
 from store.errors import (
     InvalidTask,
     LongshoreError,
@@ -26,6 +28,8 @@ from store.errors import (
     TaskNotWaiting,
 )
 from store.events.errors import EventStoreClosed, InvalidEvent
+from store.jobs.errors import IllegalTransition, InvalidJobRecord, RunNotFound
+from store.schedules.errors import InvalidSchedule, ScheduleNotFound
 
 
 class AdminError(LongshoreError):
@@ -90,6 +94,14 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     InvalidEvent: (400, "invalid_request"),
     TaskNotFound: (404, "not_found"),
     TaskNotWaiting: (409, "conflict"),
+    InvalidDefinition: (400, "invalid_request"),
+    InvalidJobRecord: (400, "invalid_request"),
+    RunNotFound: (404, "not_found"),
+    IllegalTransition: (409, "conflict"),
+    SpecError: (400, "invalid_request"),
+    InvalidSchedule: (400, "invalid_request"),
+    ScheduleNotFound: (404, "not_found"),
+    UnknownFactory: (412, "precondition_failed"),
     StoreUnavailable: (503, "unavailable"),
     EventStoreClosed: (503, "unavailable"),
 }

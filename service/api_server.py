@@ -154,6 +154,8 @@ def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
             default_role=settings.admin_default_role,
             replay_limit_max=settings.admin_replay_limit_max,
             replay_ids_max=settings.admin_replay_ids_max,
+            schedule_run_max=settings.admin_schedule_run_max,
+            schedule_run_window=settings.admin_schedule_run_window,
             require_approval=settings.admin_require_approval,
             approval_token=approval.get_secret_value() if approval is not None else None,
             version=version,

@@ -1,0 +1,304 @@
+"""Schedules: list, detail, factories, events, create/update, delete, pause/resume (one or
+all) and run now, over :class:`~scheduler.manager.ScheduleManager` (SPEC §5, §7).
+
+- ``POST /schedules`` creates (201) or updates (200) the schedule named in the body; a field
+  the body leaves out keeps its stored value on update. A bad spec or time zone is 400
+  naming the field and value; a factory nobody registered is 412 ``precondition_failed``.
+- ``POST /schedules/{name}/pause`` and ``POST /schedules/pause`` take ``{"paused": bool}``;
+  an empty body pauses (seed 003 clients send empty bodies to action routes).
+- ``POST /schedules/{name}/run`` enqueues the schedule's task now, also while paused, unless
+  the overlap policy skips it. It is capped per schedule: at most
+  ``WORKER_ADMIN_SCHEDULE_RUN_MAX`` calls within any ``WORKER_ADMIN_SCHEDULE_RUN_WINDOW``
+  seconds, counted in memory by this process (a sliding window); one more is 429
+  ``schedule_run_limit_exceeded``. Calls refused before the run (role, approval, unknown
+  schedule, store unavailable) do not count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic.alias_generators import to_camel
+
+from admin.auth import RequireViewer, config_of
+from admin.config import Role
+from admin.deps import EventsDep, SchedulesDep
+from admin.errors import GuardrailExceeded, InvalidRequest, NotFound, PreconditionFailed
+from admin.mutations import Mutation, MutationDependency, mutation
+from admin.ratelimit import SlidingWindow
+from admin.schemas import ErrorBody
+from admin.schemas_schedules import (
+    FactoryBody,
+    FactoryList,
+    ScheduleBody,
+    ScheduleDeleted,
+    ScheduleEventBody,
+    ScheduleEventList,
+    ScheduleList,
+    ScheduleOne,
+    SchedulePauseRequest,
+    ScheduleRequest,
+    ScheduleRunResult,
+    SchedulesPaused,
+)
+from scheduler.errors import SpecError, UnknownFactory
+from scheduler.status import ScheduleView
+from store.events.models import Stream
+from store.schedules.errors import InvalidSchedule, ScheduleNotFound
+from store.schedules.models import SCHEDULE_NAME, Schedule
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+
+class _SaveMutation(MutationDependency):
+    """``schedule.create``: the audit target is the ``name`` of the JSON body (there is no
+    path parameter), also when the request is refused before the route runs."""
+
+    def context(self, request: Request) -> Mutation:
+        current = super().context(request)
+        current.target = _body_name(getattr(request.state, "raw_body", b""))
+        return current
+
+
+def _body_name(raw: bytes) -> str:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return ""
+    name = body.get("name") if isinstance(body, dict) else None
+    return name[:256] if isinstance(name, str) else ""
+
+
+SaveSchedule = Annotated[
+    Mutation,
+    Depends(
+        _SaveMutation("schedule.create", Role.ADMIN, target=None, fixed_target="", risky=False)
+    ),
+]
+DeleteSchedule = Annotated[
+    Mutation, Depends(mutation("schedule.delete", Role.ADMIN, target="name", risky=True))
+]
+PauseSchedule = Annotated[
+    Mutation, Depends(mutation("schedule.pause", Role.OPERATOR, target="name", risky=True))
+]
+PauseAll = Annotated[
+    Mutation,
+    Depends(mutation("schedule.pause_all", Role.OPERATOR, fixed_target="*", risky=True)),
+]
+RunSchedule = Annotated[
+    Mutation, Depends(mutation("schedule.run", Role.OPERATOR, target="name", risky=True))
+]
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+SAVED: dict[int | str, dict[str, Any]] = {
+    201: {"model": ScheduleOne, "description": "Created"},
+    412: {"model": ErrorBody, "description": "The factory is not registered"},
+}
+CAPPED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Above the schedule run-now cap"}
+}
+
+
+def run_limiter(request: Request) -> SlidingWindow:
+    """The run-now cap of this app (created on first use from its :class:`AdminConfig`)."""
+    limiter: SlidingWindow | None = getattr(request.app.state, "schedule_run_limiter", None)
+    if limiter is None:
+        config = config_of(request)
+        limiter = SlidingWindow(config.schedule_run_max, config.schedule_run_window)
+        request.app.state.schedule_run_limiter = limiter
+    return limiter
+
+
+RunLimiter = Annotated[SlidingWindow, Depends(run_limiter)]
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"schedule {name!r} not found")
+
+
+def _checked(name: str) -> str:
+    """``name`` if it can be a schedule's name; otherwise no such schedule exists (404)."""
+    if not SCHEDULE_NAME.fullmatch(name):
+        raise _not_found(name)
+    return name
+
+
+async def _view(manager: SchedulesDep, name: str) -> ScheduleView:
+    found = await manager.get(_checked(name))
+    if found is None:
+        raise _not_found(name)
+    return found
+
+
+@router.get("", response_model=ScheduleList)
+async def list_schedules(
+    _: RequireViewer, manager: SchedulesDep, limit: Limit = 100, offset: Offset = 0
+) -> ScheduleList:
+    """Schedules ordered by name, with their next and last run and their status."""
+    page = await manager.list_views(limit=limit, offset=offset)
+    return ScheduleList(
+        schedules=[ScheduleBody.of(item) for item in page.items],
+        total=page.total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/factories", response_model=FactoryList)
+async def list_factories(_: RequireViewer, manager: SchedulesDep) -> FactoryList:
+    """The factories registered in this process (one per job, plus the configured
+    ``WORKER_DURABLE_CRON_HANDLERS``), by name."""
+    return FactoryList(factories=[FactoryBody.of(factory) for factory in manager.factories])
+
+
+@router.get("/events", response_model=ScheduleEventList)
+async def schedule_events(
+    _: RequireViewer,
+    events: EventsDep,
+    name: Annotated[str, Query(min_length=1, max_length=512)],
+    limit: Limit = 25,
+) -> ScheduleEventList:
+    """The newest ``limit`` events of schedule ``name`` (also of a deleted one), newest
+    first: created, paused, resumed, fired, skipped, deleted."""
+    latest = await events.latest(Stream.SCHEDULES, name, limit)
+    return ScheduleEventList(events=[ScheduleEventBody.of(event) for event in latest])
+
+
+@router.post("", response_model=ScheduleOne, responses=SAVED)
+async def save_schedule(
+    body: ScheduleRequest, audit: SaveSchedule, manager: SchedulesDep, response: Response
+) -> ScheduleOne:
+    """Create (201) or update (200) the schedule named ``name``."""
+    existing = await manager.get(body.name) if SCHEDULE_NAME.fullmatch(body.name) else None
+    schedule = _schedule_of(body, None if existing is None else existing.schedule)
+    try:
+        saved, created = await manager.save(schedule)
+    except SpecError as exc:
+        raise InvalidRequest(_spec_message(exc, schedule)) from None
+    except UnknownFactory as exc:
+        raise PreconditionFailed(
+            f"factory: {exc}; register it first (define a job of that name, or list the "
+            "handler in WORKER_DURABLE_CRON_HANDLERS)"
+        ) from None
+    await audit.ok(f"{'created' if created else 'updated'} revision={saved.revision}")
+    if created:
+        response.status_code = 201
+    return ScheduleOne(schedule=ScheduleBody.of(await _view(manager, saved.name)))
+
+
+@router.post("/pause", response_model=SchedulesPaused)
+async def pause_all(
+    audit: PauseAll, manager: SchedulesDep, body: SchedulePauseRequest | None = None
+) -> SchedulesPaused:
+    """Pause (``{"paused": true}`` or an empty body) or resume (``false``) every schedule.
+    Each schedule keeps its own paused flag; resuming fires from the next tick, no burst."""
+    paused = True if body is None else body.paused
+    state = await (manager.pause_all() if paused else manager.resume_all())
+    await audit.ok(f"paused={str(state.all_paused).lower()}")
+    return SchedulesPaused(paused=state.all_paused)
+
+
+@router.get("/{name}", response_model=ScheduleOne)
+async def get_schedule(name: str, _: RequireViewer, manager: SchedulesDep) -> ScheduleOne:
+    return ScheduleOne(schedule=ScheduleBody.of(await _view(manager, name)))
+
+
+@router.delete("/{name}", response_model=ScheduleDeleted)
+async def delete_schedule(
+    name: str, audit: DeleteSchedule, manager: SchedulesDep
+) -> ScheduleDeleted:
+    if not await manager.delete(_checked(name)):
+        raise _not_found(name)
+    await audit.ok("deleted=true")
+    return ScheduleDeleted(name=name, deleted=True)
+
+
+@router.post("/{name}/pause", response_model=ScheduleOne)
+async def pause_schedule(
+    name: str,
+    audit: PauseSchedule,
+    manager: SchedulesDep,
+    body: SchedulePauseRequest | None = None,
+) -> ScheduleOne:
+    """Pause (``{"paused": true}`` or an empty body) or resume (``false``) one schedule."""
+    paused = True if body is None else body.paused
+    try:
+        _checked(name)
+        await (manager.pause(name) if paused else manager.resume(name))
+    except ScheduleNotFound:
+        raise _not_found(name) from None
+    await audit.ok(f"paused={str(paused).lower()}")
+    return ScheduleOne(schedule=ScheduleBody.of(await _view(manager, name)))
+
+
+@router.post("/{name}/run", response_model=ScheduleRunResult, responses=CAPPED)
+async def run_schedule(
+    name: str, audit: RunSchedule, manager: SchedulesDep, limiter: RunLimiter
+) -> ScheduleRunResult:
+    """Enqueue the schedule's task now (also while paused; the overlap policy may skip it:
+    ``status`` says which). The body, if any, is ignored."""
+    wait = limiter.acquire(_checked(name))
+    if wait is not None:
+        raise GuardrailExceeded(
+            f"schedule {name!r} was run {limiter.limit} times within the last "
+            f"{limiter.window:g}s (WORKER_ADMIN_SCHEDULE_RUN_MAX per "
+            f"WORKER_ADMIN_SCHEDULE_RUN_WINDOW); retry in {max(math.ceil(wait), 1)}s",
+            code="schedule_run_limit_exceeded",
+        )
+    try:
+        result = await manager.run_now(name)
+    except ScheduleNotFound:
+        limiter.release(name)
+        raise _not_found(name) from None
+    except BaseException:
+        limiter.release(name)
+        raise
+    if result.task is not None:
+        await audit.ok(f"enqueued taskId={result.task.id} key={result.task.key}")
+    else:
+        await audit.ok(f"skipped reason={result.skipped}: {result.detail}")
+    return ScheduleRunResult.of(result)
+
+
+def _schedule_of(body: ScheduleRequest, existing: Schedule | None) -> Schedule:
+    """The schedule to save: the body's fields over the stored ones (or the defaults)."""
+    fields: dict[str, Any] = {}
+    if existing is not None:
+        fields = {
+            "timezone": existing.timezone,
+            "factory": existing.factory,
+            "payload": existing.payload,
+            "paused": existing.paused,
+            "durable": existing.durable,
+            "overlap_policy": existing.overlap_policy,
+            "misfire_grace_seconds": existing.misfire_grace_seconds,
+            "catch_up": existing.catch_up,
+        }
+    for field in (
+        "timezone",
+        "factory",
+        "payload",
+        "paused",
+        "durable",
+        "overlap_policy",
+        "misfire_grace_seconds",
+        "catch_up",
+    ):
+        value = getattr(body, field)
+        if value is not None:
+            fields[field] = value
+    try:
+        return Schedule(name=body.name, spec=body.spec, **fields)
+    except InvalidSchedule as exc:
+        raise InvalidRequest(f"{to_camel(exc.field)}: {exc.message}") from None
+
+
+def _spec_message(exc: SpecError, schedule: Schedule) -> str:
+    if exc.field in ("spec", "timezone"):
+        return str(exc)
+    return f"spec: {schedule.spec!r} is invalid: {exc}"
