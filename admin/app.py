@@ -23,7 +23,7 @@ from admin.config import AdminConfig
 from admin.errors import NotAuthenticated, envelope, status_of
 from admin.middleware import AdminMiddleware
 from admin.mutations import pending_mutation, route_mutation
-from admin.routes import dequeue, dlq, health, queues, schedules, tasks, workers
+from admin.routes import dequeue, dlq, health, jobs, queues, schedules, tasks, workers
 from admin.schemas import ErrorBody
 from admin.services import AdminServices
 from store.errors import LongshoreError
@@ -58,6 +58,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
+    (jobs.router, ("jobs", "runs", "runner", "events", "artifacts")),
     (schedules.router, ("schedules", "events")),
 )
 """Routers mounted only when the :class:`AdminServices` fields they name are given."""

@@ -173,6 +173,16 @@ class JobRunner:
         Runners of other stores on the same Docker engine (a second deployment, parallel
         test suites) cannot know which of their runs are alive, so they are left alone."""
 
+    @property
+    def config(self) -> RunnerConfig:
+        """The settings definitions are checked against (when saved and when run)."""
+        return self._config
+
+    @property
+    def default_queue(self) -> str:
+        """The queue of a job whose definition names none (``WORKER_ADMIN_DEFAULT_QUEUE``)."""
+        return self._default_queue
+
     # --- submitting ---------------------------------------------------------------------------
 
     async def submit(

@@ -270,6 +270,7 @@ async def open_runtime(
             engine=engine,
             artifacts=artifacts,
             config=runner_config(settings),
+            default_queue=settings.admin_default_queue,
             events=events,
         )
 

@@ -1,0 +1,330 @@
+"""Container jobs: list, detail, upsert, delete, run now, job events, and the source
+artifact of a job's latest run (metadata and download, with byte ranges).
+
+Definitions are validated when saved by :func:`jobrunner.definition.validate_definition`
+with the job runner's own settings (allowlists, schemes, sha format, path escapes): a
+broken rule is a 400 naming the field, exactly as the runner would refuse it at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Final
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from admin.auth import RequireViewer
+from admin.config import Role
+from admin.deps import ArtifactsDep, EventsDep, JobsDep, RunnerDep, RunsDep
+from admin.downloads import file_response
+from admin.errors import InvalidRequest, NotFound
+from admin.mutations import Mutation, MutationDependency, mutation
+from admin.schemas_jobs import (
+    JobBody,
+    JobDeleted,
+    JobEventBody,
+    JobEventList,
+    JobList,
+    JobOne,
+    JobRequest,
+    RunStarted,
+    SourceArtifactBody,
+    SourceArtifactOne,
+)
+from jobrunner.config import RunnerConfig
+from jobrunner.definition import validate_definition
+from jobrunner.errors import InvalidDefinition
+from jobrunner.runner import JobNotFound, JobRunner
+from store.artifacts import ArtifactNotFound, ArtifactStore
+from store.events.models import Event, EventFilter, EventType, Stream
+from store.events.protocol import EventStore
+from store.jobs.errors import InvalidJobRecord
+from store.jobs.models import JobDefinition, JobSource, Run, RunTrigger
+from store.jobs.protocol import RunStore
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+SOURCE_SCAN_RUNS: Final = 1000
+"""How many of a job's newest runs are searched for one with a stored source artifact."""
+
+EVENT_SCAN_MAX: Final = 65536
+"""The most events read back to find the newest status events (output events are skipped)."""
+
+_TARGET_MAX: Final = 200
+
+
+class _UpsertMutation(MutationDependency):
+    """``job.upsert``: the audit target is the job name from the body (there is no path
+    parameter), also for refusals (403, 400) recorded before the route runs."""
+
+    def context(self, request: Request) -> Mutation:
+        current = super().context(request)
+        current.target = _body_name(getattr(request.state, "raw_body", b""))
+        return current
+
+
+def _body_name(raw: bytes) -> str:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return ""
+    name = body.get("name") if isinstance(body, dict) else None
+    return name[:_TARGET_MAX] if isinstance(name, str) else ""
+
+
+Upsert = Annotated[
+    Mutation,
+    Depends(_UpsertMutation("job.upsert", Role.ADMIN, target=None, fixed_target="", risky=False)),
+]
+Delete = Annotated[Mutation, Depends(mutation("job.delete", Role.ADMIN, target="name", risky=True))]
+RunNow = Annotated[Mutation, Depends(mutation("job.run", Role.OPERATOR, target="name", risky=True))]
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def runner_config(runner: JobRunner) -> RunnerConfig:
+    """The job runner's settings: saved definitions are checked with exactly the rules the
+    runner applies at run time."""
+    return runner.config
+
+
+# --- definitions ------------------------------------------------------------------------
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    _: RequireViewer, jobs: JobsDep, limit: Limit = 100, offset: Offset = 0
+) -> JobList:
+    """Job definitions ordered by name."""
+    page = await jobs.list_jobs(limit=limit, offset=offset)
+    return JobList(
+        jobs=[JobBody.of(job) for job in page.items], total=page.total, limit=limit, offset=offset
+    )
+
+
+@router.get("/events", response_model=JobEventList)
+async def job_events(
+    _: RequireViewer,
+    events: EventsDep,
+    jobs: JobsDep,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 25,
+) -> JSONResponse:
+    """The newest run status events of job ``name`` (of every job without it), newest
+    first; live output is not included (follow a run's output instead)."""
+    found = await recent_job_events(events, name, limit)
+    definitions: dict[str, JobDefinition | None] = {}
+    rows = []
+    for event in found:
+        if event.key not in definitions:
+            definitions[event.key] = await jobs.get(event.key)
+        rows.append(JobEventBody.of(event, definitions[event.key]).to_json())
+    return JSONResponse({"events": rows})
+
+
+@router.get("/{name}", response_model=JobOne)
+async def get_job(name: str, _: RequireViewer, jobs: JobsDep) -> JobOne:
+    job = await jobs.get(name)
+    if job is None:
+        raise NotFound(f"job {name!r} not found")
+    return JobOne(job=JobBody.of(job))
+
+
+@router.post("", response_model=JobOne, status_code=200, responses={201: {"model": JobOne}})
+async def upsert_job(
+    body: JobRequest, audit: Upsert, jobs: JobsDep, runner: RunnerDep
+) -> JSONResponse:
+    """Create (201) or replace (200) a job definition, validated with the runner's
+    settings; a broken rule is a 400 naming the field."""
+    config = runner_config(runner)
+    try:
+        definition = validate_definition(
+            body.definition(default_queue=runner.default_queue), config
+        )
+    except InvalidDefinition as exc:
+        raise InvalidRequest(str(exc)) from None
+    if definition.tarball_path is not None and config.tarball_dir is not None:
+        await asyncio.to_thread(_check_inside, config.tarball_dir, definition.tarball_path)
+    try:
+        saved, created = await jobs.upsert(definition)
+    except InvalidJobRecord as exc:
+        raise InvalidRequest(str(exc)) from None
+    await audit.ok(f"{'created' if created else 'updated'} revision={saved.revision}")
+    logger.info(
+        "job saved", extra={"job": saved.name, "revision": saved.revision, "actor": audit.actor}
+    )
+    content = JobOne(job=JobBody.of(saved)).model_dump(by_alias=True)
+    return JSONResponse(content, status_code=201 if created else 200)
+
+
+def _check_inside(root: Path, relative: str) -> None:
+    """A ``tarballPath`` that leads out of ``WORKER_JOB_TARBALL_DIR`` through a symbolic
+    link that exists now is refused when saved (the runner checks again when it runs)."""
+    base = root.resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError) as exc:  # e.g. a link loop
+        raise InvalidRequest(f"tarballPath: cannot be resolved: {exc}") from None
+    if not target.is_relative_to(base):
+        raise InvalidRequest("tarballPath: leads outside WORKER_JOB_TARBALL_DIR")
+
+
+@router.delete("/{name}", response_model=JobDeleted)
+async def delete_job(name: str, audit: Delete, jobs: JobsDep) -> JobDeleted:
+    """Delete a definition; its runs and their history are kept."""
+    if not await jobs.delete(name):
+        raise NotFound(f"job {name!r} not found")
+    await audit.ok("deleted")
+    return JobDeleted(deleted=True, name=name)
+
+
+@router.post("/{name}/run", response_model=RunStarted)
+async def run_job(name: str, audit: RunNow, runner: RunnerDep) -> RunStarted:
+    """Queue a run now (an empty body is fine): the ``job.run`` task and the run record."""
+    try:
+        task_id, run_id = await runner.submit(name, trigger=RunTrigger.API, actor=audit.actor)
+    except JobNotFound:
+        raise NotFound(f"job {name!r} not found") from None
+    await audit.ok(f"taskId={task_id} runId={run_id}")
+    return RunStarted(task_id=str(task_id), run_id=run_id)
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+async def recent_job_events(events: EventStore, job: str | None, limit: int) -> list[Event]:
+    """The newest ``limit`` run status events (``RunOutputEmitted`` skipped) of ``job``, or
+    of every job when ``None``, newest first.
+
+    Output events can outnumber status events by far, so the read-back grows (doubling)
+    until ``limit`` status events are found, the history is exhausted or
+    :data:`EVENT_SCAN_MAX` events were read.
+    """
+    window = max(limit * 4, 64)
+    while True:
+        if job is not None:
+            batch = await events.latest(Stream.RUNS, job, window)
+            exhausted = len(batch) < window
+        else:
+            last = events.last_id
+            after = max(last - window, 0)
+            flt = EventFilter(streams=frozenset({Stream.RUNS}))
+            batch = (await events.since(after, flt, limit=window))[::-1]
+            exhausted = after == 0
+        found = [e for e in batch if e.type != EventType.RUN_OUTPUT_EMITTED]
+        if len(found) >= limit or exhausted or window >= EVENT_SCAN_MAX:
+            return found[:limit]
+        window *= 2
+
+
+# --- the source artifact ----------------------------------------------------------------
+
+
+async def _source_of(name: str, runs: RunStore, artifacts: ArtifactStore) -> tuple[Run, int, bool]:
+    """The newest run of job ``name`` whose verified source is in the artifact store, the
+    source's size and whether it is gzip; 404 when no run has stored one."""
+    offset, page_size = 0, 50
+    while offset < SOURCE_SCAN_RUNS:
+        page = await runs.list_runs(job=name, limit=page_size, offset=offset)
+        for run in page.items:
+            if run.source_sha256 is None:
+                continue
+            try:
+                size, gzip = await asyncio.to_thread(_blob_facts, artifacts, run.source_sha256)
+            except ArtifactNotFound:
+                continue
+            return run, size, gzip
+        if len(page.items) < page_size:
+            break
+        offset += page_size
+    raise NotFound(f"job {name!r} has no source artifact: no run has fetched its source yet")
+
+
+def _blob_facts(artifacts: ArtifactStore, sha256: str) -> tuple[int, bool]:
+    with artifacts.open(sha256) as blob:
+        magic = blob.read(2)
+    return artifacts.size(sha256), magic == b"\x1f\x8b"
+
+
+def _artifact_name(run: Run, definition: JobDefinition | None, gzip: bool) -> str:
+    """The download's file name: the tarball's own name while the definition still names
+    that very file, else ``<job>-<commit or sha prefix>.tar[.gz]``."""
+    assert run.source_sha256 is not None
+    suffix = ".tar.gz" if gzip else ".tar"
+    if run.commit_sha:
+        return f"{run.job}-{run.commit_sha[:12]}{suffix}"
+    if definition is not None and definition.tarball_sha256 in (None, run.source_sha256):
+        base = ""
+        if definition.source is JobSource.TARBALL_PATH and definition.tarball_path:
+            base = PurePosixPath(definition.tarball_path).name
+        elif definition.source is JobSource.TARBALL_URL and definition.tarball_url:
+            base = PurePosixPath(urlsplit(definition.tarball_url).path).name
+        if base:
+            return base
+    return f"{run.job}-{run.source_sha256[:12]}{suffix}"
+
+
+@router.get("/{name}/artifact/meta", response_model=SourceArtifactOne)
+async def source_artifact_meta(
+    name: str, _: RequireViewer, jobs: JobsDep, runs: RunsDep, artifacts: ArtifactsDep
+) -> SourceArtifactOne:
+    """Metadata of the verified source of the job's latest run that fetched one."""
+    run, size, gzip = await _source_of(name, runs, artifacts)
+    definition = await jobs.get(name)
+    return SourceArtifactOne(
+        artifact=SourceArtifactBody.of(
+            run,
+            name=_artifact_name(run, definition, gzip),
+            size=size,
+            content_type=_content_type(gzip),
+            definition=definition,
+        )
+    )
+
+
+@router.get(
+    "/{name}/artifact",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The source"},
+        206: {"description": "The requested byte range"},
+        416: {"description": "The range selects no byte of the file"},
+    },
+)
+async def source_artifact(
+    name: str,
+    request: Request,
+    _: RequireViewer,
+    jobs: JobsDep,
+    runs: RunsDep,
+    artifacts: ArtifactsDep,
+) -> Response:
+    """The bytes of the source that :func:`source_artifact_meta` describes, streamed, with
+    ``Range`` support (one range; 206, or 416 when it selects nothing)."""
+    run, _size, gzip = await _source_of(name, runs, artifacts)
+    assert run.source_sha256 is not None
+    definition = await jobs.get(name)
+    try:
+        return await asyncio.to_thread(
+            file_response,
+            request,
+            artifacts.path(run.source_sha256),
+            filename=_artifact_name(run, definition, gzip),
+            media_type=_content_type(gzip),
+            etag=run.source_sha256,
+            headers={"x-content-sha256": run.source_sha256},
+        )
+    except FileNotFoundError:
+        raise NotFound(f"job {name!r}: the source artifact is no longer stored") from None
+
+
+def _content_type(gzip: bool) -> str:
+    return "application/gzip" if gzip else "application/x-tar"

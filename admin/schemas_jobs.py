@@ -1,0 +1,345 @@
+"""Request and response bodies of the ``jobs`` routes (seed 003 shapes, camelCase), and
+their conversion from the store's value objects.
+
+The request model only checks JSON types; the rules of a definition (names, allowlists,
+schemes, sha format, path escapes) are :func:`jobrunner.definition.validate_definition`'s,
+applied by the route, so every API client and the runner share one set of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from admin.schemas import Schema, epoch_ms, rfc3339
+from store.events.models import Event
+from store.jobs.models import (
+    JobDefinition,
+    JobSource,
+    OutputLimitAction,
+    Resources,
+    Run,
+)
+
+StrictInt = Annotated[int, Field(strict=True)]
+StrictFloat = Annotated[float, Field(strict=True)]
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class ResourcesBody(Schema):
+    """Container limits; an omitted field keeps its default (512 MiB, 1 CPU, 256 pids)."""
+
+    memory_mb: StrictInt = Resources.memory_mb
+    cpus: StrictFloat = Resources.cpus
+    pids_limit: StrictInt = Resources.pids_limit
+
+    @classmethod
+    def of(cls, resources: Resources) -> ResourcesBody:
+        return cls(
+            memory_mb=resources.memory_mb, cpus=resources.cpus, pids_limit=resources.pids_limit
+        )
+
+
+class JobRequest(Schema):
+    """``POST /jobs``: a whole definition (saving replaces every field). Seed clients send
+    ``""`` for the source fields they do not use; that reads as unset."""
+
+    name: str
+    description: str | None = None
+    source: str
+    repo: str | None = None
+    tag: str | None = None
+    tarball_url: str | None = None
+    tarball_path: str | None = None
+    tarball_sha256: str | None = None
+    path: str | None = None
+    dockerfile: str | None = None
+    command: list[str] | None = None
+    env: list[str] | None = None
+    queue: str | None = None
+    """Default: ``WORKER_ADMIN_DEFAULT_QUEUE`` (``default``)."""
+    retries: StrictInt = 0
+    timeout_seconds: StrictInt = JobDefinition.timeout_seconds
+    resources: ResourcesBody | None = None
+    network: str | None = None
+    artifacts_path: str | None = None
+    output_bytes: StrictInt | None = None
+    on_output_limit: str | None = None
+
+    def definition(self, *, default_queue: str) -> JobDefinition:
+        """The definition as sent, not yet validated (the store's types, loosely filled:
+        :func:`~jobrunner.definition.validate_definition` reports what is wrong)."""
+        resources = self.resources or ResourcesBody()
+        fields: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source,
+            "description": self.description or "",
+            "repo": self.repo,
+            "tag": self.tag,
+            "tarball_url": self.tarball_url,
+            "tarball_path": self.tarball_path,
+            "tarball_sha256": self.tarball_sha256,
+            "path": self.path,
+            "dockerfile": self.dockerfile or "Dockerfile",
+            "command": tuple(self.command or ()),
+            "env": tuple(self.env or ()),
+            "queue": self.queue or default_queue,
+            "retries": self.retries,
+            "timeout_seconds": self.timeout_seconds,
+            "resources": Resources(
+                memory_mb=resources.memory_mb,
+                cpus=resources.cpus,
+                pids_limit=resources.pids_limit,
+            ),
+            "network": self.network or "none",
+            "artifacts_path": self.artifacts_path or "/artifacts",
+            "output_bytes": self.output_bytes,
+            "on_output_limit": self.on_output_limit or OutputLimitAction.TRUNCATE.value,
+        }
+        # ``source`` and ``on_output_limit`` stay plain strings here on purpose: the
+        # validator turns them into their enums or names the field in a 400.
+        return JobDefinition(**fields)
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+class JobBody(Schema):
+    """A saved definition: every field, plus the store's revision and timestamps."""
+
+    name: str
+    description: str
+    source: str
+    repo: str | None
+    tag: str | None
+    tarball_url: str | None
+    tarball_path: str | None
+    tarball_sha256: str | None
+    path: str | None
+    dockerfile: str
+    command: list[str]
+    env: list[str]
+    queue: str
+    retries: int
+    timeout_seconds: int
+    resources: ResourcesBody
+    network: str
+    artifacts_path: str
+    output_bytes: int | None
+    on_output_limit: str
+    revision: int
+    created_at: str | None
+    created_at_ms: int | None
+    updated_at: str | None
+    updated_at_ms: int | None
+
+    @classmethod
+    def of(cls, job: JobDefinition) -> JobBody:
+        return cls(
+            name=job.name,
+            description=job.description,
+            source=JobSource(job.source).value,
+            repo=job.repo,
+            tag=job.tag,
+            tarball_url=job.tarball_url,
+            tarball_path=job.tarball_path,
+            tarball_sha256=job.tarball_sha256,
+            path=job.path,
+            dockerfile=job.dockerfile,
+            command=list(job.command),
+            env=list(job.env),
+            queue=job.queue,
+            retries=job.retries,
+            timeout_seconds=job.timeout_seconds,
+            resources=ResourcesBody.of(job.resources),
+            network=job.network,
+            artifacts_path=job.artifacts_path,
+            output_bytes=job.output_bytes,
+            on_output_limit=OutputLimitAction(job.on_output_limit).value,
+            revision=job.revision,
+            created_at=rfc3339(job.created_at),
+            created_at_ms=epoch_ms(job.created_at),
+            updated_at=rfc3339(job.updated_at),
+            updated_at_ms=epoch_ms(job.updated_at),
+        )
+
+
+class JobOne(Schema):
+    job: JobBody
+
+
+class JobList(Schema):
+    jobs: list[JobBody]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunStarted(Schema):
+    """``POST /jobs/{name}/run``: the queued task and the run it will execute."""
+
+    task_id: str
+    run_id: str
+
+
+class JobDeleted(Schema):
+    deleted: bool
+    name: str
+
+
+class JobEventBody(Schema):
+    """One event of a job's run (seed 003's ``jobs/events`` rows, plus Longshore's ids).
+
+    ``command`` is one space-joined string, as seed clients show it; it and ``queue`` come
+    from the job's *current* definition (events do not copy the definition). ``startedAt``
+    is when a worker began the run (the time it was queued while it waits);
+    ``finishedAt``/``finishedAtMs``/``durationMs`` are absent, not 0, until it ends.
+    """
+
+    id: int
+    type: str
+    at: str
+    at_ms: int
+    job: str
+    name: str
+    """Seed 003's name for ``job``."""
+    run_id: str | None
+    task_id: str | None
+    attempt: int | None
+    status: str | None
+    trigger: str | None
+    actor: str | None
+    schedule_name: str | None
+    queue: str | None
+    command: str
+    exit_code: int | None
+    error: str | None
+    commit_sha: str | None
+    source_sha256: str | None
+    started_at: str | None
+    started_at_ms: int | None
+    finished_at: str | None = None
+    finished_at_ms: int | None = None
+    duration_ms: int | None = None
+
+    @classmethod
+    def of(cls, event: Event, definition: JobDefinition | None) -> JobEventBody:
+        data = event.data
+        started = _first_time(data, "fetchingAt", "buildingAt", "runningAt", "queuedAt")
+        finished = _first_time(data, "finishedAt")
+        task_id = data.get("taskId")
+        attempt = data.get("attempt")
+        body = cls(
+            id=event.id,
+            type=event.type,
+            at=rfc3339(event.at) or "",
+            at_ms=event.at_ms,
+            job=event.key,
+            name=event.key,
+            run_id=event.run_id,
+            task_id=None if task_id is None else str(task_id),
+            attempt=attempt if isinstance(attempt, int) else None,
+            status=_text(data.get("status")),
+            trigger=_text(data.get("trigger")),
+            actor=_text(data.get("actor")),
+            schedule_name=_text(data.get("scheduleName")),
+            queue=None if definition is None else definition.queue,
+            command="" if definition is None else " ".join(definition.command),
+            exit_code=data.get("exitCode") if isinstance(data.get("exitCode"), int) else None,
+            error=_text(data.get("error")),
+            commit_sha=_text(data.get("commitSha")),
+            source_sha256=_text(data.get("sourceSha256")),
+            started_at=rfc3339(started),
+            started_at_ms=epoch_ms(started),
+        )
+        if finished is not None:
+            body.finished_at = rfc3339(finished)
+            body.finished_at_ms = epoch_ms(finished)
+            if started is not None:
+                body.duration_ms = max(0, (epoch_ms(finished) or 0) - (epoch_ms(started) or 0))
+        return body
+
+    def to_json(self) -> dict[str, Any]:
+        """The camelCase object, without the finish fields of an unfinished run."""
+        unset = {
+            name
+            for name in ("finished_at", "finished_at_ms", "duration_ms")
+            if getattr(self, name) is None
+        }
+        return self.model_dump(by_alias=True, exclude=unset)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _first_time(data: Mapping[str, Any], *names: str) -> datetime | None:
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                continue
+    return None
+
+
+class SourceArtifactBody(Schema):
+    """The verified source of a job's latest run that fetched one (``GET
+    /jobs/{name}/artifact/meta``): the tarball as verified, or for git the ``git archive``
+    of the resolved commit."""
+
+    job: str
+    name: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+    source: str | None
+    """The job's current source kind (``None`` when the job was deleted since)."""
+    commit_sha: str | None
+    source_sha256: str
+    run_id: str
+    run_status: str
+    created_at: str | None
+    created_at_ms: int | None
+
+    @classmethod
+    def of(
+        cls,
+        run: Run,
+        *,
+        name: str,
+        size: int,
+        content_type: str,
+        definition: JobDefinition | None,
+    ) -> SourceArtifactBody:
+        assert run.source_sha256 is not None
+        created = run.fetching_at or run.queued_at
+        return cls(
+            job=run.job,
+            name=name,
+            size_bytes=size,
+            sha256=run.source_sha256,
+            content_type=content_type,
+            source=None if definition is None else JobSource(definition.source).value,
+            commit_sha=run.commit_sha,
+            source_sha256=run.source_sha256,
+            run_id=run.run_id,
+            run_status=run.status.value,
+            created_at=rfc3339(created),
+            created_at_ms=epoch_ms(created),
+        )
+
+
+class SourceArtifactOne(Schema):
+    artifact: SourceArtifactBody
+
+
+class JobEventList(Schema):
+    events: list[JobEventBody]
+    """Newest first; ``finishedAt``, ``finishedAtMs`` and ``durationMs`` are omitted until
+    a run ends (see :meth:`JobEventBody.to_json`)."""
