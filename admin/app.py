@@ -23,7 +23,18 @@ from admin.config import AdminConfig
 from admin.errors import NotAuthenticated, envelope, status_of
 from admin.middleware import AdminMiddleware
 from admin.mutations import pending_mutation, route_mutation
-from admin.routes import dequeue, dlq, health, jobs, queues, schedules, tasks, workers
+from admin.routes import (
+    dequeue,
+    dlq,
+    health,
+    jobs,
+    metrics,
+    queues,
+    runs,
+    schedules,
+    tasks,
+    workers,
+)
 from admin.schemas import ErrorBody
 from admin.services import AdminServices
 from store.errors import LongshoreError
@@ -60,6 +71,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (jobs.router, ("jobs", "runs", "runner", "events", "artifacts")),
     (schedules.router, ("schedules", "events")),
+    (runs.router, ("runs", "events", "artifacts")),
 )
 """Routers mounted only when the :class:`AdminServices` fields they name are given."""
 
@@ -89,7 +101,7 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
     app.state.admin_config = config
 
     api = APIRouter(prefix=BASE_PATH, responses=_ERROR_RESPONSES)
-    for module in (health, queues, dequeue, dlq, tasks, workers):
+    for module in (health, queues, dequeue, dlq, tasks, workers, metrics):
         api.include_router(module.router)
     for router, needs in _OPTIONAL_ROUTERS:
         if all(getattr(services, name) is not None for name in needs):

@@ -1,10 +1,13 @@
-"""The outermost layer of every request: request id, body limit, security headers, and a
-last-resort error envelope.
+"""The outermost layer of every request: request id, body limit, security headers, a
+last-resort error envelope, and the request metrics (:mod:`admin.metrics`).
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``) so that streaming responses (SSE) pass
 through untouched. The body is read here, up to the limit, before any route runs: a body
 over the limit is refused with 413 as a whole instead of reaching a handler truncated, and
 the raw bytes are kept for the audit log's ``payload_hash``.
+
+Requests are counted after the response, by the template of the route that served them
+(``scope["route"]``, set by the router), so the label never holds a raw path.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.errors import envelope
+from admin.metrics import metrics_of, route_template
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +62,8 @@ class _TooLarge(Exception):
 
 
 class AdminMiddleware:
-    """Request id, body limit (413), security headers, and a 500 envelope for anything a
-    route let escape."""
+    """Request id, body limit (413), security headers, a 500 envelope for anything a route
+    let escape, and request metrics."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -73,6 +78,36 @@ class AdminMiddleware:
         request_id = sanitise_request_id(raw_id)
         state = request_state(scope)
         state["request_id"] = request_id
+        metrics = metrics_of(scope)
+        status = 500  # unless a response starts
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        began = time.perf_counter()
+        try:
+            await self._handle(scope, receive, counted, headers, request_id)
+        finally:
+            if metrics is not None:
+                metrics.observe_request(
+                    scope.get("method", ""),
+                    route_template(scope),
+                    status,
+                    time.perf_counter() - began,
+                )
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: str,
+    ) -> None:
+        state = request_state(scope)
         started = False
 
         async def send_with_headers(message: Message) -> None:
