@@ -50,7 +50,7 @@ from scheduler.manager import ScheduleManager
 from scheduler.service import SchedulerService
 from service.backends import Stores, open_store
 from service.logs import configure_logging
-from service.runtime import event_store_options
+from service.runtime import event_store_options, settle_heap
 from service.settings import load_settings
 from store.events.file import FileEventStore
 from store.events.models import EventType, Stream
@@ -147,6 +147,7 @@ async def _fire(
     cpu_start = time.process_time()
     async with scheduler:
         await _wait_leading(scheduler)
+        settle_heap()  # as `longshore serve` does once it runs
         # Warm-up: the first sync and timers; the window starts on a whole second after it.
         await asyncio.sleep(3.0)
         now = datetime.now(UTC)

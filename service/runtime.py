@@ -3,6 +3,7 @@ the event store's options. Only plain values leave ``service``."""
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 from jobrunner.config import RunnerConfig
@@ -12,6 +13,24 @@ from service.builtins import register_builtins
 from service.settings import Settings
 from service.worker import HandlerRegistry, WorkerOptions
 from store.events.models import Durability, EventStoreOptions, RetentionPolicy, Stream
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The collector's thresholds once the service runs (Python's defaults: 700, 10, 10)."""
+
+
+def settle_heap() -> None:
+    """Take what start-up built out of the garbage collector's view, and collect less often.
+
+    A long-running service holds tens of thousands of long-lived objects (modules, the
+    scheduler's timers, pools, caches). With the default thresholds every full collection
+    walks all of them: 25-80 ms pauses on the reference machine, several a minute, which is
+    what made a scheduler tick late now and then. ``gc.freeze()`` moves the start-up objects
+    to a permanent generation that collections skip, and higher thresholds make the
+    collections that remain rarer. Reference cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_registry(job_runner: JobRunner | None = None) -> HandlerRegistry:

@@ -16,7 +16,7 @@ from service.api_server import AdminPlan, prepare_admin_api
 from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
 from service.lifecycle import Role, open_runtime
-from service.runtime import build_registry, worker_options
+from service.runtime import build_registry, settle_heap, worker_options
 from service.settings import Settings, ignored_variables
 from service.worker import Worker
 
@@ -132,6 +132,7 @@ async def _run_worker(
         # admin API, scheduler, factory sync, Docker client, event store, database.
         async with open_runtime(settings, role=role, admin=admin) as runtime:
             await _cleanup_orphans(runtime.job_runner)
+            settle_heap()  # this process now runs until it is stopped
             options = worker_options(settings, drain=drain, queues=queues)
             runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)
             await runner.run(stop)
