@@ -132,6 +132,21 @@ class Subscription(AsyncIterator[Event]):
             self._wake.clear()
             await self._wake.wait()
 
+    def ready(self, limit: int = 1000) -> list[Event]:
+        """Events available without waiting (see ``EventSubscription.ready``)."""
+        out: list[Event] = []
+        pending, live = self._pending, self._live
+        while len(out) < limit:
+            if pending:
+                out.append(pending.popleft())
+            elif self._mode == "live" and not live.empty():
+                out.append(live.get_nowait())
+            else:
+                break
+        if out:
+            self.last_id = out[-1].id
+        return out
+
     def close(self) -> None:
         """Stop receiving; the iterator ends after what it already holds."""
         self._hub._remove(self)

@@ -62,6 +62,12 @@ class EventSubscription(Protocol):
         """
         ...
 
+    def ready(self, limit: int = 1000) -> list[Event]:
+        """Up to ``limit`` events that :meth:`__anext__` would return without waiting, in
+        order (possibly none). For readers that send in batches: await one event, then
+        take what else is ready."""
+        ...
+
     def close(self) -> None:
         """Stop receiving events; the iterator ends after the ones already buffered."""
         ...

@@ -60,3 +60,24 @@ async def test_a_subscriber_the_ring_cannot_cover_reads_another_page_first() -> 
     got = [(await anext(sub)).id for _ in range(5000)]
     assert got == list(range(1, 5001))
     assert reads[:2] == [0, 0]
+
+
+async def test_ready_takes_what_is_buffered_without_waiting_in_order() -> None:
+    stored = [event(i) for i in range(1, 4)]
+
+    async def read_page(after_id: int, flt: EventFilter, limit: int) -> Sequence[Event]:
+        return [e for e in stored if e.id > after_id][:limit]
+
+    hub = EventHub(read_page, last_id=3, buffer=10)
+    sub = hub.subscribe(after_id=0)
+    assert sub.ready() == []  # nothing read yet: the replay page needs an await
+    assert (await anext(sub)).id == 1
+    assert [e.id for e in sub.ready(limit=1)] == [2]
+    assert [e.id for e in sub.ready()] == [3]
+    assert sub.last_id == 3
+    hub.publish([event(4), event(5), event(6)])
+    assert (await anext(sub)).id == 4
+    assert [e.id for e in sub.ready()] == [5, 6]
+    assert sub.ready() == []
+    assert sub.last_id == 6
+    hub.close()
