@@ -24,11 +24,14 @@ from admin.errors import NotAuthenticated, envelope, status_of
 from admin.middleware import AdminMiddleware
 from admin.mutations import pending_mutation, route_mutation
 from admin.routes import (
+    audit,
     dequeue,
     dlq,
+    events,
     health,
     jobs,
     metrics,
+    overview,
     queues,
     runs,
     schedules,
@@ -72,6 +75,9 @@ _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (jobs.router, ("jobs", "runs", "runner", "events", "artifacts")),
     (schedules.router, ("schedules", "events")),
     (runs.router, ("runs", "events", "artifacts")),
+    (audit.router, ("events",)),
+    (overview.router, ()),
+    (events.router, ("events",)),
 )
 """Routers mounted only when the :class:`AdminServices` fields they name are given."""
 

@@ -1,0 +1,221 @@
+"""Bodies of the audit, overview and live-event routes (camelCase JSON, seed 003 shapes).
+
+Seed 003 names kept: audit rows (``atMs, actor, requestId, action, target, status,
+payloadHash, detail``) in ``{"events": [...]}``; the overview's ``stats``, ``coordination``
+and ``actions`` objects; the stream's snapshot events ``{"events": [...]}`` and heartbeat
+``{"ts": ms}``. Longshore's additions sit beside them (a seed client ignores them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from admin.schemas import Schema, epoch_ms, rfc3339
+from store.events import AuditEntry, Event, EventType
+from store.jobs.models import Run
+
+# --- audit ------------------------------------------------------------------------------
+
+
+class AuditRow(Schema):
+    """One audit entry; ``id`` is its durable event id (the SSE id of its live event)."""
+
+    id: int
+    at_ms: int
+    at: str
+    actor: str
+    request_id: str
+    action: str
+    target: str
+    status: str
+    payload_hash: str
+    detail: str
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditRow:
+        return cls(
+            id=entry.id,
+            at_ms=epoch_ms(entry.at) or 0,
+            at=rfc3339(entry.at) or "",
+            actor=entry.actor,
+            request_id=entry.request_id,
+            action=entry.action,
+            target=entry.target,
+            status=entry.status.value,
+            payload_hash=entry.payload_hash,
+            detail=entry.detail,
+        )
+
+
+class AuditList(Schema):
+    """``GET /audit``: newest first, at most ``limit`` rows."""
+
+    events: list[AuditRow]
+    limit: int
+
+
+# --- overview ---------------------------------------------------------------------------
+
+
+class OverviewStats(Schema):
+    """Seed 003: ``activeWorkers, queuedTasks, queues, avgLatencyMs, p95LatencyMs``;
+    the rest is Longshore's."""
+
+    active_workers: int
+    queued_tasks: int
+    """Waiting tasks: ready now plus scheduled for later."""
+    queues: int
+    avg_latency_ms: int
+    """Seed field; Longshore does not sample task latency, so it is always 0."""
+    p95_latency_ms: int
+    """Seed field; always 0 (see ``avgLatencyMs``)."""
+    ready_tasks: int
+    scheduled_tasks: int
+    processing_tasks: int
+    """Tasks running now (seed 003's "processing counts")."""
+    dead_tasks: int
+    """The dead-letter queue's size."""
+    completed_tasks: int
+    failed_attempts: int
+    active_runs: int | None
+    """Job runs fetching, building or running; ``null`` without a run store."""
+    queued_runs: int | None
+    schedules: int | None
+    """Defined schedules; ``null`` without a schedule manager."""
+
+
+class OverviewCoordination(Schema):
+    """Seed 003: ``globalRateLimit, leaderLock, lease, paused`` (the strings are for
+    display)."""
+
+    global_rate_limit: str
+    leader_lock: str
+    lease: str
+    paused: bool
+    """Whether dequeue is paused globally (``POST /pause``)."""
+    paused_queues: list[str]
+    concurrency_limits: dict[str, int]
+    """Queues whose tasks may only run so many at once across all workers."""
+
+
+class OverviewActions(Schema):
+    """Seed 003's admin action counters, counted from the audit log (accepted calls only)
+    since this API process started counting (its first overview)."""
+
+    pause: int
+    resume: int
+    replay: int
+    since_ms: int
+    since: str
+
+
+class OverviewBody(Schema):
+    stats: OverviewStats
+    coordination: OverviewCoordination
+    actions: OverviewActions
+    generated_at_ms: int
+
+
+# --- live stream ------------------------------------------------------------------------
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """The ``data`` of a stored event on the stream: ``{"id", "stream", "key", "type",
+    "atMs", "at", "runId"?, "data"}``."""
+    out = event.to_json()
+    out["at"] = rfc3339(event.at)
+    return out
+
+
+class JobEventRow(Schema):
+    """One job run in the ``job_events`` snapshot (seed 003's job event, run-based):
+    an unfinished run omits ``finishedAtMs`` and ``durationMs``."""
+
+    task_id: str
+    run_id: str
+    name: str
+    status: str
+    trigger: str
+    actor: str | None = None
+    schedule_name: str | None = None
+    attempt: int
+    queued_at_ms: int
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    duration_ms: int | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, run: Run) -> JobEventRow:
+        started = run.running_at or run.fetching_at or run.building_at
+        start_ms = epoch_ms(started)
+        finish_ms = epoch_ms(run.finished_at)
+        duration = None
+        if finish_ms is not None:
+            duration = max(0, finish_ms - (start_ms or epoch_ms(run.queued_at) or finish_ms))
+        return cls(
+            task_id="" if run.task_id is None else str(run.task_id),
+            run_id=run.run_id,
+            name=run.job,
+            status=run.status.value,
+            trigger=run.trigger.value,
+            actor=run.actor,
+            schedule_name=run.schedule_name,
+            attempt=run.attempt,
+            queued_at_ms=epoch_ms(run.queued_at) or 0,
+            started_at_ms=start_ms,
+            finished_at_ms=finish_ms,
+            duration_ms=duration,
+            exit_code=run.exit_code,
+            error=run.error,
+        )
+
+
+_SCHEDULE_STATUS = {
+    EventType.SCHEDULE_FIRED.value: "fired",
+    "ScheduleSkipped": "skipped",
+    EventType.SCHEDULE_CREATED.value: "created",
+    EventType.SCHEDULE_DELETED.value: "deleted",
+    EventType.SCHEDULE_PAUSED.value: "paused",
+    EventType.SCHEDULE_RESUMED.value: "resumed",
+}
+
+
+class ScheduleEventRow(Schema):
+    """One schedule event in the ``schedule_events`` snapshot."""
+
+    id: int
+    name: str
+    type: str
+    status: str
+    task_id: str
+    trigger: str | None = None
+    at_ms: int
+    at: str
+    started_at_ms: int
+    error: str | None = None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> ScheduleEventRow:
+        data = dict(event.data)
+        task = data.get("taskId")
+        reason = data.get("reason")
+        return cls(
+            id=event.id,
+            name=event.key,
+            type=event.type,
+            status=_SCHEDULE_STATUS.get(event.type, event.type),
+            task_id="" if task is None else str(task),
+            trigger=None if data.get("trigger") is None else str(data["trigger"]),
+            at_ms=event.at_ms,
+            at=rfc3339(event.at) or "",
+            started_at_ms=event.at_ms,
+            error=None if reason is None else str(reason),
+            data=data,
+        )
+
+
+class Heartbeat(Schema):
+    ts: int
