@@ -241,22 +241,21 @@ SELECT count(*) AS total, min(dead_at) AS oldest, max(dead_at) AS newest
 FROM tasks WHERE state = 'dead';
 
 -- name: list_queues
--- $1 = NULL lists every queue; the planner pushes q.name = $1 into the aggregate.
+-- $1 = NULL lists every queue. Each count reads only its queue's entries of a partial index
+-- (index-only for ready, scheduled and dead), so the cost follows the queue's own tasks, not
+-- a scan of the whole table.
 SELECT q.name, q.paused, COALESCE(q.weight, q.default_weight) AS weight,
        q.weight IS NOT NULL AS weight_overridden, q.concurrency_limit,
        q.completed, q.failed,
-       COALESCE(c.ready, 0) AS ready, COALESCE(c.scheduled, 0) AS scheduled,
-       COALESCE(c.running, 0) AS running, COALESCE(c.dead, 0) AS dead
+       (SELECT count(*) FROM tasks AS t
+         WHERE t.queue = q.name AND t.state = 'waiting' AND t.run_at <= now()) AS ready,
+       (SELECT count(*) FROM tasks AS t
+         WHERE t.queue = q.name AND t.state = 'waiting' AND t.run_at > now()) AS scheduled,
+       (SELECT count(*) FROM tasks AS t
+         WHERE t.queue = q.name AND t.state = 'running') AS running,
+       (SELECT count(*) FROM tasks AS t
+         WHERE t.queue = q.name AND t.state = 'dead') AS dead
 FROM queues AS q
-LEFT JOIN (
-    SELECT t.queue,
-           count(*) FILTER (WHERE t.state = 'waiting' AND t.run_at <= now()) AS ready,
-           count(*) FILTER (WHERE t.state = 'waiting' AND t.run_at > now()) AS scheduled,
-           count(*) FILTER (WHERE t.state = 'running') AS running,
-           count(*) FILTER (WHERE t.state = 'dead') AS dead
-    FROM tasks AS t
-    GROUP BY t.queue
-) AS c ON c.queue = q.name
 WHERE $1::text IS NULL OR q.name = $1
 ORDER BY q.name;
 

@@ -69,6 +69,8 @@ CREATE INDEX tasks_ready_idx ON tasks (queue, run_at) WHERE state = 'waiting';
 CREATE INDEX tasks_running_owner_idx ON tasks (lease_owner) WHERE state = 'running';
 CREATE INDEX tasks_running_expiry_idx ON tasks (lease_expires_at) WHERE state = 'running';
 CREATE INDEX tasks_dead_idx ON tasks (dead_at) WHERE state = 'dead';
+-- 005: dead tasks per queue (the queue counts).
+CREATE INDEX tasks_dead_queue_idx ON tasks (queue) WHERE state = 'dead';
 CREATE INDEX tasks_done_idx ON tasks (done_at) WHERE state = 'done';
 
 -- Enqueue a batch in one round trip. Arrays are parallel, one element per task, in input
