@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from admin.auth import RequireViewer
 from admin.config import AdminConfig
 from admin.errors import NotAuthenticated, envelope, status_of
-from admin.middleware import AdminMiddleware
+from admin.middleware import AdminMiddleware, reject_unstorable_text
 from admin.mutations import pending_mutation, route_mutation
 from admin.routes import (
     audit,
@@ -106,7 +106,11 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
     app.state.admin_services = services
     app.state.admin_config = config
 
-    api = APIRouter(prefix=BASE_PATH, responses=_ERROR_RESPONSES)
+    api = APIRouter(
+        prefix=BASE_PATH,
+        responses=_ERROR_RESPONSES,
+        dependencies=[Depends(reject_unstorable_text)],
+    )
     for module in (health, queues, dequeue, dlq, tasks, workers, metrics):
         api.include_router(module.router)
     for router, needs in _OPTIONAL_ROUTERS:
@@ -150,10 +154,14 @@ async def _respond(
     message: str,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """The error response, after auditing the refused mutation this request was, if any."""
+    """The error response, after auditing the refused mutation this request was, if any
+    (a refusal the audit log cannot record is logged; the caller still gets its answer)."""
     mutation = pending_mutation(request)
     if mutation is not None:
-        await mutation.refused(f"{status} {code}: {message}")
+        try:
+            await mutation.refused(f"{status} {code}: {message}")
+        except LongshoreError:
+            logger.exception("could not audit a refused mutation")
     return JSONResponse(
         envelope(_request_id(request), code, message), status_code=status, headers=headers
     )

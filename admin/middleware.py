@@ -8,10 +8,14 @@ the raw bytes are kept for the audit log's ``payload_hash``.
 
 Requests are counted after the response, by the template of the route that served them
 (``scope["route"]``, set by the router), so the label never holds a raw path.
+
+:func:`reject_unstorable_text` is a dependency of every route (see ``admin.app``): text no
+store can hold (NUL, unpaired surrogates) is refused before it reaches one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,10 +24,14 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin.errors import envelope
+from admin.auth import current_identity
+from admin.errors import NotFound, envelope
 from admin.metrics import metrics_of, route_template
+from admin.mutations import route_mutation
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +67,68 @@ def request_state(scope: Scope) -> MutableMapping[str, Any]:
 
 class _TooLarge(Exception):
     pass
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""Characters no store keeps: NUL (PostgreSQL's ``text`` refuses it) and unpaired UTF-16
+surrogates (not encodable as UTF-8)."""
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+"""How either can appear in JSON text (a cheap test before the body is decoded)."""
+_UNSTORABLE_MESSAGE = "must not contain NUL characters or unpaired surrogates"
+
+
+def _unstorable_paths(value: Any, loc: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """Where in a decoded JSON value a string (or an object key) holds such a character."""
+    if isinstance(value, str):
+        return [loc] if _UNSTORABLE.search(value) else []
+    found: list[tuple[str | int, ...]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _UNSTORABLE.search(key):
+                found.append((*loc, key))
+            found += _unstorable_paths(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _unstorable_paths(item, (*loc, index))
+    return found
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route declares (its own and its dependencies')."""
+    names = {field.alias for field in dependant.query_params}
+    for child in dependant.dependencies:
+        names |= _query_names(child)
+    return names
+
+
+async def reject_unstorable_text(request: Request) -> None:
+    """A dependency of every route: a NUL character in a query parameter, or a NUL or an
+    unpaired surrogate in a JSON string of the body, is a 400 naming the field; in a path
+    parameter it is a 404 (nothing is named so). Otherwise it would reach the store and
+    fail there with a 500. Refused mutations are audited like any other refusal."""
+    for name, value in request.path_params.items():
+        if _UNSTORABLE.search(str(value)):
+            route_mutation(request)  # registers the audit context (401 without credentials)
+            current_identity(request)
+            raise NotFound(f"{name}: no resource is named with a NUL character")
+    where: list[tuple[str | int, ...]] = []
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is not None:
+        declared = _query_names(dependant)
+        where += [
+            ("query", name)
+            for name, value in request.query_params.multi_items()
+            if name in declared and _UNSTORABLE.search(value)
+        ]
+    raw = request_state(request.scope).get("raw_body", b"")
+    if isinstance(raw, bytes) and _UNSTORABLE_ESCAPE.search(raw):
+        with contextlib.suppress(ValueError):  # not JSON: the route's validation answers
+            where += _unstorable_paths(json.loads(raw), ("body",))
+    if where:
+        current_identity(request)  # no credentials: 401 first, as for any other request
+        raise RequestValidationError(
+            [{"type": "string_unstorable", "loc": loc, "msg": _UNSTORABLE_MESSAGE} for loc in where]
+        )
 
 
 class AdminMiddleware:

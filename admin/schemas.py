@@ -4,8 +4,9 @@ the store's value objects. Pydantic lives only here, at the edge (DESIGN §2).""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -25,6 +26,25 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 def epoch_ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
+
+
+MAX_INT: Final = 2**53 - 1
+"""The largest page offset or numeric id a request may name: far beyond anything a store
+holds, inside SQLite's and PostgreSQL's BIGINT and a JSON number's exact range (a larger
+one would overflow the store's parameter and fail the request with a 500)."""
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL characters and unpaired surrogates escaped (``\\u0000``), as an
+    audit target taken from a request body must be: no event store can hold them."""
+    return _UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+MAX_SECONDS: Final = 100 * 366 * 24 * 3600
+"""The longest duration in seconds a request may name (a century; ``timedelta`` overflows
+far above)."""
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -56,7 +76,7 @@ class ReplayIdsRequest(Schema):
 
 
 class PurgeRequest(Schema):
-    older_than_seconds: Annotated[int, Field(ge=0, strict=True)] = 0
+    older_than_seconds: Annotated[int, Field(ge=0, le=MAX_SECONDS, strict=True)] = 0
     """Purge entries dead for at least this long (0: every dead entry)."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from admin.auth import RequireViewer
 from admin.config import Role
@@ -14,6 +14,7 @@ from admin.deps import ConfigDep, QueueDep
 from admin.errors import GuardrailExceeded, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
 from admin.schemas import (
+    MAX_INT,
     DeadList,
     DeadOne,
     DeadStatsBody,
@@ -50,7 +51,8 @@ CAPPED: dict[int | str, dict[str, Any]] = {
 }
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
+TaskIdPath = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 @router.get("", response_model=DeadList)
@@ -82,7 +84,7 @@ async def dead_stats(_: RequireViewer, queue: QueueDep) -> DeadStatsOne:
 
 
 @router.get("/{task_id}", response_model=DeadOne)
-async def get_dead(task_id: int, _: RequireViewer, queue: QueueDep) -> DeadOne:
+async def get_dead(task_id: TaskIdPath, _: RequireViewer, queue: QueueDep) -> DeadOne:
     task = await queue.get_task(task_id)
     if task is None or task.state is not TaskState.DEAD:
         raise NotFound(f"dead-letter entry {task_id} not found")
@@ -124,17 +126,19 @@ async def replay_ids(
         )
     task_ids: list[int] = []
     for index, raw in enumerate(body.ids):
-        try:
-            task_ids.append(int(raw))
-        except ValueError:
-            raise InvalidRequest(f"ids[{index}]: {raw!r} is not a task id") from None
+        # ASCII digits only: ``int`` would also take " 1", "1_0" or other scripts' digits.
+        if isinstance(raw, str) and not (raw.isascii() and raw.isdigit() and len(raw) < 20):
+            raise InvalidRequest(f"ids[{index}]: {raw!r} is not a task id")
+        task_id = int(raw)
+        if 1 <= task_id <= MAX_INT:  # no task has any other id: ignored like any not dead
+            task_ids.append(task_id)
     ids = await queue.replay_dead(task_ids, actor=audit.actor)
     await audit.ok(f"requested={len(task_ids)} replayed={len(ids)}")
     return ReplayResult(replayed=len(ids), ids=[str(i) for i in ids])
 
 
 @router.delete("/{task_id}", response_model=DeleteResult)
-async def delete_dead(task_id: int, audit: Delete, queue: QueueDep) -> DeleteResult:
+async def delete_dead(task_id: TaskIdPath, audit: Delete, queue: QueueDep) -> DeleteResult:
     deleted = await queue.delete_dead([task_id])
     if not deleted:
         raise NotFound(f"dead-letter entry {task_id} not found")

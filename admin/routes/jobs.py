@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -24,6 +24,7 @@ from admin.deps import ArtifactsDep, EventsDep, JobsDep, RunnerDep, RunsDep
 from admin.downloads import file_response
 from admin.errors import InvalidRequest, NotFound
 from admin.mutations import Mutation, MutationDependency, mutation
+from admin.schemas import MAX_INT, storable
 from admin.schemas_jobs import (
     JobBody,
     JobDeleted,
@@ -76,7 +77,7 @@ def _body_name(raw: bytes) -> str:
     except ValueError:
         return ""
     name = body.get("name") if isinstance(body, dict) else None
-    return name[:_TARGET_MAX] if isinstance(name, str) else ""
+    return storable(name[:_TARGET_MAX]) if isinstance(name, str) else ""
 
 
 Upsert = Annotated[
@@ -87,7 +88,7 @@ Delete = Annotated[Mutation, Depends(mutation("job.delete", Role.ADMIN, target="
 RunNow = Annotated[Mutation, Depends(mutation("job.run", Role.OPERATOR, target="name", risky=True))]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 
 def runner_config(runner: JobRunner) -> RunnerConfig:
@@ -290,12 +291,16 @@ async def source_artifact_meta(
     )
 
 
+_SOURCE_TYPES: dict[str, Any] = {"application/gzip": {}, "application/x-tar": {}}
+"""The media types of a source artifact (see :func:`_content_type`)."""
+
+
 @router.get(
     "/{name}/artifact",
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The source"},
-        206: {"description": "The requested byte range"},
+        200: {"content": _SOURCE_TYPES, "description": "The source (gzip or plain tar)"},
+        206: {"content": _SOURCE_TYPES, "description": "The requested byte range"},
         416: {"description": "The range selects no byte of the file"},
     },
 )

@@ -43,6 +43,7 @@ from admin.deps import ArtifactsDep, EventsDep, RunsDep
 from admin.downloads import file_response
 from admin.errors import Conflict, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
+from admin.schemas import MAX_INT, ErrorBody
 from admin.schemas_runs import RunArtifactBody, RunArtifactList, RunBody, RunDetail, RunList, RunOne
 from store.events.errors import SubscriberDropped
 from store.events.models import Event, EventFilter, EventType, Stream
@@ -60,7 +61,7 @@ CancelRun = Annotated[
 ]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 TEXT: Final = "text/plain; charset=utf-8"
 RUN_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -167,7 +168,11 @@ async def get_run(_: RequireViewer, run: ExistingRun) -> RunOne:
 # --- cancel ---------------------------------------------------------------------------------
 
 
-@router.post("/{run_id}/cancel", response_model=RunOne)
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunOne,
+    responses={409: {"model": ErrorBody, "description": "The run has already finished"}},
+)
 async def cancel_run(run_id: str, audit: CancelRun, runs: RunsDep) -> RunOne:
     """Ask for the run to be cancelled (no body). The request is recorded on the run
     (``cancelRequested``); the worker executing it stops its container and records
@@ -200,7 +205,12 @@ _OUTPUT_RESPONSES: dict[int | str, dict[str, Any]] = {
             "`status` (stage changes) and a final `end` (data: the run's final status)"
         ),
         "content": {"text/plain": {}, "text/event-stream": {}},
-    }
+    },
+    206: {
+        "description": "The requested byte range of the retained output (`Range: bytes=...`)",
+        "content": {"text/plain": {}},
+    },
+    416: {"description": "The range lies outside the retained output"},
 }
 
 
@@ -437,7 +447,10 @@ async def list_artifacts(_: RequireViewer, run: ExistingRun) -> RunArtifactList:
     response_class=Response,
     responses={
         200: {"description": "The artifact's bytes", "content": {"application/octet-stream": {}}},
-        206: {"description": "The requested byte range (`Range: bytes=...`)"},
+        206: {
+            "description": "The requested byte range (`Range: bytes=...`)",
+            "content": {"application/octet-stream": {}},
+        },
         416: {"description": "The range lies outside the artifact"},
     },
 )

@@ -29,7 +29,7 @@ from admin.deps import EventsDep, SchedulesDep
 from admin.errors import GuardrailExceeded, InvalidRequest, NotFound, PreconditionFailed
 from admin.mutations import Mutation, MutationDependency, mutation
 from admin.ratelimit import SlidingWindow
-from admin.schemas import ErrorBody
+from admin.schemas import MAX_INT, ErrorBody, storable
 from admin.schemas_schedules import (
     FactoryBody,
     FactoryList,
@@ -69,7 +69,7 @@ def _body_name(raw: bytes) -> str:
     except ValueError:
         return ""
     name = body.get("name") if isinstance(body, dict) else None
-    return name[:256] if isinstance(name, str) else ""
+    return storable(name[:256]) if isinstance(name, str) else ""
 
 
 SaveSchedule = Annotated[
@@ -93,7 +93,7 @@ RunSchedule = Annotated[
 ]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 SAVED: dict[int | str, dict[str, Any]] = {
     201: {"model": ScheduleOne, "description": "Created"},

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from admin.auth import RequireViewer
 from admin.deps import QueueDep
-from admin.schemas import TaskBody, TaskList
+from admin.schemas import MAX_INT, TaskBody, TaskList
 from store.queue.models import TaskFilter, TaskState
 
 router = APIRouter(tags=["tasks"])
@@ -23,7 +23,7 @@ async def list_tasks(
     handler: str | None = None,
     query: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> TaskList:
     page = await queue.list_tasks(
         TaskFilter(state=state, queue=queue_name, handler=handler, search=query),
