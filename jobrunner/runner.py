@@ -245,6 +245,8 @@ class JobRunner:
         run = await self._run_for_attempt(task)
         if run.status.is_final:
             return
+        if run.attempt > 1:
+            await self._end_earlier_attempts(run)
         if run.cancel_requested_at is not None:
             await self._finish(run.run_id, RunStatus.CANCELLED, error="cancelled before start")
             return
@@ -304,6 +306,42 @@ class JobRunner:
                 if earlier.attempt == attempt and not earlier.status.is_final:
                     return earlier
         return await self._created(new)
+
+    async def _end_earlier_attempts(self, run: Run) -> None:
+        """End the runs of this task's earlier attempts that are not final, and remove their
+        containers: the task is leased to this attempt now, so whoever ran them is gone (a
+        worker killed mid-run, whose lease expired). Without this they would stay ``running``
+        until a restart's :meth:`cleanup_orphans` found them, and with a quick restart (the
+        dead worker still registered) never. An engine that cannot be reached is logged: the
+        containers go at the next sweep, and this attempt fails on its own if it needs one."""
+        if run.task_id is None:
+            return
+        earlier = [
+            other
+            for other in await self._runs.find_by_task(run.task_id)
+            if other.attempt < run.attempt and not other.status.is_final
+        ]
+        for other in earlier:
+            await self._finish(other.run_id, RunStatus.FAILED, error=INTERRUPTED)
+            logger.warning(
+                "marked the run of an interrupted attempt failed",
+                extra={"run_id": other.run_id, "job": other.job, "status": other.status.value},
+            )
+        for other in earlier:
+            labels = {LABEL_SCOPE: self.scope, LABEL_RUN: other.run_id}
+            try:
+                removed = await self._engine.cleanup_orphans(set(), only_labels=labels)
+            except Exception as exc:
+                logger.warning(
+                    "could not remove the containers of an interrupted attempt",
+                    extra={"run_id": other.run_id, "error": _describe(exc)},
+                )
+                continue
+            if removed:
+                logger.info(
+                    "removed the containers of an interrupted attempt",
+                    extra={"run_id": other.run_id, "containers": removed},
+                )
 
     async def _created(self, new: NewRun) -> Run:
         run = await self._runs.create(new)
@@ -563,6 +601,36 @@ class JobRunner:
         labelled for a run that is not owned is removed. The runs are marked before the
         engine is asked, so an engine that cannot be reached (``EngineUnavailable``,
         raised after) does not keep them open."""
+        owned, interrupted = await self._interrupted_runs()
+        await self._mark_interrupted(interrupted)
+        removed = await self._engine.cleanup_orphans(owned, only_labels={LABEL_SCOPE: self.scope})
+        if removed:
+            logger.info("removed orphaned job containers", extra={"containers": removed})
+        return removed
+
+    async def sweep_interrupted(self) -> list[str]:
+        """The periodic part of :meth:`cleanup_orphans`, safe while runs are under way: mark
+        the runs no live worker owns (see there) failed and remove *their* containers only;
+        return the ids of the containers removed.
+
+        It ends the runs of a worker that died after the last start of this service, once
+        its lease expired or it was swept as stale, also when its task has no attempt left
+        (dead-lettered, so no retry would end them). Containers of other runs are never
+        touched: one started between the look at the runs and the look at the engine would
+        otherwise be taken for an orphan."""
+        _, interrupted = await self._interrupted_runs()
+        await self._mark_interrupted(interrupted)
+        removed: list[str] = []
+        for run in interrupted:
+            labels = {LABEL_SCOPE: self.scope, LABEL_RUN: run.run_id}
+            removed.extend(await self._engine.cleanup_orphans(set(), only_labels=labels))
+        if removed:
+            logger.info("removed orphaned job containers", extra={"containers": removed})
+        return removed
+
+    async def _interrupted_runs(self) -> tuple[set[str], list[Run]]:
+        """The ids of the runs live workers own, and the unfinished runs no one owns (not
+        ``queued``)."""
         live = {record.info.worker_id for record in await self._queue.list_workers()}
         owned: set[str] = set()
         interrupted: list[Run] = []
@@ -572,16 +640,15 @@ class JobRunner:
                 owned.add(run.run_id)
             elif run.status is not RunStatus.QUEUED:
                 interrupted.append(run)
+        return owned, interrupted
+
+    async def _mark_interrupted(self, interrupted: list[Run]) -> None:
         for run in interrupted:
             await self._finish(run.run_id, RunStatus.FAILED, error=INTERRUPTED)
             logger.warning(
                 "marked an interrupted run failed",
                 extra={"run_id": run.run_id, "job": run.job, "status": run.status.value},
             )
-        removed = await self._engine.cleanup_orphans(owned, only_labels={LABEL_SCOPE: self.scope})
-        if removed:
-            logger.info("removed orphaned job containers", extra={"containers": removed})
-        return removed
 
 
 def run_event_data(run: Run) -> dict[str, Any]:

@@ -6,7 +6,9 @@ order, and how it is closed.
 1. the store (queue, job and run stores, schedule store, on one database);
 2. the event store (``FileEventStore`` in ``settings.event_dir``; retention runs in
    ``serve`` only, ``worker`` opens it with retention off);
-3. the artifact store and the Docker engine, the job runner (emitting run events);
+3. the artifact store and the Docker engine, the job runner (emitting run events), and
+   its sweep of interrupted runs (every ``effective_stale_worker_seconds``: runs no live
+   worker owns are marked failed and their containers removed);
 4. the factory registry: one handler factory per ``WORKER_DURABLE_CRON_HANDLERS`` name and
    one job factory per job definition, kept in sync with the job store by
    :class:`JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and before every schedule save);
@@ -274,6 +276,12 @@ async def open_runtime(
             events=events,
         )
 
+        sweeping = asyncio.create_task(
+            _sweep_interrupted(job_runner, settings.effective_stale_worker_seconds),
+            name="orphan-sweep",
+        )
+        stack.push_async_callback(_cancel, sweeping)
+
         factories = FactoryRegistry()
         for handler in settings.durable_cron_handlers:
             factories.register(handler_factory(handler, queue=settings.admin_default_queue))
@@ -343,6 +351,26 @@ async def open_runtime(
             scheduler=scheduler,
             admin_api=admin_api,
         )
+
+
+async def _sweep_interrupted(job_runner: JobRunner, interval: float) -> None:
+    """Every ``interval`` (the time after which a silent worker is swept as stale), end the
+    runs no live worker owns any more and remove their containers: the runs of a worker that
+    died while this one runs (the sweep at start only finds those that died before)."""
+    failures = 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job_runner.sweep_interrupted()
+        except Exception as exc:  # a store or engine hiccup: try again next time
+            failures += 1
+            if failures == 1 or failures % 60 == 0:
+                logger.warning(
+                    "could not sweep interrupted runs",
+                    extra={"error": str(exc), "failures": failures},
+                )
+        else:
+            failures = 0
 
 
 async def _apply_presets(manager: ScheduleManager, settings: Settings) -> None:
