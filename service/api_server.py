@@ -39,6 +39,7 @@ import uvicorn
 
 from admin.app import BASE_PATH, create_app
 from admin.config import AdminConfig, parse_tokens
+from admin.routes.events import end_event_streams
 from admin.services import AdminServices
 from admin.tls import mtls_config
 from service.errors import ServiceError, SettingsError
@@ -354,7 +355,7 @@ async def start_admin_api(
             ) from None
 
     task = asyncio.create_task(serve(), name="admin-api")
-    stack.push_async_callback(_stop, server, task)
+    stack.push_async_callback(_stop, server, task, app)
     task.add_done_callback(_report_exit)
     while not server.started:
         if task.done():
@@ -389,7 +390,10 @@ def _report_exit(task: asyncio.Task[None]) -> None:
         logger.error("the admin API server failed", extra={"error": str(error)})
 
 
-async def _stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+async def _stop(server: uvicorn.Server, task: asyncio.Task[None], app: Any) -> None:
+    # Open event streams never end on their own: end them first, or the server would wait
+    # out its graceful shutdown for them.
+    end_event_streams(app)
     server.should_exit = True
     try:
         await task

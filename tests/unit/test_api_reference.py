@@ -1,0 +1,26 @@
+"""docs/api-reference.md is generated from the OpenAPI document and must stay current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from admin.apidoc import render, route_facts
+
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "api-reference.md"
+
+
+def test_the_committed_api_reference_matches_the_code() -> None:
+    assert REFERENCE.read_text() == render(), (
+        "docs/api-reference.md is stale: run `python -m admin.apidoc > docs/api-reference.md`"
+    )
+
+
+def test_every_mutation_names_its_role_and_audit_action() -> None:
+    facts = route_facts()
+    mutations = {key: found for key, found in facts.items() if key[0] in ("post", "delete")}
+    assert mutations
+    for (method, path), found in mutations.items():
+        assert found.get("action"), f"{method.upper()} {path} is not audited"
+        assert found.get("role") in ("operator", "admin"), f"{method.upper()} {path}"
+    reads = {key: found for key, found in facts.items() if key[0] == "get"}
+    assert all(found.get("role") == "viewer" for found in reads.values()), reads
