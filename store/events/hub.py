@@ -160,10 +160,13 @@ class Subscription(AsyncIterator[Event]):
         return event
 
     async def _replay_page(self) -> None:
-        if self._hub._closed:
+        if self._hub._closed or self._ended:
             self._mode, self._ended = "done", True
             return
         page = await self._hub._read_page(self.last_id, self.filter, PAGE_SIZE)
+        if self._is_ended():  # closed while the page was read: never register with the hub
+            self._mode = "done"
+            return
         if page:
             self._pending.extend(e for e in page if e.id > self.last_id)
             if self._pending:
@@ -184,6 +187,9 @@ class Subscription(AsyncIterator[Event]):
             self._hub._remove(self)
             logger.warning("dropped a slow event subscriber", extra={"last_id": self.last_id})
         self._wake.set()
+
+    def _is_ended(self) -> bool:
+        return self._ended
 
     def _end(self) -> None:
         self._ended = True

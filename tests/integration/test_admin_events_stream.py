@@ -23,7 +23,17 @@ import uvicorn
 
 from admin.app import create_app
 from admin.config import AdminConfig
-from admin.routes.events import SNAPSHOTS, EventsStreamOptions, end_event_streams, streams_of
+from admin.routes.events import (
+    BATCH,
+    SNAPSHOTS,
+    EventsStreamOptions,
+    FrameCache,
+    Need,
+    SnapshotCache,
+    end_event_streams,
+    streams_of,
+)
+from admin.routes.overview import OverviewCache
 from admin.services import AdminServices
 from service.lifecycle import Runtime, open_runtime
 from service.settings import load_settings
@@ -47,6 +57,7 @@ class Live:
     app: Any
     runtime: Runtime
     audit: AuditLog
+    services: AdminServices
     client: httpx.AsyncClient
 
     async def record(self, count: int, *, target: str = "t") -> list[int]:
@@ -85,12 +96,12 @@ async def live_admin(
             schedules=runtime.manager,
         )
         app = create_app(services=services, config=AdminConfig(tokens=TOKENS, roles=ROLES))
-        app.state.events_stream_options = EventsStreamOptions(
-            heartbeat_seconds=0.2,
-            snapshot_debounce_seconds=0.05,
-            overview_interval_seconds=0.3,
-            **options,
-        )
+        timing = {
+            "heartbeat_seconds": 0.2,
+            "snapshot_debounce_seconds": 0.05,
+            "overview_interval_seconds": 0.3,
+        }
+        app.state.events_stream_options = EventsStreamOptions(**{**timing, **options})
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
         )
@@ -104,7 +115,14 @@ async def live_admin(
             port = server.servers[0].sockets[0].getsockname()[1]
             url = f"http://127.0.0.1:{port}/admin/v1"
             async with httpx.AsyncClient(base_url=url, timeout=WAIT, trust_env=False) as client:
-                yield Live(url=url, app=app, runtime=runtime, audit=audit, client=client)
+                yield Live(
+                    url=url,
+                    app=app,
+                    runtime=runtime,
+                    audit=audit,
+                    services=services,
+                    client=client,
+                )
         finally:
             end_event_streams(app)
             server.should_exit = True
@@ -338,3 +356,129 @@ async def test_a_stream_ends_when_its_client_leaves_or_the_streams_are_ended(
             end_event_streams(live.app)
             await sse.ended()
         assert streams.open == 0
+
+        # A stream opened afterwards sends its snapshots and heartbeat, then ends.
+        async with stream(live) as sse:
+            first = [await sse.next() for _ in range(len(SNAPSHOTS) + 1)]
+            assert [frame.event for frame in first] == [*SNAPSHOTS, "heartbeat"]
+            await sse.ended()
+        assert streams.open == 0
+
+
+async def test_a_burst_reaches_every_stream_whole_in_order_with_its_ids(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with (
+        live_admin(backend, queue_location, tmp_path / "data") as live,
+        stream(live) as one,
+        stream(live) as two,
+    ):
+        for sse in (one, two):
+            await sse.next(lambda f: f.event == "heartbeat")  # live now
+        # More than one write's worth (BATCH), published at once.
+        count = BATCH + 100
+        appended = await live.runtime.events.append_many(
+            [
+                NewEvent.schedule(EventType.SCHEDULE_FIRED, schedule="burst", n=n)
+                for n in range(count)
+            ]
+        )
+        expected = [event.id for event in appended]
+        received = []
+        for sse in (one, two):
+            frames = [await sse.next(lambda f: f.id is not None) for _ in range(count)]
+            assert [int(str(frame.id)) for frame in frames] == expected
+            assert [frame.data["id"] for frame in frames] == expected
+            assert [frame.data["data"]["n"] for frame in frames] == list(range(count))
+            assert {frame.event for frame in frames} == {EventType.SCHEDULE_FIRED}
+            received.append(frames)
+        assert received[0] == received[1]
+        # Each event was encoded once for both streams.
+        frames_cache = streams_of(live.app).frames
+        assert all(event_id in frames_cache for event_id in expected)
+
+
+async def test_frames_are_encoded_once_and_the_cache_is_bounded(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with live_admin(backend, queue_location, tmp_path / "data") as live:
+        ids = await live.record(3)
+        events = await live.runtime.events.since(ids[0] - 1)
+        cache = FrameCache(size=2)
+        first = cache.frame(events[0])
+        assert cache.frame(events[0]) is first
+        text = first.decode()
+        assert text.endswith("\n\n")
+        fields = dict(line.split(": ", 1) for line in text.strip().split("\n"))
+        assert fields["id"] == str(ids[0])
+        assert fields["event"] == EventType.AUDIT_RECORDED
+        assert json.loads(fields["data"])["id"] == ids[0]
+        cache.frame(events[1])
+        cache.frame(events[2])
+        assert len(cache) == 2
+        assert ids[0] not in cache
+        assert ids[1] in cache
+        assert ids[2] in cache
+        assert cache.frame(events[0]) == first  # encoded again, the same bytes
+
+
+async def test_a_snapshot_is_computed_once_for_every_stream_that_needs_it(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with live_admin(backend, queue_location, tmp_path / "data") as live:
+        services = live.services
+        cache = SnapshotCache(services, live.runtime.events, OverviewCache(services))
+        (first,) = await live.record(1)
+        # Concurrent requests share one computation.
+        got = await asyncio.gather(
+            *(cache.get("audit_events", Need(first), interval=3600, limit=25) for _ in range(5))
+        )
+        assert cache.computed == {"audit_events": 1}
+        assert all(snapshot is got[0] for snapshot in got)
+        snapshot = got[0]
+        assert snapshot is not None
+        assert snapshot.frame.startswith(b"event: audit_events\ndata: ")
+        body = json.loads(snapshot.frame.decode().split("data: ", 1)[1])
+        assert [row["id"] for row in body["events"]] == [first]
+        # Later requests it satisfies reuse it.
+        assert await cache.get("audit_events", Need(first), interval=3600, limit=25) is snapshot
+
+        # A newer one is not computed again within the interval...
+        (second,) = await live.record(1)
+        newer = Need(second)
+        woken = asyncio.Event()
+        assert await cache.get("audit_events", newer, interval=3600, limit=25) is None
+        assert cache.peek("audit_events", newer, woken.set, interval=3600, limit=25) is None
+        assert not cache.running("audit_events")
+        assert cache.computed == {"audit_events": 1}
+        # ... but once it may start, peek starts it and wakes the caller when it is done.
+        assert cache.peek("audit_events", newer, woken.set, interval=0, limit=25) is None
+        assert cache.running("audit_events")
+        async with asyncio.timeout(WAIT):
+            await woken.wait()
+        fresh = cache.peek("audit_events", newer, woken.set, interval=0, limit=25)
+        assert fresh is not None
+        assert fresh.satisfies(newer)
+        assert fresh.key != snapshot.key
+        assert cache.computed == {"audit_events": 2}
+
+
+async def test_streams_share_their_snapshots(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    # A long debounce: the first stream's connect-time snapshots serve the others.
+    async with (
+        live_admin(
+            backend, queue_location, tmp_path / "data", snapshot_debounce_seconds=3600
+        ) as live,
+        stream(live) as one,
+        stream(live) as two,
+        stream(live) as three,
+    ):
+        heads = []
+        for sse in (one, two, three):
+            heads.append([await sse.next() for _ in range(len(SNAPSHOTS))])
+        assert heads[0] == heads[1] == heads[2]
+        cache = streams_of(live.app).snapshots
+        assert cache is not None
+        assert cache.computed == dict.fromkeys(SNAPSHOTS, 1)

@@ -81,3 +81,18 @@ async def test_ready_takes_what_is_buffered_without_waiting_in_order() -> None:
     assert sub.ready() == []
     assert sub.last_id == 6
     hub.close()
+
+
+async def test_a_subscription_closed_while_replaying_never_registers_with_the_hub() -> None:
+    stored = [event(i) for i in range(1, 4)]
+    sub_holder: list[object] = []
+
+    async def read_page(after_id: int, flt: EventFilter, limit: int) -> Sequence[Event]:
+        sub_holder[0].close()  # type: ignore[attr-defined]
+        return [e for e in stored if e.id > after_id][:limit]
+
+    hub = EventHub(read_page, last_id=3, buffer=10)
+    sub = hub.subscribe(after_id=0)
+    sub_holder.append(sub)
+    assert [e.id async for e in sub] == []
+    assert hub.subscriber_count == 0
