@@ -13,6 +13,7 @@ an unauthenticated client must not be able to fill the audit log.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 
 from fastapi import Request
@@ -20,6 +21,7 @@ from fastapi import Request
 from admin.auth import Identity, check_role, config_of, current_identity
 from admin.config import Role
 from admin.errors import ApprovalRequired
+from admin.schemas import storable
 from store.events import AuditLog, AuditStatus
 
 logger = logging.getLogger(__name__)
@@ -85,26 +87,40 @@ class MutationDependency:
     """The dependency :func:`mutation` returns; routes are found to be mutations by it."""
 
     def __init__(
-        self, action: str, role: Role, *, target: str | None, fixed_target: str, risky: bool
+        self,
+        action: str,
+        role: Role,
+        *,
+        target: str | None,
+        fixed_target: str,
+        risky: bool,
+        body_target: str | None = None,
     ) -> None:
         self.action = action
         self.role = role
         self.target = target
         self.fixed_target = fixed_target
         self.risky = risky
+        self.body_target = body_target
+
+    def _target(self, request: Request, body: bytes) -> str:
+        if self.target:
+            return str(request.path_params.get(self.target, ""))
+        if self.body_target:
+            return body_field(body, self.body_target)
+        return self.fixed_target
 
     def context(self, request: Request) -> Mutation:
         """Authenticate (401 is raised, not audited) and register the audit context."""
         identity = current_identity(request)
+        body: bytes = getattr(request.state, "raw_body", b"")
         current = Mutation(
             audit=request.app.state.admin_services.audit,
             identity=identity,
             request_id=request.state.request_id,
             action=self.action,
-            target=(
-                str(request.path_params.get(self.target, "")) if self.target else self.fixed_target
-            ),
-            body=getattr(request.state, "raw_body", b""),
+            target=self._target(request, body),
+            body=body,
         )
         request.state.mutation = current
         return current
@@ -128,16 +144,40 @@ def mutation(
     role: Role,
     *,
     target: str | None = None,
+    body_target: str | None = None,
     fixed_target: str = "",
     risky: bool = False,
 ) -> MutationDependency:
     """A dependency that authenticates, registers the audit context, then checks the role
     and (for ``risky`` mutations when approval is required) ``X-Admin-Approval``.
 
-    ``target`` names the path parameter that is the audit target; ``fixed_target`` is used
-    otherwise (e.g. ``"*"`` for the global pause).
+    The audit target is the path parameter named ``target``, else the top-level string
+    field ``body_target`` of the JSON body (e.g. ``"name"`` when creating a job: also for
+    refusals recorded before the body is validated), else ``fixed_target`` (e.g. ``"*"``
+    for the global pause).
     """
-    return MutationDependency(action, role, target=target, fixed_target=fixed_target, risky=risky)
+    return MutationDependency(
+        action,
+        role,
+        target=target,
+        fixed_target=fixed_target,
+        risky=risky,
+        body_target=body_target,
+    )
+
+
+TARGET_MAX = 256
+"""The longest audit target taken from a request body (longer names are cut)."""
+
+
+def body_field(raw: bytes, field: str) -> str:
+    """The string ``field`` of the JSON object ``raw``, made storable ("" when absent)."""
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return ""
+    value = body.get(field) if isinstance(body, dict) else None
+    return storable(value[:TARGET_MAX]) if isinstance(value, str) else ""
 
 
 def route_mutation(request: Request) -> Mutation | None:

@@ -9,7 +9,6 @@ broken rule is a 400 naming the field, exactly as the runner would refuse it at 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Final
@@ -23,8 +22,8 @@ from admin.config import Role
 from admin.deps import ArtifactsDep, EventsDep, JobsDep, RunnerDep, RunsDep
 from admin.downloads import file_response
 from admin.errors import InvalidRequest, NotFound
-from admin.mutations import Mutation, MutationDependency, mutation
-from admin.schemas import MAX_INT, storable
+from admin.mutations import Mutation, mutation
+from admin.schemas import MAX_INT
 from admin.schemas_jobs import (
     JobBody,
     JobDeleted,
@@ -58,32 +57,7 @@ SOURCE_SCAN_RUNS: Final = 1000
 EVENT_SCAN_MAX: Final = 65536
 """The most events read back to find the newest status events (output events are skipped)."""
 
-_TARGET_MAX: Final = 200
-
-
-class _UpsertMutation(MutationDependency):
-    """``job.upsert``: the audit target is the job name from the body (there is no path
-    parameter), also for refusals (403, 400) recorded before the route runs."""
-
-    def context(self, request: Request) -> Mutation:
-        current = super().context(request)
-        current.target = _body_name(getattr(request.state, "raw_body", b""))
-        return current
-
-
-def _body_name(raw: bytes) -> str:
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        return ""
-    name = body.get("name") if isinstance(body, dict) else None
-    return storable(name[:_TARGET_MAX]) if isinstance(name, str) else ""
-
-
-Upsert = Annotated[
-    Mutation,
-    Depends(_UpsertMutation("job.upsert", Role.ADMIN, target=None, fixed_target="", risky=False)),
-]
+Upsert = Annotated[Mutation, Depends(mutation("job.upsert", Role.ADMIN, body_target="name"))]
 Delete = Annotated[Mutation, Depends(mutation("job.delete", Role.ADMIN, target="name", risky=True))]
 RunNow = Annotated[Mutation, Depends(mutation("job.run", Role.OPERATOR, target="name", risky=True))]
 

@@ -16,7 +16,6 @@ all) and run now, over :class:`~scheduler.manager.ScheduleManager` (SPEC §5, §
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any
 
@@ -27,9 +26,9 @@ from admin.auth import RequireViewer, config_of
 from admin.config import Role
 from admin.deps import EventsDep, SchedulesDep
 from admin.errors import GuardrailExceeded, InvalidRequest, NotFound, PreconditionFailed
-from admin.mutations import Mutation, MutationDependency, mutation
+from admin.mutations import Mutation, mutation
 from admin.ratelimit import SlidingWindow
-from admin.schemas import MAX_INT, ErrorBody, storable
+from admin.schemas import MAX_INT, ErrorBody
 from admin.schemas_schedules import (
     FactoryBody,
     FactoryList,
@@ -53,30 +52,8 @@ from store.schedules.models import SCHEDULE_NAME, Schedule
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 
-class _SaveMutation(MutationDependency):
-    """``schedule.create``: the audit target is the ``name`` of the JSON body (there is no
-    path parameter), also when the request is refused before the route runs."""
-
-    def context(self, request: Request) -> Mutation:
-        current = super().context(request)
-        current.target = _body_name(getattr(request.state, "raw_body", b""))
-        return current
-
-
-def _body_name(raw: bytes) -> str:
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        return ""
-    name = body.get("name") if isinstance(body, dict) else None
-    return storable(name[:256]) if isinstance(name, str) else ""
-
-
 SaveSchedule = Annotated[
-    Mutation,
-    Depends(
-        _SaveMutation("schedule.create", Role.ADMIN, target=None, fixed_target="", risky=False)
-    ),
+    Mutation, Depends(mutation("schedule.create", Role.ADMIN, body_target="name"))
 ]
 DeleteSchedule = Annotated[
     Mutation, Depends(mutation("schedule.delete", Role.ADMIN, target="name", risky=True))
