@@ -25,6 +25,13 @@ logger = logging.getLogger(__name__)
 
 # Seconds to wait for a new connection: an unreachable host fails fast instead of hanging.
 CONNECT_TIMEOUT = 10.0
+# Seconds a statement may run before it fails as "unavailable" (and is retried by its
+# caller like any outage). No statement of a queue or a store comes near it; it exists so
+# that a connection left half-open by a server restart or a network fault can never hang a
+# worker silently (nor, by holding its pooled connection, everything else).
+STATEMENT_TIMEOUT = 60.0
+# Migrations may wait for another process's migration and rewrite large tables.
+MIGRATION_TIMEOUT = 3600.0
 
 # Everything that means "the server cannot be reached or the connection is gone": socket
 # errors, class 08 (connection exceptions) and the 57P0x errors raised while the server shuts
@@ -251,6 +258,7 @@ class PostgresDatabase:
                 min_size=min_size,
                 max_size=max_size,
                 timeout=CONNECT_TIMEOUT,
+                command_timeout=STATEMENT_TIMEOUT,
                 init=_init_connection,
                 # JIT compilation only adds latency to the short queries of a queue.
                 server_settings={"application_name": "longshore", "jit": "off"},
@@ -358,7 +366,7 @@ class PostgresDatabase:
         applied_now: list[int] = []
         while True:
             async with self.connection() as connection, connection.transaction():
-                await connection.execute(sql["migration_lock"])
+                await connection.execute(sql["migration_lock"], timeout=MIGRATION_TIMEOUT)
                 await connection.execute(sql["create_migrations_table"])
                 done = {row[0] for row in await connection.fetch(sql["applied_versions"])}
                 if done and max(done) > len(known):
@@ -371,7 +379,7 @@ class PostgresDatabase:
                     return applied_now
                 migration = pending[0]
                 try:
-                    await connection.execute(migration.sql)
+                    await connection.execute(migration.sql, timeout=MIGRATION_TIMEOUT)
                 except asyncpg.PostgresError as exc:
                     if _is_unavailable(exc):
                         raise
