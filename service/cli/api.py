@@ -315,6 +315,13 @@ def connection_callback(
 def api_client(ctx: typer.Context) -> Iterator[ApiClient]:
     """A client for the group's connection flags, closed afterwards."""
     flags = ctx.obj if isinstance(ctx.obj, ConnectionFlags) else ConnectionFlags()
+    with connect(flags) as client:
+        yield client
+
+
+@contextmanager
+def connect(flags: ConnectionFlags) -> Iterator[ApiClient]:
+    """A client for ``flags`` (then the settings), closed afterwards."""
     settings = load_settings()
     configure_logging("WARNING", settings.log_format)
     with ApiClient(resolve_connection(flags, settings), approval=_approval(settings)) as client:

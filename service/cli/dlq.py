@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from service.cli.api import ConnectionFlags, connect
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
@@ -24,11 +25,23 @@ from service.units import parse_duration
 from store.errors import InvalidTask, TaskNotFound
 from store.queue.models import DeadFilter, DeadStats, Page, Task, TaskState
 
-app = typer.Typer(help="Inspect, replay and purge dead-lettered tasks.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect, replay and purge dead-lettered tasks (on the database; list, show and "
+    "replay also over the admin API with --api).",
+    no_args_is_help=True,
+)
 
 Queue = Annotated[str | None, typer.Option(help="Only this queue.")]
 Handler = Annotated[str | None, typer.Option(help="Only this handler.")]
 Search = Annotated[str | None, typer.Option(help="Substring of handler/key/error/payload.")]
+ViaApi = Annotated[
+    bool,
+    typer.Option(
+        "--api",
+        help="Go through the admin API (its roles, approval and audit log; connection from "
+        "WORKER_ADMIN_URL/_CLIENT_CERT/_CLIENT_KEY or the local token) instead of the database.",
+    ),
+]
 
 
 def _actor() -> str:
@@ -46,9 +59,35 @@ def list_dead(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     database_url: DatabaseUrl = None,
+    via_api: ViaApi = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List dead tasks, most recent first."""
+    if via_api:
+        with connect(ConnectionFlags()) as client:
+            body = client.get(
+                "/dlq", queue=queue, handler=handler, query=search, limit=limit, offset=offset
+            )
+        if as_json:
+            print_json(body)
+            return
+        entries = body.get("entries", [])
+        print_table(
+            ["id", "queue", "handler", "attempts", "dead at", "last error"],
+            [
+                [
+                    e.get("id"),
+                    e.get("queue"),
+                    e.get("handler"),
+                    e.get("attempts"),
+                    e.get("deadAt"),
+                    short(e.get("lastError")),
+                ]
+                for e in entries
+            ],
+        )
+        typer.echo(f"{len(entries)} of {body.get('total', len(entries))}")
+        return
     settings = settings_for(database_url)
 
     async def go() -> Page[Task]:
@@ -77,9 +116,19 @@ def list_dead(
 def show(
     task_id: Annotated[int, typer.Argument()],
     database_url: DatabaseUrl = None,
+    via_api: ViaApi = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Show one dead task with its error and payload."""
+    if via_api:
+        with connect(ConnectionFlags()) as client:
+            entry = client.get(f"/dlq/{task_id}").get("entry", {})
+        if as_json:
+            print_json(entry)
+            return
+        for name, value in entry.items():
+            typer.echo(f"{name:>15}: {'' if value is None else value}")
+        return
     settings = settings_for(database_url)
 
     async def go() -> Task | None:
@@ -108,11 +157,43 @@ def replay(
     search: Search = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Cap for --all.")] = 100,
     database_url: DatabaseUrl = None,
+    via_api: ViaApi = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Make dead tasks ready again with their attempts reset (by ids, or --all with filters)."""
     if bool(ids) == all_matching:
         raise InvalidTask("give task ids or --all (with optional filters), not both or neither")
+    if via_api:
+        with connect(ConnectionFlags()) as client:
+            if ids:
+                body = client.post("/dlq/replay/ids", {"ids": [str(i) for i in ids]})
+            else:
+                filters = {"queue": queue, "handler": handler, "query": search}
+                body = client.post(
+                    "/dlq/replay",
+                    {"limit": limit, **{k: v for k, v in filters.items() if v is not None}},
+                )
+        replayed = [int(i) for i in body.get("ids", [])]
+    else:
+        replayed = _replay_in_store(ids, queue, handler, search, limit, database_url)
+    if as_json:
+        print_json({"replayed": replayed})
+    else:
+        typer.echo(f"replayed {len(replayed)} task(s)" + (f": {replayed}" if replayed else ""))
+    if ids and len(replayed) < len(ids):
+        missing = sorted(set(ids) - set(replayed))
+        typer.echo(f"not dead (ignored): {missing}", err=True)
+        raise typer.Exit(1)
+
+
+def _replay_in_store(
+    ids: list[int] | None,
+    queue: str | None,
+    handler: str | None,
+    search: str | None,
+    limit: int,
+    database_url: str | None,
+) -> list[int]:
     settings = settings_for(database_url)
     actor = _actor()
 
@@ -124,15 +205,7 @@ def replay(
                 DeadFilter(queue=queue, handler=handler, search=search), limit=limit, actor=actor
             )
 
-    replayed = run_async(go)
-    if as_json:
-        print_json({"replayed": replayed})
-    else:
-        typer.echo(f"replayed {len(replayed)} task(s)" + (f": {replayed}" if replayed else ""))
-    if ids and len(replayed) < len(ids):
-        missing = sorted(set(ids) - set(replayed))
-        typer.echo(f"not dead (ignored): {missing}", err=True)
-        raise typer.Exit(1)
+    return run_async(go)
 
 
 @app.command("delete")

@@ -73,3 +73,35 @@ def test_replaying_a_task_that_is_not_dead_is_refused(longshore: Longshore):
     assert "Traceback" not in proc.stderr
     assert str(task_id) in proc.stderr
     assert longshore.json("tasks", "show", str(task_id))["state"] == "ready"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_list_show_and_replay_also_go_through_the_admin_api(longshore: Longshore):
+    from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_listening
+
+    task_id = dead_letter_one(longshore)
+    port = free_port()
+    api = {"WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}", "WORKER_ADMIN_TOKEN": "ops:s3cret"}
+    longshore.env.update(api)
+    serve = start_serve(longshore, "serve", api)
+    try:
+        wait_listening(serve, port)
+        listed = longshore.json("dlq", "list", "--api")
+        assert [entry["id"] for entry in listed["entries"]] == [str(task_id)]
+        shown = longshore.json("dlq", "show", str(task_id), "--api")
+        assert shown["handler"] == "builtin.fail"
+        assert longshore.json("dlq", "replay", str(task_id), "--api")["replayed"] == [task_id]
+        refused = longshore.run("dlq", "show", "999999", "--api")
+        assert refused.returncode != 0
+        assert "404" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        audit = [
+            json.loads(line)
+            for line in longshore.ok("audit", "export", "--format", "jsonl").splitlines()
+        ]
+        assert ("ops", "dlq.replay_ids", "ok") in {
+            (row["actor"], row["action"], row["status"]) for row in audit
+        }
+    finally:
+        stop(serve)
