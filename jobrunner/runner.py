@@ -705,6 +705,7 @@ class _OutputEvents:
         self._seq = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
         self._closing = False
         self._failures_logged = False
         self.sent = 0
@@ -774,13 +775,18 @@ class _OutputEvents:
                         extra={"run_id": self._run_id, "error": _describe(exc)},
                     )
             if not self._closing:
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+                # The rate limit, cut short by close(): the rest then goes out at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._closed.wait(), max(0.0, interval - (time.monotonic() - began))
+                    )
 
     async def close(self, *, drain: bool) -> None:
         """End the stream: with ``drain``, send what is pending (at most
         :data:`OUTPUT_DRAIN_SECONDS`, without the rate limit), then stop; what is left
         unsent counts as dropped."""
         self._closing = True
+        self._closed.set()
         self._wake.set()
         try:
             if drain:
