@@ -25,13 +25,17 @@ with its SHA256. The tar is untrusted like any other archive and goes through
 **Steps**, each a fixed argument list where user text only appears after ``--`` (the URL) or
 inside ``refs/tags/<tag>``:
 
-1. ``git ls-remote -- <url> refs/tags/T refs/tags/T^{} refs/heads/T`` resolves the tag
-   without fetching anything (protocol v2: one ``info/refs`` GET and one ``ls-refs`` POST).
-   Only the exact names ``refs/tags/T`` and ``refs/tags/T^{}`` count (the peeled commit of an
-   annotated tag; the tag itself for a lightweight one), so a branch ``T`` is never used; when
-   only a branch of that name exists the error says so (:class:`SourceRejected`);
+1. the tag is resolved without fetching anything: first with one protocol-v2 ``ls-refs``
+   request made directly, to a checked address (:mod:`jobrunner.sources.gitrefs`); when
+   that gives no clean answer, with
+   ``git ls-remote -- <url> refs/tags/T refs/tags/T^{} refs/heads/T`` (protocol v2: one
+   ``info/refs`` GET and one ``ls-refs`` POST). Only the exact names ``refs/tags/T`` and
+   ``refs/tags/T^{}`` count (the peeled commit of an annotated tag; the tag itself for a
+   lightweight one), so a branch ``T`` is never used; when only a branch of that name exists
+   the error says so (:class:`SourceRejected`);
 2. if the source archive of that commit from that repository is in the cache (see below), it
-   is copied out (and re-hashed): the run costs one ``ls-remote``, no fetch and no archive;
+   is copied out (and re-hashed): the run costs one ``ls-refs`` request, no git process, no
+   fetch and no archive;
 3. otherwise, in a fresh bare repository in a temporary directory under ``dest_dir``:
    ``git init --bare``, ``git fetch --depth 1 --no-tags -- <url> +refs/tags/T:refs/tags/T``
    (objects checked with ``transfer.fsckObjects``; the repository's size is watched and the
@@ -110,6 +114,7 @@ from jobrunner.errors import (
     SourceRejected,
     UnsafeArchive,
 )
+from jobrunner.sources.gitrefs import ls_refs
 from jobrunner.sources.netcheck import IPAddress, check_scheme, parse_address, resolve_checked
 from jobrunner.sources.tarball import VerifiedTarball
 
@@ -148,6 +153,8 @@ _HTTP_ERROR: Final = re.compile(r"returned error: (\d{3})")
 _ANY_URL: Final = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s']*")
 _TLS_WORDS: Final = re.compile(r"\b(certificate|ssl|tls)\b|gnutls|openssl|handshake")
 _MAX_STDERR: Final = 2000
+LS_REFS_TIMEOUT: Final = 10.0
+"""Seconds the one-request tag lookup may take before ``git ls-remote`` is asked instead."""
 _MAX_LS_REMOTE: Final = 1 << 20
 _CHUNK: Final = 64 * 1024
 _SAFE_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
@@ -621,6 +628,26 @@ def _cache_store(config: RunnerConfig, repo: str, commit: str, src: Path, sha256
 # --- fetching ------------------------------------------------------------------------------
 
 
+async def _from_cache(
+    config: RunnerConfig, repo: str, tag: str, commit: str, dest_dir: Path
+) -> GitSource | None:
+    """The cached archive of ``commit``, copied to ``dest_dir`` (and re-hashed), if any."""
+    dest = dest_dir / f"git-{commit}.tar"
+    cached = await asyncio.to_thread(_cache_lookup, config, repo, commit, dest)
+    if cached is None:
+        return None
+    logger.info("git source from cache", extra={"repo": repo, "tag": tag, "commit": commit})
+    return GitSource(
+        repo=repo,
+        tag=tag,
+        commit_sha=commit,
+        archive_path=dest,
+        archive_sha256=cached[0],
+        size=cached[1],
+        from_cache=True,
+    )
+
+
 def parse_ls_remote(output: bytes) -> dict[str, str]:
     """``ref name -> object id`` from ``git ls-remote`` output (malformed lines skipped)."""
     refs: dict[str, str] = {}
@@ -738,6 +765,20 @@ async def fetch_git_tag(repo: str, tag: str, config: RunnerConfig, dest_dir: Pat
     try:
         async with asyncio.timeout(config.git_timeout):
             addresses = await resolve_checked(host, port, allow_private=config.allow_private_hosts)
+            tag_ref = f"refs/tags/{tag}"
+            refs = await ls_refs(
+                url,
+                [tag_ref, f"refs/heads/{tag}"],
+                addresses=addresses,
+                ca_file=config.ca_file,
+                timeout=min(config.git_timeout, LS_REFS_TIMEOUT),
+            )
+            commit: str | None = None
+            if refs is not None:
+                commit = pick_commit(refs, tag, repo)
+                found = await _from_cache(config, repo, tag, commit, dest_dir)
+                if found is not None:
+                    return found
             home = workspace / "home"
             await asyncio.to_thread(home.mkdir, parents=True, mode=0o700)
             ca_bundle, ca_dir = await asyncio.to_thread(trust_options, config.ca_file, workspace)
@@ -752,22 +793,12 @@ async def fetch_git_tag(repo: str, tag: str, config: RunnerConfig, dest_dir: Pat
                 ),
                 cwd=workspace,
             )
-            commit = await _resolve(git, repo, tag, host)
+            if commit is None:
+                commit = await _resolve(git, repo, tag, host)
+                found = await _from_cache(config, repo, tag, commit, dest_dir)
+                if found is not None:
+                    return found
             dest = dest_dir / f"git-{commit}.tar"
-            cached = await asyncio.to_thread(_cache_lookup, config, repo, commit, dest)
-            if cached is not None:
-                logger.info(
-                    "git source from cache", extra={"repo": repo, "tag": tag, "commit": commit}
-                )
-                return GitSource(
-                    repo=repo,
-                    tag=tag,
-                    commit_sha=commit,
-                    archive_path=dest,
-                    archive_sha256=cached[0],
-                    size=cached[1],
-                    from_cache=True,
-                )
             sha256, size = await _fetch_to(git, repo, tag, host, commit, workspace, dest, config)
     except TimeoutError as exc:
         step = git.step if git is not None else "resolving the host"

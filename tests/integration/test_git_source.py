@@ -180,11 +180,11 @@ async def test_an_unchanged_tag_is_served_from_the_cache_after_only_ls_remote(
     assert second.commit_sha == first.commit_sha
     assert second.archive_sha256 == first.archive_sha256
     assert second.archive_path.read_bytes() == first.archive_path.read_bytes()
-    # Resolving the tag is all that reached the server: one ref advertisement and one
-    # ls-refs, no fetch.
+    # Resolving the tag is all that reached the server: one protocol-v2 ls-refs request
+    # (no ref advertisement, no fetch).
     assert server.commands() == ["ls-refs"]
-    assert [(r.method, r.path) for r in server.requests() if r.method == "GET"] == [
-        ("GET", "/proj.git/info/refs")
+    assert [(r.method, r.path) for r in server.requests()] == [
+        ("POST", "/proj.git/git-upload-pack")
     ]
     assert leftovers(tmp_path / "run2") == [second.archive_path.name]
 
@@ -420,7 +420,11 @@ async def test_a_redirect_to_another_host_is_not_followed(
     server.tls.routes["/moved.git/info/refs"] = redirect(elsewhere)
     with pytest.raises(NotAllowed, match=r"redirect \(HTTP 302\); redirects are not followed"):
         await fetch_git_tag(server.url("moved.git"), "v1", config, dest)
-    assert [r.path for r in server.requests()] == ["/moved.git/info/refs"]
+    # The one-request lookup got no ref list (404) and git, asked next, met the redirect.
+    assert [r.path for r in server.requests()] == [
+        "/moved.git/git-upload-pack",
+        "/moved.git/info/refs",
+    ]
     assert leftovers(dest) == []
 
 
@@ -478,3 +482,20 @@ def test_the_ca_bundle_adds_to_the_system_bundle(tmp_path: Path) -> None:
 def test_a_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FetchFailed, match="WORKER_JOB_CA_FILE"):
         write_ca_bundle(tmp_path / "missing.pem", tmp_path / "bundle.pem")
+
+
+async def test_a_redirect_of_the_one_request_lookup_is_not_followed_either(
+    server: GitServer, repo: WorkRepo, config: RunnerConfig, dest: Path
+) -> None:
+    elsewhere = server.url("proj.git", host="localhost")
+    server.tls.routes["/moved.git/git-upload-pack"] = redirect(elsewhere + "/git-upload-pack")
+    server.tls.routes["/moved.git/info/refs"] = redirect(
+        elsewhere + "/info/refs?service=git-upload-pack"
+    )
+    with pytest.raises(NotAllowed, match=r"redirect \(HTTP 302\); redirects are not followed"):
+        await fetch_git_tag(server.url("moved.git"), "v1", config, dest)
+    assert [r.path for r in server.requests()] == [
+        "/moved.git/git-upload-pack",
+        "/moved.git/info/refs",
+    ]
+    assert leftovers(dest) == []
