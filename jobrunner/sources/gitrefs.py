@@ -7,13 +7,14 @@ one ``POST <repo>/git-upload-pack`` with ``Git-Protocol: version=2`` and the ``l
 command limited to the tag (and a branch of the same name, to say so when it is not a tag).
 
 It is an optimisation, never a second set of rules: it runs only after the URL passed the
-allowlist and scheme checks and the host's addresses passed the private-address check, it
+allowlist and scheme checks and the host's addresses passed the private-address check; it
 connects to one of those checked addresses (the certificate is still verified for the host
-name), it trusts exactly what git would (the system bundle plus ``WORKER_JOB_CA_FILE``),
-follows no redirect, reads at most :data:`MAX_RESPONSE_BYTES` within the time left. Whenever
-the answer is anything but a clean protocol-v2 ref list (another status, a redirect, a
-server without v2, a malformed line, a network error) it returns ``None`` and the caller
-asks ``git ls-remote``, whose errors are classified as before.
+name), trusts exactly what git would (the system bundle plus ``WORKER_JOB_CA_FILE``), reads
+no proxy or ``.netrc`` settings from the environment, follows no redirect, and reads at
+most :data:`MAX_RESPONSE_BYTES` within the time left. Whenever the answer is anything but a
+clean protocol-v2 ref list (another status, a redirect, a server without v2, a malformed
+line, a network error) it returns ``None`` and the caller asks ``git ls-remote``, whose
+errors are classified as before.
 """
 
 from __future__ import annotations
@@ -128,7 +129,12 @@ async def ls_refs(
     try:
         context = _context(ca_file)
         async with (
-            httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False) as client,
+            httpx.AsyncClient(
+                verify=context,
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,  # as git's scratch environment: no proxy, no .netrc
+            ) as client,
             client.stream(
                 "POST",
                 target,
