@@ -319,6 +319,7 @@ class EventStreams:
         self.frames = FrameCache()
         self.snapshots: SnapshotCache | None = None
         self._live: set[_LiveStream] = set()
+        self._held: set[EventSubscription] = set()
 
     @property
     def open(self) -> int:
@@ -330,6 +331,18 @@ class EventStreams:
         self.closed = True
         for live in tuple(self._live):
             live.end()
+        for subscription in tuple(self._held):
+            subscription.close()
+
+    def hold(self, subscription: EventSubscription) -> None:
+        """Close ``subscription`` too when the streams end (the subscriptions of other
+        routes' streams, e.g. a followed run's output); closed at once after :meth:`close`."""
+        self._held.add(subscription)
+        if self.closed:
+            subscription.close()
+
+    def release(self, subscription: EventSubscription) -> None:
+        self._held.discard(subscription)
 
     def snapshot_cache(
         self, request: Request, services: AdminServices, events: EventStore

@@ -43,6 +43,7 @@ from admin.deps import ArtifactsDep, EventsDep, RunsDep
 from admin.downloads import file_response
 from admin.errors import Conflict, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
+from admin.routes.events import EventStreams, streams_of
 from admin.schemas import MAX_INT, ErrorBody
 from admin.schemas_runs import RunArtifactBody, RunArtifactList, RunBody, RunDetail, RunList, RunOne
 from store.events.errors import SubscriberDropped
@@ -232,6 +233,7 @@ def _follows(scope: Scope) -> bool:
 
 
 async def _follow_output(
+    request: Request,
     _: RequireViewer,
     run: ExistingRun,
     after_id: ResumeFrom,
@@ -239,7 +241,7 @@ async def _follow_output(
     runs: RunsDep,
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(retry=RETRY_MS, comment=f"run {run.run_id}")
-    async for item in _follow(events, runs, run, after_id):
+    async for item in _follow(events, runs, run, after_id, streams_of(request.app)):
         yield item
 
 
@@ -294,14 +296,15 @@ async def _output_from_events(events: EventStore, run_id: str) -> AsyncIterator[
 
 
 async def _follow(
-    events: EventStore, runs: RunStore, run: Run, after_id: int
+    events: EventStore, runs: RunStore, run: Run, after_id: int, streams: EventStreams
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's events after ``after_id`` as SSE, ending with ``end``: a finished run's
-    stored events, or a run still going followed live."""
+    stored events, or a run still going followed live (until it ends, or until the app's
+    streams are ended for a shutdown: :func:`admin.routes.events.end_event_streams`)."""
     stream = (
         _stored(events, run, after_id)
         if run.status.is_final
-        else _live(events, runs, run, after_id)
+        else _live(events, runs, run, after_id, streams)
     )
     async for message in stream:
         yield message
@@ -326,7 +329,7 @@ async def _stored(events: EventStore, run: Run, after_id: int) -> AsyncIterator[
 
 
 async def _live(
-    events: EventStore, runs: RunStore, run: Run, after_id: int
+    events: EventStore, runs: RunStore, run: Run, after_id: int, streams: EventStreams
 ) -> AsyncIterator[ServerSentEvent]:
     """A run still going, through a subscription: its stored events, then live ones, without
     gap. A subscription dropped for reading too slowly is renewed from the last event sent,
@@ -335,6 +338,7 @@ async def _live(
     last_id = after_id
     only_this_run = EventFilter(streams=frozenset({Stream.RUNS}), run_id=run.run_id)
     subscription = events.subscribe(last_id, only_this_run)
+    streams.hold(subscription)
     waiting: asyncio.Task[Event | None] | None = None
     final_seen = False
     try:
@@ -360,9 +364,11 @@ async def _live(
                     extra={"run_id": run.run_id, "last_id": last_id},
                 )
                 subscription.close()
+                streams.release(subscription)
                 subscription = events.subscribe(last_id, only_this_run)
+                streams.hold(subscription)
                 continue
-            if received is None:  # the event store closed: the client reconnects later
+            if received is None:  # the store or the server is closing: the client reconnects
                 return
             last_id = received.id
             message = _message(received)
@@ -376,6 +382,7 @@ async def _live(
             waiting.cancel()
             waiting.add_done_callback(_retrieve)
         subscription.close()
+        streams.release(subscription)
 
 
 def _retrieve(task: asyncio.Task[Event | None]) -> None:

@@ -26,6 +26,7 @@ import uvicorn
 from admin.app import create_app
 from admin.config import AdminConfig
 from admin.routes import runs as runs_routes
+from admin.routes.events import end_event_streams
 from admin.services import AdminServices
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
@@ -51,6 +52,7 @@ from store.queue.models import TaskState
 from tests.integration.admin_harness import (
     ADMIN,
     APPROVAL,
+    BASE,
     OPERATOR,
     ROLES,
     TOKENS,
@@ -777,6 +779,35 @@ async def test_a_follower_that_disconnects_releases_its_subscription(admin: Full
         while events.hub.subscriber_count != before:
             assert time.monotonic() < deadline, "the follow stream kept its subscription"
             await asyncio.sleep(0.05)
+
+
+async def test_ending_the_apps_streams_ends_a_followed_run_that_is_still_going(
+    admin: FullAdmin,
+) -> None:
+    """What the server does before it stops: an open follow stream ends (without an ``end``
+    event: the run goes on, and the client resumes by id) instead of holding up the stop."""
+    events = admin.runtime.events
+    before = events.hub.subscriber_count
+    run = await move(admin, await new_run(admin), RunStatus.RUNNING)
+    [chunk] = await output_events(admin, run, "hello\n")
+    app = create_app(services=admin.services, config=AdminConfig(tokens=TOKENS, roles=ROLES))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        request = asyncio.create_task(
+            client.get(f"/runs/{run.run_id}/output", params={"follow": "true"}, headers=VIEWER)
+        )
+        deadline = time.monotonic() + 30
+        while events.hub.subscriber_count != before + 1:  # it follows live now
+            assert time.monotonic() < deadline, "the follow stream never went live"
+            assert not request.done(), request
+            await asyncio.sleep(0.05)
+        end_event_streams(app)
+        response = await asyncio.wait_for(request, 30)
+    assert response.status_code == 200
+    messages = parse_sse(response.text)
+    assert [m.id for m in outputs(messages)] == [str(chunk.id)]
+    assert "end" not in [m.event for m in messages]
+    assert events.hub.subscriber_count == before
 
 
 @pytest.mark.docker
