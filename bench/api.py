@@ -50,7 +50,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -72,7 +71,7 @@ from fastapi import FastAPI
 from admin.config import AdminConfig
 from admin.routes.events import end_event_streams
 from admin.services import AdminServices
-from bench.queue import fresh_postgres_database
+from bench.queue import fresh_postgres_database, percentile
 from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.lifecycle import Runtime, open_runtime
 from service.logs import configure_logging
@@ -109,17 +108,6 @@ class BenchError(Exception):
 
 
 # --- statistics ------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The ``p``-th percentile (0-100) with linear interpolation between ranks."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def summary_ms(prefix: str, samples_ms: Sequence[float]) -> dict[str, Any]:
