@@ -6,7 +6,8 @@ the lookups below only fail on a wiring mistake.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -34,59 +35,26 @@ def _audit(request: Request) -> AuditLog:
     return services_of(request).audit
 
 
-def _missing(name: str) -> RuntimeError:
-    return RuntimeError(f"the admin app was built without {name}")
+def _required(field: str) -> Callable[[Request], Any]:
+    """A dependency giving the :class:`AdminServices` collaborator ``field`` (routes that need
+    one are only mounted when it is given, so a ``None`` here is a wiring mistake)."""
 
+    def collaborator(request: Request) -> Any:
+        found = getattr(services_of(request), field)
+        if found is None:
+            raise RuntimeError(f"the admin app was built without its {field!r} collaborator")
+        return found
 
-def _events(request: Request) -> EventStore:
-    found = services_of(request).events
-    if found is None:
-        raise _missing("an event store")
-    return found
-
-
-def _jobs(request: Request) -> JobStore:
-    found = services_of(request).jobs
-    if found is None:
-        raise _missing("a job store")
-    return found
-
-
-def _runs(request: Request) -> RunStore:
-    found = services_of(request).runs
-    if found is None:
-        raise _missing("a run store")
-    return found
-
-
-def _runner(request: Request) -> JobRunner:
-    found = services_of(request).runner
-    if found is None:
-        raise _missing("a job runner")
-    return found
-
-
-def _artifacts(request: Request) -> ArtifactStore:
-    found = services_of(request).artifacts
-    if found is None:
-        raise _missing("an artifact store")
-    return found
-
-
-def _schedules(request: Request) -> ScheduleManager:
-    found = services_of(request).schedules
-    if found is None:
-        raise _missing("a schedule manager")
-    return found
+    return collaborator
 
 
 ServicesDep = Annotated[AdminServices, Depends(services_of)]
 QueueDep = Annotated[TaskQueue, Depends(_queue)]
 AuditDep = Annotated[AuditLog, Depends(_audit)]
-EventsDep = Annotated[EventStore, Depends(_events)]
-JobsDep = Annotated[JobStore, Depends(_jobs)]
-RunsDep = Annotated[RunStore, Depends(_runs)]
-RunnerDep = Annotated[JobRunner, Depends(_runner)]
-ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
-SchedulesDep = Annotated[ScheduleManager, Depends(_schedules)]
+EventsDep = Annotated[EventStore, Depends(_required("events"))]
+JobsDep = Annotated[JobStore, Depends(_required("jobs"))]
+RunsDep = Annotated[RunStore, Depends(_required("runs"))]
+RunnerDep = Annotated[JobRunner, Depends(_required("runner"))]
+ArtifactsDep = Annotated[ArtifactStore, Depends(_required("artifacts"))]
+SchedulesDep = Annotated[ScheduleManager, Depends(_required("schedules"))]
 ConfigDep = Annotated[AdminConfig, Depends(config_of)]
