@@ -112,6 +112,15 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+def print_record(record: dict[str, Any], *, skip: Sequence[str] = ()) -> None:
+    """``key: value`` lines for a record's non-empty fields (objects and lists as JSON)."""
+    for key, value in record.items():
+        if key in skip or value in (None, "", [], {}):
+            continue
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        typer.echo(f"{key}: {shown}")
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain aligned table for people."""
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]

@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from service.cli.api import ApiClient, ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_table
+from service.cli.common import JsonFlag, print_json, print_record, print_table
 from service.cli.follow import follow_run
 
 app = typer.Typer(
@@ -120,10 +120,7 @@ def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(job)
         return
-    for key, value in job.items():
-        if value not in (None, "", [], {}):
-            shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-            typer.echo(f"{key}: {shown}")
+    print_record(job)
 
 
 @app.command("delete")

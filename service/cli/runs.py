@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_table
+from service.cli.common import JsonFlag, print_json, print_record, print_table
 from service.cli.follow import follow_run
 
 app = typer.Typer(
@@ -78,10 +78,7 @@ def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(run)
         return
-    for key, value in run.items():
-        if key == "artifacts" or value in (None, "", [], {}):
-            continue
-        typer.echo(f"{key}: {value}")
+    print_record(run, skip=("artifacts",))
     for artifact in run.get("artifacts") or []:
         typer.echo(f"artifact: {artifact.get('name')} ({artifact.get('sizeBytes')} bytes)")
 

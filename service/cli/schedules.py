@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_table
+from service.cli.common import JsonFlag, print_json, print_record, print_table
 
 app = typer.Typer(
     help="Create, inspect, pause, resume, run and delete schedules (over the admin API).",
@@ -117,9 +117,7 @@ def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(schedule)
         return
-    for key, value in schedule.items():
-        if value not in (None, "", [], {}):
-            typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
+    print_record(schedule)
 
 
 def _set_paused(ctx: typer.Context, name: str | None, paused: bool) -> None:
