@@ -37,12 +37,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from admin.errors import envelope
+from admin.errors import RangeNotSatisfiable, envelope
 
 __all__ = [
     "CHUNK_BYTES",
     "ByteRange",
-    "RangeNotSatisfiable",
     "content_disposition",
     "file_response",
     "parse_range",
@@ -71,14 +70,6 @@ class ByteRange:
     def content_range(self) -> str:
         """The ``Content-Range`` value of a 206 response."""
         return f"bytes {self.start}-{self.end}/{self.size}"
-
-
-class RangeNotSatisfiable(ValueError):
-    """The range is valid syntax but selects no byte of the file (answer 416)."""
-
-    def __init__(self, header: str, size: int) -> None:
-        super().__init__(f"range {header.strip()!r} selects no byte of a {size}-byte file")
-        self.size = size
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
@@ -168,7 +159,7 @@ def file_response(
             source.close()
             request_id = str(getattr(request.state, "request_id", ""))
             return JSONResponse(
-                envelope(request_id, "range_not_satisfiable", str(exc)),
+                envelope(request_id, exc.code, exc.message),
                 status_code=416,
                 headers={"content-range": f"bytes */{size}", "accept-ranges": "bytes"},
             )

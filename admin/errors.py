@@ -10,15 +10,18 @@
      │    ├── Conflict              409 the resource is not in a state that allows it
      │    ├── PreconditionFailed    412 e.g. a missing schedule factory
      │    ├── BodyTooLarge          413 more than the body limit
+     │    ├── RangeNotSatisfiable   416 a byte range that selects nothing of the file
      │    └── GuardrailExceeded     429 a replay/run cap
-     └── StoreError                 from the store, mapped below (InvalidTask 400, ...)
+     ├── StoreError                 from the store, mapped below (InvalidTask 400, ...)
+     ├── JobRunnerError             InvalidDefinition 400, JobNotFound 404
+     └── SchedulerError             SpecError 400, UnknownFactory 412
 
 Every error response carries the envelope ``{"requestId", "error": {"code", "message"}}``.
 """
 
 from __future__ import annotations
 
-from jobrunner.errors import InvalidDefinition
+from jobrunner.errors import InvalidDefinition, JobNotFound
 from scheduler.errors import SpecError, UnknownFactory
 from store.errors import (
     InvalidTask,
@@ -80,6 +83,16 @@ class GuardrailExceeded(AdminError):
     code = "limit_exceeded"
 
 
+class RangeNotSatisfiable(AdminError):
+    """The range is valid syntax but selects no byte of the file."""
+
+    code = "range_not_satisfiable"
+
+    def __init__(self, header: str, size: int) -> None:
+        super().__init__(f"range {header.strip()!r} selects no byte of a {size}-byte file")
+        self.size = size
+
+
 STATUS: dict[type[Exception], tuple[int, str]] = {
     InvalidRequest: (400, InvalidRequest.code),
     NotAuthenticated: (401, NotAuthenticated.code),
@@ -90,11 +103,13 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     PreconditionFailed: (412, PreconditionFailed.code),
     BodyTooLarge: (413, BodyTooLarge.code),
     GuardrailExceeded: (429, GuardrailExceeded.code),
+    RangeNotSatisfiable: (416, RangeNotSatisfiable.code),
     InvalidTask: (400, "invalid_request"),
     InvalidEvent: (400, "invalid_request"),
     TaskNotFound: (404, "not_found"),
     TaskNotWaiting: (409, "conflict"),
     InvalidDefinition: (400, "invalid_request"),
+    JobNotFound: (404, "not_found"),
     InvalidJobRecord: (400, "invalid_request"),
     RunNotFound: (404, "not_found"),
     IllegalTransition: (409, "conflict"),

@@ -48,7 +48,8 @@ from service.backends import open_queue
 from service.logs import configure_logging
 from service.runtime import build_registry, worker_options
 from service.settings import Settings, load_settings
-from service.worker import HandlerRegistry, TaskContext, Worker
+from service.worker import HandlerRegistry, Worker
+from store.queue.handlers import TaskContext
 from store.queue.models import NewTask
 from store.queue.protocol import TaskQueue
 

@@ -3,6 +3,10 @@
 LongshoreError (store.errors)
  └── JobRunnerError
       ├── InvalidDefinition      a job definition breaks a rule (a 400 when saved)
+      ├── JobNotFound            a run was asked of a job that has no definition (a 404);
+      │                          also a LookupError
+      ├── JobRunFailed           the job's container failed (non-zero exit, timeout, output
+      │                          limit): retried while the task has attempts left
       ├── VerificationError      the source cannot be trusted; retrying cannot help,
       │    │                     the run fails permanently (dead-letter queue)
       │    ├── NotAllowed        scheme, host, repository or network not allowlisted;
@@ -34,6 +38,19 @@ class InvalidDefinition(JobRunnerError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class JobNotFound(JobRunnerError, LookupError):
+    """A run was asked of a job that has no definition."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"job {name!r} not found")
+        self.name = name
+
+
+class JobRunFailed(JobRunnerError):
+    """The job's container failed (non-zero exit, timeout, output limit): retried while the
+    task has attempts left."""
 
 
 class VerificationError(JobRunnerError):

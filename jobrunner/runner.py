@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, Unpack
+from typing import Any, Unpack
 
 from jobrunner.archive import build_context_file
 from jobrunner.config import RunnerConfig
@@ -53,10 +53,17 @@ from jobrunner.engine import (
     RunSpec,
 )
 from jobrunner.engine import RunStatus as EngineStatus
-from jobrunner.errors import InfrastructureError, InvalidDefinition, VerificationError
+from jobrunner.errors import (
+    InfrastructureError,
+    InvalidDefinition,
+    JobNotFound,
+    JobRunFailed,
+    VerificationError,
+)
 from jobrunner.sources.git import fetch_git_tag
 from jobrunner.sources.tarball import fetch_tarball_url, resolve_tarball_path
 from store.artifacts import ArtifactStore
+from store.errors import PermanentFailure
 from store.events.models import EventType, NewEvent, Stream
 from store.events.protocol import EventStore
 from store.jobs.errors import IllegalTransition, RunAlreadyExists
@@ -71,7 +78,8 @@ from store.jobs.models import (
     RunTrigger,
 )
 from store.jobs.protocol import JobStore, RunStore
-from store.queue.models import NewTask, PermanentFailure, Task, TaskState
+from store.queue.handlers import TaskContext
+from store.queue.models import NewTask, Task, TaskState
 from store.queue.protocol import TaskQueue
 from store.queue.retry import RetryPolicy
 
@@ -114,29 +122,6 @@ _STATUS_EVENTS: Mapping[RunStatus, EventType] = {
     RunStatus.TIMED_OUT: EventType.RUN_TIMED_OUT,
     RunStatus.CANCELLED: EventType.RUN_CANCELLED,
 }
-
-
-class JobNotFound(LookupError):
-    """``submit`` named a job that has no definition."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no job named {name!r}")
-        self.name = name
-
-
-class JobRunFailed(Exception):
-    """The job's container failed (non-zero exit, timeout, output limit): retried while the
-    task has attempts left."""
-
-
-class HandlerContext(Protocol):
-    """What the worker hands a handler (``service.worker.TaskContext`` satisfies it)."""
-
-    @property
-    def task(self) -> Task: ...
-
-    @property
-    def worker_id(self) -> str: ...
 
 
 class JobRunner:
@@ -239,7 +224,7 @@ class JobRunner:
 
     # --- the handler --------------------------------------------------------------------------
 
-    async def handle(self, context: HandlerContext) -> None:
+    async def handle(self, context: TaskContext) -> None:
         """Execute one attempt of a ``job.run`` task (see the module docstring)."""
         task = context.task
         run = await self._run_for_attempt(task)

@@ -42,7 +42,7 @@ from admin.config import AdminConfig, parse_tokens
 from admin.routes.events import end_event_streams
 from admin.services import AdminServices
 from admin.tls import mtls_config
-from service.errors import ServiceError, SettingsError
+from service.errors import AdminApiFailed, SettingsError
 from service.settings import Settings, format_host_port
 
 __all__ = [
@@ -323,10 +323,6 @@ class AdminApi:
     @property
     def url(self) -> str:
         return self.plan.url
-
-
-class AdminApiFailed(ServiceError):
-    """The admin API server could not start or stopped on its own."""
 
 
 async def start_admin_api(

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from service.worker import HandlerRegistry, TaskContext
-from store.queue.models import PermanentFailure
+from service.errors import DiagnosticFailure
+from service.worker import HandlerRegistry
+from store.errors import PermanentFailure
+from store.queue.handlers import TaskContext
 
 MAX_SLEEP_SECONDS = 86400.0
-
-
-class DiagnosticFailure(Exception):
-    """The failure ``builtin.fail`` was asked to raise."""
 
 
 async def noop(context: TaskContext) -> None:

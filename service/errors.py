@@ -1,13 +1,18 @@
 """Errors of the composition root.
 
 LongshoreError (store.errors)
- └── ServiceError
-      └── SettingsError    an environment variable has a value that cannot be used
+ ├── ServiceError
+ │    ├── SettingsError       an environment variable has a value that cannot be used
+ │    ├── AdminApiFailed      the admin API server could not start or stopped on its own
+ │    ├── ApiError            (service.cli.api) the admin API refused a CLI request
+ │    └── DiagnosticFailure   the failure ``builtin.fail`` was asked to raise (retried)
+ └── PermanentFailure (store.errors)
+      └── UnknownHandler      a task names a handler this worker does not have
 """
 
 from __future__ import annotations
 
-from store.errors import LongshoreError
+from store.errors import LongshoreError, PermanentFailure
 
 
 class ServiceError(LongshoreError):
@@ -16,3 +21,15 @@ class ServiceError(LongshoreError):
 
 class SettingsError(ServiceError):
     """A setting is invalid; the message names the environment variable."""
+
+
+class AdminApiFailed(ServiceError):
+    """The admin API server could not start or stopped on its own."""
+
+
+class DiagnosticFailure(ServiceError):
+    """The failure ``builtin.fail`` was asked to raise."""
+
+
+class UnknownHandler(PermanentFailure):
+    """The task names a handler this worker does not have."""

@@ -27,28 +27,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from store.errors import StoreUnavailable
-from store.queue.models import Failure, PermanentFailure, Task, WorkerInfo
+from service.errors import UnknownHandler
+from store.errors import PermanentFailure, StoreUnavailable
+from store.queue.handlers import Handler, TaskContext
+from store.queue.models import Failure, Task, WorkerInfo
 from store.queue.protocol import TaskQueue
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4000
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskContext:
-    """What a handler receives: the claimed task and who runs it."""
-
-    task: Task
-    worker_id: str
-
-
-Handler = Callable[[TaskContext], Awaitable[None]]
-
-
-class UnknownHandler(PermanentFailure):
-    """The task names a handler this worker does not have."""
 
 
 class HandlerRegistry:

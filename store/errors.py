@@ -8,6 +8,12 @@
           ├── InvalidTask          a task (or a filter) breaks a rule; also a ValueError
           ├── TaskNotFound         no task with that id (in the state the call needs)
           └── TaskNotWaiting       the task exists but is not waiting (running, dead, done)
+     └── PermanentFailure          raised by a handler: retrying cannot help, the task goes
+                                   straight to the dead-letter queue
+
+Each package keeps its own errors in its ``errors.py`` under this root: ``store.jobs``,
+``store.schedules`` and ``store.events`` (under ``StoreError``), ``jobrunner``, ``scheduler``,
+``admin`` and ``service``.
 
 Drivers' own exceptions never leave a backend: adapters translate them with
 ``raise ... from exc`` so callers only ever handle this tree.
@@ -45,3 +51,8 @@ class TaskNotFound(StoreError):
 
 class TaskNotWaiting(StoreError):
     """The task exists but is not waiting, so it cannot be cancelled or replaced."""
+
+
+class PermanentFailure(LongshoreError):
+    """Raised by a handler for a failure that retrying cannot fix (bad input, failed
+    verification): the task goes straight to the dead-letter queue."""

@@ -39,7 +39,7 @@ from admin.schemas_jobs import (
 from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition
-from jobrunner.runner import JobNotFound, JobRunner
+from jobrunner.runner import JobRunner
 from store.artifacts import ArtifactNotFound, ArtifactStore
 from store.events.models import Event, EventFilter, EventType, Stream
 from store.events.protocol import EventStore
@@ -164,10 +164,7 @@ async def delete_job(name: str, audit: Delete, jobs: JobsDep) -> JobDeleted:
 @router.post("/{name}/run", response_model=RunStarted)
 async def run_job(name: str, audit: RunNow, runner: RunnerDep) -> RunStarted:
     """Queue a run now (an empty body is fine): the ``job.run`` task and the run record."""
-    try:
-        task_id, run_id = await runner.submit(name, trigger=RunTrigger.API, actor=audit.actor)
-    except JobNotFound:
-        raise NotFound(f"job {name!r} not found") from None
+    task_id, run_id = await runner.submit(name, trigger=RunTrigger.API, actor=audit.actor)
     await audit.ok(f"taskId={task_id} runId={run_id}")
     return RunStarted(task_id=str(task_id), run_id=run_id)
 

@@ -23,12 +23,11 @@ from service.cli.common import (
 )
 from service.runtime import build_registry
 from service.units import parse_duration
-from store.errors import InvalidTask, TaskNotFound
+from store.errors import InvalidTask, PermanentFailure, TaskNotFound
 from store.queue.models import (
     EnqueueResult,
     KeyMode,
     NewTask,
-    PermanentFailure,
     Priority,
     QueueInfo,
     Task,

@@ -285,8 +285,3 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     running: int
-
-
-class PermanentFailure(Exception):
-    """Raised by a handler for a failure that retrying cannot fix (bad input, failed
-    verification): the task goes straight to the dead-letter queue."""

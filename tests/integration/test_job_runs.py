@@ -24,7 +24,8 @@ import pytest
 from jobrunner.config import RunnerConfig
 from jobrunner.docker_engine import DockerEngine
 from jobrunner.engine import LABEL_JOB, LABEL_RUN
-from jobrunner.runner import JobNotFound, JobRunner
+from jobrunner.errors import JobNotFound
+from jobrunner.runner import JobRunner
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.artifacts import ArtifactStore

@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.builtins import register_builtins
-from service.worker import HandlerRegistry, TaskContext, Worker, WorkerOptions
-from store.queue.models import NewTask, PermanentFailure, TaskFilter, TaskState
+from service.worker import HandlerRegistry, Worker, WorkerOptions
+from store.errors import PermanentFailure
+from store.queue.handlers import TaskContext
+from store.queue.models import NewTask, TaskFilter, TaskState
 from store.queue.retry import RetryPolicy
 from tests.conftest import only_postgres
 

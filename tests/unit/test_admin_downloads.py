@@ -15,11 +15,11 @@ from fastapi.responses import Response
 from admin.downloads import (
     CHUNK_BYTES,
     ByteRange,
-    RangeNotSatisfiable,
     content_disposition,
     file_response,
     parse_range,
 )
+from admin.errors import RangeNotSatisfiable
 
 # --- parse_range --------------------------------------------------------------------------
 
