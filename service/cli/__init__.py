@@ -14,16 +14,14 @@ import sys
 
 import click
 import typer
+from typer.exceptions import TyperException
 
 from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
+from service.cli.common import command_group
 from store.errors import LongshoreError
 
-app = typer.Typer(
-    name="longshore",
-    help="Run containerized jobs from versioned sources through durable queues.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+app = command_group(
+    "Run containerized jobs from versioned sources through durable queues.", name="longshore"
 )
 run.register(app)
 app.add_typer(tasks.app, name="tasks")
@@ -36,21 +34,38 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
 
 
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+
+# Typer 0.29 raises usage errors of its own copy of click, whose base class is not
+# ``click.ClickException``: catch both, so a mistyped command is one usage line, not a
+# traceback.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, TyperException)
+
+
 def main() -> None:
     """Entry point of the ``longshore`` console script."""
     try:
         # Outside standalone mode click *returns* the status of ``typer.Exit(n)``.
         status = app(prog_name="longshore", standalone_mode=False)
-    except click.exceptions.Abort:
+    except _ABORTS:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except _USAGE_ERRORS as exc:
+        sys.exit(_show_usage_error(exc))
     except LongshoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _show_usage_error(exc: Exception) -> int:
+    """Print a command-line error as click does (usage line, hint, message) and return its
+    exit status (2 for usage errors)."""
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    code = getattr(exc, "exit_code", 2)
+    return code if isinstance(code, int) else 2

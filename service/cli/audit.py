@@ -10,11 +10,10 @@ from typing import Annotated
 import typer
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_table
+from service.cli.common import JsonFlag, command_group, print_json, print_table
 
-app = typer.Typer(
-    help="Read and export the audit log (over the admin API).",
-    no_args_is_help=True,
+app = command_group(
+    "Read and export the audit log (over the admin API).",
     callback=connection_callback,
 )
 

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from admin.config import Role
+from service.cli.common import command_group
 from service.errors import ServiceError
 
-app = typer.Typer(help="Development certificates for the admin API (mTLS).", no_args_is_help=True)
+app = command_group("Development certificates for the admin API (mTLS).")
 
 DEFAULT_DIR = Path("longshore-certs")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")

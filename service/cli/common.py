@@ -19,6 +19,21 @@ from store.queue.protocol import TaskQueue
 
 T = TypeVar("T")
 
+
+def command_group(help: str, **options: Any) -> typer.Typer:
+    """A command group with Longshore's CLI conventions: plain-text help (paragraphs
+    rewrapped to the terminal, no markup), help when called without a command, and errors
+    left to :func:`service.cli.main` (one line, never a traceback)."""
+    options.setdefault("no_args_is_help", True)
+    return typer.Typer(
+        help=help,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        **options,
+    )
+
+
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(

@@ -12,6 +12,7 @@ from service.cli.api import ConnectionFlags, connect
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
+    command_group,
     iso,
     print_json,
     print_table,
@@ -25,10 +26,9 @@ from service.units import parse_duration
 from store.errors import InvalidTask, TaskNotFound
 from store.queue.models import DeadFilter, DeadStats, Page, Task, TaskState
 
-app = typer.Typer(
-    help="Inspect, replay and purge dead-lettered tasks (on the database; list, show and "
+app = command_group(
+    "Inspect, replay and purge dead-lettered tasks (on the database; list, show and "
     "replay also over the admin API with --api).",
-    no_args_is_help=True,
 )
 
 Queue = Annotated[str | None, typer.Option(help="Only this queue.")]

@@ -10,12 +10,11 @@ import typer
 import yaml
 
 from service.cli.api import ApiClient, ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_record, print_table
+from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
 from service.cli.follow import follow_run
 
-app = typer.Typer(
-    help="Define, inspect, run and delete container jobs (over the admin API).",
-    no_args_is_help=True,
+app = command_group(
+    "Define, inspect, run and delete container jobs (over the admin API).",
     callback=connection_callback,
 )
 

@@ -9,6 +9,7 @@ import typer
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
+    command_group,
     print_json,
     queue_json,
     queue_session,
@@ -17,7 +18,7 @@ from service.cli.common import (
 )
 from store.queue.models import QueueInfo, check_queue_name
 
-app = typer.Typer(help="Queue settings (persisted, seen by every worker).", no_args_is_help=True)
+app = command_group("Queue settings (persisted, seen by every worker).")
 
 Name = Annotated[str, typer.Argument(help="Queue name.")]
 

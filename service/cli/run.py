@@ -81,7 +81,7 @@ def worker(
     ] = False,
 ) -> None:
     """Run a worker only (scale-out: many workers can share one PostgreSQL). It never fires
-    schedules (``longshore serve`` does) and leaves event retention to ``serve``."""
+    schedules (longshore serve does) and leaves event retention to serve."""
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     processed = run_async(lambda: _run_worker(settings, role="worker", drain=drain, queues=queue))
     if drain:
@@ -152,8 +152,8 @@ def _warn_ignored() -> None:
 
 async def _cleanup_orphans(job_runner: JobRunner) -> None:
     """Remove containers of runs no live worker owns. A Docker engine that cannot be reached
-    does not stop the worker: built-in handlers still work and ``job.run`` tasks fail with
-    ``EngineUnavailable`` (retried with backoff) until it is back."""
+    does not stop the worker: built-in handlers still work and job.run tasks fail with
+    EngineUnavailable (retried with backoff) until it is back."""
     try:
         await job_runner.cleanup_orphans()
     except EngineUnavailable as exc:

@@ -14,15 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_record, print_table
+from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
 from service.cli.follow import follow_run
 
-app = typer.Typer(
-    help="Inspect runs, read their output, cancel them, fetch artifacts (over the admin API).",
-    no_args_is_help=True,
+app = command_group(
+    "Inspect runs, read their output, cancel them, fetch artifacts (over the admin API).",
     callback=connection_callback,
 )
-artifacts_app = typer.Typer(help="A run's artifacts.", no_args_is_help=True)
+artifacts_app = command_group("A run's artifacts.")
 app.add_typer(artifacts_app, name="artifacts")
 
 RunId = Annotated[str, typer.Argument(help="The run id.")]

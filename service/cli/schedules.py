@@ -8,11 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, print_json, print_record, print_table
+from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
 
-app = typer.Typer(
-    help="Create, inspect, pause, resume, run and delete schedules (over the admin API).",
-    no_args_is_help=True,
+app = command_group(
+    "Create, inspect, pause, resume, run and delete schedules (over the admin API).",
     callback=connection_callback,
 )
 

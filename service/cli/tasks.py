@@ -12,6 +12,7 @@ from service.builtins import PAYLOAD_CHECKS
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
+    command_group,
     print_json,
     print_table,
     queue_json,
@@ -36,7 +37,7 @@ from store.queue.models import (
 )
 from store.queue.retry import RetryPolicy
 
-app = typer.Typer(help="Enqueue, inspect and cancel tasks.", no_args_is_help=True)
+app = command_group("Enqueue, inspect and cancel tasks.")
 
 ENQUEUE_CHUNK = 1000
 MAX_COUNT = 1_000_000

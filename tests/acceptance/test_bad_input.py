@@ -88,3 +88,33 @@ def test_a_bad_environment_setting_is_an_error_naming_the_variable(longshore: Lo
 def test_a_worker_with_a_bad_environment_setting_refuses_to_start(longshore: Longshore):
     proc = longshore.run("worker", "--drain", env={"WORKER_LEASE_SECONDS": "0"}, timeout=30)
     assert_refused(proc, "WORKER_LEASE_SECONDS")
+
+
+@only_embedded
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(["nosuch"], "No such command 'nosuch'", id="command"),
+        pytest.param(["runs", "prune"], "No such command 'prune'", id="subcommand"),
+        pytest.param(["tasks", "list", "--bogus"], "No such option: --bogus", id="option"),
+        pytest.param(["tasks", "enqueue"], "Missing argument", id="missing-argument"),
+        pytest.param(["worker", "--concurrency", "0"], "--concurrency", id="bad-value"),
+    ],
+)
+def test_a_mistyped_command_prints_its_usage_and_exits_2_without_a_traceback(
+    longshore: Longshore, args: list[str], expected: str
+):
+    proc = longshore.run(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.stderr.startswith("Usage: longshore"), proc.stderr
+    assert expected in proc.stderr
+
+
+@only_embedded
+@pytest.mark.parametrize("args", [[], ["serve"], ["worker"], ["tasks"], ["runs", "artifacts"]])
+def test_help_is_plain_text(longshore: Longshore, args: list[str]):
+    text = longshore.ok(*args, "--help")
+    assert text.startswith("Usage: longshore"), text
+    assert "``" not in text
+    assert not any(ch in text for ch in "╭│╰─"), "help is drawn in boxes"
