@@ -101,6 +101,7 @@ class AdminConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     version: str = "0.0.0"
     commit: str = ""
+    build_time: str = ""
 
     def __post_init__(self) -> None:
         if self.require_approval and not self.approval_token:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,7 +87,12 @@ class HealthBody(Schema):
     status: str
     version: str
     commit: str
+    """The source revision this build was made from (``""`` when unknown)."""
+    build_time: str
+    """When this build was made or installed, RFC 3339 (``""`` when unknown)."""
     python_version: str
+    go_version: str
+    """Seed 003's runtime field: here the Python runtime, e.g. ``python 3.11.7``."""
     dequeue_paused: bool
 
 
@@ -206,19 +211,72 @@ def _task_fields(task: Task) -> dict[str, Any]:
     }
 
 
+class DeadEntry(TaskBody):
+    """A dead-letter entry: the dead task plus seed 003's fields, never null: ``ageMs``
+    (how long it has been dead), ``failedAtMs`` (when it was dead-lettered), ``lastError``
+    (``""`` when none was recorded) and ``metadata`` (string to string)."""
+
+    last_error: str  # seed 003 clients call .toString() on it: never null here
+    age_ms: int
+    failed_at_ms: int
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, task: Task) -> DeadEntry:
+        return cls(**_dead_fields(task))
+
+
+class DeadEntryDetail(DeadEntry):
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, task: Task) -> DeadEntryDetail:
+        return cls(**_dead_fields(task), payload=task.payload)
+
+
+def _dead_fields(task: Task) -> dict[str, Any]:
+    fields = _task_fields(task)
+    dead_at = task.dead_at or task.updated_at
+    failed_at_ms = epoch_ms(dead_at) if dead_at is not None else -1
+    age_ms = (
+        max(0, int((datetime.now(UTC) - dead_at).total_seconds() * 1000))
+        if dead_at is not None
+        else -1
+    )
+    metadata = {
+        "state": task.state.value,
+        "priority": str(task.priority),
+        "maxAttempts": str(task.max_attempts),
+        "replayCount": str(task.replay_count),
+    }
+    if task.key is not None:
+        metadata["key"] = task.key
+    if task.replayed_by is not None:
+        metadata["replayedBy"] = task.replayed_by
+    return {
+        **fields,
+        "last_error": task.last_error or "",
+        "age_ms": age_ms,
+        "failed_at_ms": failed_at_ms,
+        "metadata": metadata,
+    }
+
+
 class DeadList(Schema):
-    entries: list[TaskBody]
+    entries: list[DeadEntry]
     total: int
     limit: int
     offset: int
 
 
 class DeadOne(Schema):
-    entry: TaskDetail
+    entry: DeadEntryDetail
 
 
 class ReplayResult(Schema):
     replayed: int
+    moved: int
+    """Seed 003's name for ``replayed``."""
     ids: list[str]
 
 

@@ -15,6 +15,8 @@ from admin.errors import GuardrailExceeded, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
 from admin.schemas import (
     MAX_INT,
+    DeadEntry,
+    DeadEntryDetail,
     DeadList,
     DeadOne,
     DeadStatsBody,
@@ -26,8 +28,6 @@ from admin.schemas import (
     ReplayIdsRequest,
     ReplayRequest,
     ReplayResult,
-    TaskBody,
-    TaskDetail,
 )
 from store.queue.models import DeadFilter, TaskState
 
@@ -71,7 +71,7 @@ async def list_dead(
         DeadFilter(queue=queue_name, handler=handler, search=query), limit=limit, offset=offset
     )
     return DeadList(
-        entries=[TaskBody.of(task) for task in page.items],
+        entries=[DeadEntry.of(task) for task in page.items],
         total=page.total,
         limit=limit,
         offset=offset,
@@ -88,7 +88,7 @@ async def get_dead(task_id: TaskIdPath, _: RequireViewer, queue: QueueDep) -> De
     task = await queue.get_task(task_id)
     if task is None or task.state is not TaskState.DEAD:
         raise NotFound(f"dead-letter entry {task_id} not found")
-    return DeadOne(entry=TaskDetail.of(task))
+    return DeadOne(entry=DeadEntryDetail.of(task))
 
 
 @router.post("/replay", response_model=ReplayResult, responses=CAPPED)
@@ -110,7 +110,7 @@ async def replay(
         actor=audit.actor,
     )
     await audit.ok(f"replayed={len(ids)}")
-    return ReplayResult(replayed=len(ids), ids=[str(i) for i in ids])
+    return ReplayResult(replayed=len(ids), moved=len(ids), ids=[str(i) for i in ids])
 
 
 @router.post("/replay/ids", response_model=ReplayResult, responses=CAPPED)
@@ -134,7 +134,7 @@ async def replay_ids(
             task_ids.append(task_id)
     ids = await queue.replay_dead(task_ids, actor=audit.actor)
     await audit.ok(f"requested={len(task_ids)} replayed={len(ids)}")
-    return ReplayResult(replayed=len(ids), ids=[str(i) for i in ids])
+    return ReplayResult(replayed=len(ids), moved=len(ids), ids=[str(i) for i in ids])
 
 
 @router.delete("/{task_id}", response_model=DeleteResult)

@@ -19,6 +19,8 @@ async def health(_: RequireViewer, queue: QueueDep, config: ConfigDep) -> Health
         status="ok",
         version=config.version,
         commit=config.commit,
+        build_time=config.build_time,
         python_version=platform.python_version(),
+        go_version=f"python {platform.python_version()}",
         dequeue_paused=await queue.is_global_paused(),
     )

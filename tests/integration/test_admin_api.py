@@ -234,7 +234,17 @@ async def test_health_reports_version_and_dequeue_state(admin: Admin) -> None:
     body = response.json()
     assert body["status"] == "ok"
     assert body["dequeuePaused"] is False
-    assert set(body) == {"status", "version", "commit", "pythonVersion", "dequeuePaused"}
+    assert set(body) == {
+        "status",
+        "version",
+        "commit",
+        "buildTime",
+        "pythonVersion",
+        "goVersion",
+        "dequeuePaused",
+    }
+    # Seed 003 clients read these as strings; the runtime goes in its goVersion field.
+    assert body["goVersion"] == f"python {body['pythonVersion']}"
 
 
 async def test_queues_weight_creates_unknown_queue_and_reset_restores_default(admin: Admin) -> None:
@@ -318,6 +328,12 @@ async def test_dlq_lists_filters_and_shows_entries(admin: Admin) -> None:
     assert isinstance(entry["id"], str)
     assert isinstance(entry["deadAtMs"], int)
     assert entry["deadAt"].endswith("Z")
+    # Seed 003 clients read these, never null: age since dead-lettering, and when.
+    assert entry["failedAtMs"] == entry["deadAtMs"]
+    assert isinstance(entry["ageMs"], int)
+    assert 0 <= entry["ageMs"] < 60_000
+    assert entry["metadata"]["state"] == "dead"
+    assert all(isinstance(v, str) for v in entry["metadata"].values())
 
     by_queue = (await admin.client.get("/dlq?queue=reports", headers=VIEWER)).json()
     assert [e["id"] for e in by_queue["entries"]] == [str(other[0])]
@@ -329,6 +345,10 @@ async def test_dlq_lists_filters_and_shows_entries(admin: Admin) -> None:
     detail = (await admin.client.get(f"/dlq/{ids[0]}", headers=VIEWER)).json()["entry"]
     assert detail["payload"] == {"n": 0, "to": "u0@example.com"}
     assert detail["payloadSize"] > 0
+    assert isinstance(detail["ageMs"], int)
+    assert isinstance(detail["failedAtMs"], int)
+    assert isinstance(detail["updatedAtMs"], int)
+    assert detail["lastError"] == "oops"
     missing = await admin.client.get("/dlq/999999", headers=VIEWER)
     assert_envelope(missing, 404, "not_found")
 
@@ -346,6 +366,7 @@ async def test_dlq_replay_is_capped_with_429_and_audited(admin: Admin) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["replayed"] == 2
+    assert body["moved"] == 2  # seed 003's name
     assert len(body["ids"]) == 2
     replayed = await admin.queue.get_task(int(body["ids"][0]))
     assert replayed.state.value == "ready"
@@ -360,6 +381,7 @@ async def test_dlq_replay_is_capped_with_429_and_audited(admin: Admin) -> None:
     response = await admin.client.post("/dlq/replay", headers=OPERATOR)
     assert response.status_code == 200, response.text
     assert response.json()["replayed"] == 1
+    assert response.json()["moved"] == 1
 
 
 async def test_dlq_replay_by_ids_is_capped_and_ignores_live_tasks(admin: Admin) -> None:
