@@ -4,6 +4,11 @@ their conversion from the store's value objects.
 The request model only checks JSON types; the rules of a definition (names, allowlists,
 schemes, sha format, path escapes) are :func:`jobrunner.definition.validate_definition`'s,
 applied by the route, so every API client and the runner share one set of rules.
+
+A job's source fields are flat in the API (``repo``, ``tarballUrl``, ...), one body field
+for each field a source type declares; they are mapped to and from a definition's
+``source_fields`` by the names the source types declare (:mod:`jobrunner.sources.registry`).
+A new source type adds its fields to :class:`JobRequest` and :class:`JobBody`.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from admin.schemas import Schema, epoch_ms, rfc3339
+from jobrunner.sources import registry
 from store.events.models import Event
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     OutputLimitAction,
     Resources,
     Run,
@@ -77,12 +82,8 @@ class JobRequest(Schema):
         fields: dict[str, Any] = {
             "name": self.name,
             "source": self.source,
+            "source_fields": registry.from_api(self.model_dump(by_alias=True)),
             "description": self.description or "",
-            "repo": self.repo,
-            "tag": self.tag,
-            "tarball_url": self.tarball_url,
-            "tarball_path": self.tarball_path,
-            "tarball_sha256": self.tarball_sha256,
             "path": self.path,
             "dockerfile": self.dockerfile or "Dockerfile",
             "command": tuple(self.command or ()),
@@ -100,8 +101,8 @@ class JobRequest(Schema):
             "output_bytes": self.output_bytes,
             "on_output_limit": self.on_output_limit or OutputLimitAction.TRUNCATE.value,
         }
-        # ``source`` and ``on_output_limit`` stay plain strings here on purpose: the
-        # validator turns them into their enums or names the field in a 400.
+        # ``on_output_limit`` stays a plain string here on purpose, as do the source fields:
+        # the validator turns them into their types or names the field in a 400.
         return JobDefinition(**fields)
 
 
@@ -142,12 +143,7 @@ class JobBody(Schema):
         return cls(
             name=job.name,
             description=job.description,
-            source=JobSource(job.source).value,
-            repo=job.repo,
-            tag=job.tag,
-            tarball_url=job.tarball_url,
-            tarball_path=job.tarball_path,
-            tarball_sha256=job.tarball_sha256,
+            source=job.source,
             path=job.path,
             dockerfile=job.dockerfile,
             command=list(job.command),
@@ -165,6 +161,7 @@ class JobBody(Schema):
             created_at_ms=epoch_ms(job.created_at),
             updated_at=rfc3339(job.updated_at),
             updated_at_ms=epoch_ms(job.updated_at),
+            **registry.to_api(job.source_fields),
         )
 
 
@@ -325,7 +322,7 @@ class SourceArtifactBody(Schema):
             size_bytes=size,
             sha256=run.source_sha256,
             content_type=content_type,
-            source=None if definition is None else JobSource(definition.source).value,
+            source=None if definition is None else definition.source,
             commit_sha=run.commit_sha,
             source_sha256=run.source_sha256,
             run_id=run.run_id,

@@ -67,7 +67,7 @@ from service.worker import Worker, WorkerOptions
 from store.artifacts import ArtifactStore
 from store.db.sqlite import SqliteDatabase
 from store.events import EventStoreOptions, FileEventStore
-from store.jobs.models import JobDefinition, JobSource, Run, RunFields, RunStatus, RunTrigger
+from store.jobs.models import JobDefinition, Run, RunFields, RunStatus, RunTrigger
 from store.jobs.protocol import RunStore
 from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
 from store.queue.sqlite import SqliteTaskQueue
@@ -302,17 +302,16 @@ async def run(*, runs_count: int, reruns: int, events: bool, tmp: Path) -> dict[
         await jobs.upsert(
             JobDefinition(
                 name="bench-echo",
-                source=JobSource.TARBALL_PATH,
-                tarball_path="echo.tar.gz",
+                source="tarball_path",
+                source_fields={"tarball_path": "echo.tar.gz"},
                 command=COMMAND,
             )
         )
         await jobs.upsert(
             JobDefinition(
                 name="bench-git",
-                source=JobSource.GIT_TAG,
-                repo=git.url("bench.git"),
-                tag=tag,
+                source="git_tag",
+                source_fields={"repo": git.url("bench.git"), "tag": tag},
                 command=COMMAND,
             )
         )

@@ -63,7 +63,8 @@ def copy_and_hash(
     return digest.hexdigest(), size
 
 
-def _remove_quietly(path: Path) -> None:
+def remove_quietly(path: Path) -> None:
+    """Remove ``path`` if it is there (a partial download or copy)."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
 
@@ -103,12 +104,12 @@ class DownloadCache:
                     "cached download is corrupt; dropping it",
                     extra={"sha256": sha256, "actual": actual},
                 )
-                _remove_quietly(entry)
-                _remove_quietly(tmp)
+                remove_quietly(entry)
+                remove_quietly(tmp)
                 return None
             os.replace(tmp, dest)
         except BaseException:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
             raise
         return size
 
@@ -130,7 +131,7 @@ class DownloadCache:
                     copy_and_hash(fin, fout)
             os.replace(tmp, entry)
         except BaseException:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
             raise
         return entry
 

@@ -3,6 +3,7 @@
 LongshoreError (store.errors)
  └── JobRunnerError
       ├── InvalidDefinition      a job definition breaks a rule (a 400 when saved)
+      │    └── UnknownSource     its source type is not registered; also a LookupError
       ├── JobNotFound            a run was asked of a job that has no definition (a 404);
       │                          also a LookupError
       ├── JobRunFailed           the job's container failed (non-zero exit, timeout, output
@@ -25,6 +26,8 @@ LongshoreError (store.errors)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from store.errors import LongshoreError
 
 
@@ -38,6 +41,14 @@ class InvalidDefinition(JobRunnerError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class UnknownSource(InvalidDefinition, LookupError):
+    """A source type that no module registers (see :mod:`jobrunner.sources.registry`)."""
+
+    def __init__(self, name: object, known: Sequence[str]) -> None:
+        super().__init__("source", f"must be one of {', '.join(known)}, got {name!r}")
+        self.name = name
 
 
 class JobNotFound(JobRunnerError, LookupError):

@@ -60,8 +60,7 @@ from jobrunner.errors import (
     JobRunFailed,
     VerificationError,
 )
-from jobrunner.sources.git import fetch_git_tag
-from jobrunner.sources.tarball import fetch_tarball_url, resolve_tarball_path
+from jobrunner.sources import registry
 from store.artifacts import ArtifactStore
 from store.errors import PermanentFailure
 from store.events.models import EventType, NewEvent, Stream
@@ -69,7 +68,6 @@ from store.events.protocol import EventStore
 from store.jobs.errors import IllegalTransition, RunAlreadyExists
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     NewRun,
     Run,
     RunArtifact,
@@ -385,29 +383,9 @@ class JobRunner:
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""
-        config = self._config
-        fields: RunFields = {}
-        if definition.source is JobSource.GIT_TAG:
-            assert definition.repo is not None
-            assert definition.tag is not None
-            git = await fetch_git_tag(definition.repo, definition.tag, config, run_dir)
-            fields["commit_sha"] = git.commit_sha
-            return git.archive_path, f"git:{git.commit_sha}", fields
-        if definition.source is JobSource.TARBALL_URL:
-            assert definition.tarball_url is not None
-            tarball = await fetch_tarball_url(
-                definition.tarball_url, definition.tarball_sha256, config, run_dir
-            )
-        else:
-            assert definition.tarball_path is not None
-            tarball = await asyncio.to_thread(
-                resolve_tarball_path,
-                definition.tarball_path,
-                definition.tarball_sha256,
-                config,
-                run_dir,
-            )
-        return tarball.path, f"sha256:{tarball.sha256}", fields
+        source = registry.get(definition.source)
+        fetched = await source.fetch(definition.source_fields, self._config, run_dir)
+        return fetched.path, fetched.identity, fetched.fields.copy()
 
     def _store_file(self, path: Path) -> str:
         with path.open("rb") as source:

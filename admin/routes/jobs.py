@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -40,11 +38,12 @@ from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition
 from jobrunner.runner import JobRunner
+from jobrunner.sources import registry
 from store.artifacts import ArtifactNotFound, ArtifactStore
 from store.events.models import Event, EventFilter, EventType, Stream
 from store.events.protocol import EventStore
 from store.jobs.errors import InvalidJobRecord
-from store.jobs.models import JobDefinition, JobSource, Run, RunTrigger
+from store.jobs.models import JobDefinition, Run, RunTrigger
 from store.jobs.protocol import RunStore
 
 logger = logging.getLogger(__name__)
@@ -124,10 +123,10 @@ async def upsert_job(
         definition = validate_definition(
             body.definition(default_queue=runner.default_queue), config
         )
+        source = registry.get(definition.source)
+        await asyncio.to_thread(source.check_saved, definition.source_fields, config)
     except InvalidDefinition as exc:
         raise InvalidRequest(str(exc)) from None
-    if definition.tarball_path is not None and config.tarball_dir is not None:
-        await asyncio.to_thread(_check_inside, config.tarball_dir, definition.tarball_path)
     try:
         saved, created = await jobs.upsert(definition)
     except InvalidJobRecord as exc:
@@ -138,18 +137,6 @@ async def upsert_job(
     )
     content = JobOne(job=JobBody.of(saved)).model_dump(by_alias=True)
     return JSONResponse(content, status_code=201 if created else 200)
-
-
-def _check_inside(root: Path, relative: str) -> None:
-    """A ``tarballPath`` that leads out of ``WORKER_JOB_TARBALL_DIR`` through a symbolic
-    link that exists now is refused when saved (the runner checks again when it runs)."""
-    base = root.resolve()
-    try:
-        target = (base / relative).resolve()
-    except (OSError, RuntimeError) as exc:  # e.g. a link loop
-        raise InvalidRequest(f"tarballPath: cannot be resolved: {exc}") from None
-    if not target.is_relative_to(base):
-        raise InvalidRequest("tarballPath: leads outside WORKER_JOB_TARBALL_DIR")
 
 
 @router.delete("/{name}", response_model=JobDeleted)
@@ -227,18 +214,16 @@ def _blob_facts(artifacts: ArtifactStore, sha256: str) -> tuple[int, bool]:
 
 
 def _artifact_name(run: Run, definition: JobDefinition | None, gzip: bool) -> str:
-    """The download's file name: the tarball's own name while the definition still names
-    that very file, else ``<job>-<commit or sha prefix>.tar[.gz]``."""
+    """The download's file name: the one the job's source type gives while the definition
+    still names that very file (a tarball's own name), else
+    ``<job>-<commit or sha prefix>.tar[.gz]``."""
     assert run.source_sha256 is not None
     suffix = ".tar.gz" if gzip else ".tar"
     if run.commit_sha:
         return f"{run.job}-{run.commit_sha[:12]}{suffix}"
-    if definition is not None and definition.tarball_sha256 in (None, run.source_sha256):
-        base = ""
-        if definition.source is JobSource.TARBALL_PATH and definition.tarball_path:
-            base = PurePosixPath(definition.tarball_path).name
-        elif definition.source is JobSource.TARBALL_URL and definition.tarball_url:
-            base = PurePosixPath(urlsplit(definition.tarball_url).path).name
+    if definition is not None:
+        source = registry.get(definition.source)
+        base = source.download_name(definition.source_fields, run.source_sha256)
         if base:
             return base
     return f"{run.job}-{run.source_sha256[:12]}{suffix}"

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from jobrunner.errors import UnknownSource
+from jobrunner.sources import registry
 from service.cli.api import ApiClient, ApiError, api_client, connection_callback
 from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
 from service.cli.follow import follow_run
@@ -103,11 +105,14 @@ def list_jobs(
 
 
 def _version(job: dict[str, Any]) -> str:
-    if job.get("source") == "git_tag":
-        return f"{job.get('repo')}@{job.get('tag')}"
-    sha = job.get("tarballSha256") or ""
-    where = job.get("tarballUrl") or job.get("tarballPath") or ""
-    return f"{where} sha256:{sha[:12]}" if sha else str(where)
+    """What the job builds, as its source type describes it (blank for a type this client
+    does not know)."""
+    try:
+        source = registry.get(job.get("source"))
+    except UnknownSource:
+        return ""
+    fields = {name: str(value) for name, value in registry.from_api(job).items()}
+    return source.describe(fields)
 
 
 @app.command("show")

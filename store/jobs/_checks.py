@@ -15,7 +15,6 @@ from store.jobs.models import (
     ERROR_MAX_CHARS,
     JOB_NAME,
     JobDefinition,
-    JobSource,
     NewRun,
     OutputLimitAction,
     RunArtifact,
@@ -25,6 +24,7 @@ from store.jobs.models import (
 )
 
 RUN_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SOURCE_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ARTIFACT_NAME: Final = 1024
 _MAX_LABEL: Final = 256  # actor, schedule name, commit sha, image id
@@ -53,20 +53,28 @@ def run_listing(job: str | None, status: object) -> str:
 
 
 def check_definition(definition: JobDefinition) -> JobDefinition:
-    """What the store needs of a definition: a valid name and known enum values."""
+    """What the store needs of a definition: a valid name, known enum values, and a source
+    name with string fields (which source names exist is the database's to say: each source
+    type's migration registers its name in ``job_sources``)."""
     if not isinstance(definition, JobDefinition):
         raise InvalidJobRecord(f"expected a JobDefinition, got {type(definition).__name__}")
     check_job_name(definition.name)
     try:
-        JobSource(definition.source)
         OutputLimitAction(definition.on_output_limit)
     except ValueError as exc:
         raise InvalidJobRecord(str(exc)) from None
+    if not isinstance(definition.source, str) or not SOURCE_NAME.fullmatch(definition.source):
+        raise InvalidJobRecord(f"source {definition.source!r} is not a source type's name")
+    if not isinstance(definition.source_fields, Mapping) or not all(
+        isinstance(key, str) for key in definition.source_fields
+    ):
+        raise InvalidJobRecord("source_fields must map field names to strings")
     texts: list[tuple[str, object]] = [
         (f.name, getattr(definition, f.name))
         for f in dataclasses.fields(definition)
         if isinstance(getattr(definition, f.name), str)
     ]
+    texts.extend((f"source_fields.{key}", value) for key, value in definition.source_fields.items())
     for name in ("command", "env"):
         items = getattr(definition, name)
         if isinstance(items, str) or not isinstance(items, tuple | list):

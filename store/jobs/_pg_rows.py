@@ -11,7 +11,6 @@ from store.db.postgres import Row
 from store.jobs._checks import artifacts_from_json, artifacts_json
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     OutputLimitAction,
     Resources,
     Run,
@@ -27,16 +26,12 @@ def _json(value: Any) -> str:
 
 
 def definition_args(definition: JobDefinition) -> list[Any]:
-    """Parameters $1-$22 of ``upsert_job``."""
+    """Parameters $1-$18 of ``upsert_job``."""
     return [
         definition.name,
         definition.description,
-        JobSource(definition.source).value,
-        definition.repo,
-        definition.tag,
-        definition.tarball_url,
-        definition.tarball_path,
-        definition.tarball_sha256,
+        definition.source,
+        _json(dict(definition.source_fields)),
         definition.path,
         definition.dockerfile,
         _json(list(definition.command)),
@@ -59,12 +54,8 @@ def definition_from_row(row: Row) -> JobDefinition:
         name=row["name"],
         revision=row["revision"],
         description=row["description"],
-        source=JobSource(row["source"]),
-        repo=row["repo"],
-        tag=row["tag"],
-        tarball_url=row["tarball_url"],
-        tarball_path=row["tarball_path"],
-        tarball_sha256=row["tarball_sha256"],
+        source=row["source"],
+        source_fields=dict(row["source_fields"]),
         path=row["path"],
         dockerfile=row["dockerfile"],
         command=tuple(row["command"]),

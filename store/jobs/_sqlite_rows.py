@@ -1,7 +1,7 @@
 """Conversions between SQLite rows and parameters and the job store's value objects.
 
 Timestamps are INTEGER epoch microseconds (see :mod:`store.queue._sqlite_rows`, whose
-helpers are reused); JSON arrays are stored as text.
+helpers are reused); JSON arrays and objects are stored as text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from store.jobs._checks import artifacts_from_json, artifacts_json
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     OutputLimitAction,
     Resources,
     Run,
@@ -33,12 +32,8 @@ def definition_params(definition: JobDefinition, now: int) -> Params:
     return {
         "name": definition.name,
         "description": definition.description,
-        "source": JobSource(definition.source).value,
-        "repo": definition.repo,
-        "tag": definition.tag,
-        "tarball_url": definition.tarball_url,
-        "tarball_path": definition.tarball_path,
-        "tarball_sha256": definition.tarball_sha256,
+        "source": definition.source,
+        "source_fields": to_json(dict(definition.source_fields)),
         "path": definition.path,
         "dockerfile": definition.dockerfile,
         "command": to_json(list(definition.command)),
@@ -62,12 +57,8 @@ def definition_from_row(row: sqlite3.Row) -> JobDefinition:
         name=row["name"],
         revision=row["revision"],
         description=row["description"],
-        source=JobSource(row["source"]),
-        repo=row["repo"],
-        tag=row["tag"],
-        tarball_url=row["tarball_url"],
-        tarball_path=row["tarball_path"],
-        tarball_sha256=row["tarball_sha256"],
+        source=row["source"],
+        source_fields=json.loads(row["source_fields"]),
         path=row["path"],
         dockerfile=row["dockerfile"],
         command=tuple(json.loads(row["command"])),

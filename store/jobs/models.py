@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, TypedDict
@@ -22,7 +23,6 @@ __all__ = [
     "ERROR_MAX_CHARS",
     "JOB_NAME",
     "JobDefinition",
-    "JobSource",
     "NewRun",
     "OutputLimitAction",
     "Page",
@@ -43,14 +43,6 @@ BUILD_LOG_MAX_CHARS: Final = 64 * 1024
 
 ERROR_MAX_CHARS: Final = 8 * 1024
 """A run's error message is cut to this length."""
-
-
-class JobSource(enum.StrEnum):
-    """Where a job's build context comes from."""
-
-    GIT_TAG = "git_tag"
-    TARBALL_URL = "tarball_url"
-    TARBALL_PATH = "tarball_path"
 
 
 class OutputLimitAction(enum.StrEnum):
@@ -74,24 +66,21 @@ class Resources:
 class JobDefinition:
     """A container job as defined by an operator.
 
-    Only the fields of the job's ``source`` are set: ``repo`` and ``tag`` for ``git_tag``;
-    ``tarball_url`` and ``tarball_sha256`` for ``tarball_url``; ``tarball_path`` (and
-    optionally ``tarball_sha256``) for ``tarball_path``. ``path`` is the build context's
-    subdirectory (``None``: the archive root, or its single top-level directory).
-    ``output_bytes`` ``None`` means the server's cap.
+    ``source`` names the job's source type and ``source_fields`` holds that type's fields
+    by name, as strings (``{"repo": ..., "tag": ...}`` for ``git_tag``). The source types,
+    their fields and rules belong to the job runner (``jobrunner.sources``); the store keeps
+    the fields as one JSON object and only checks that they are strings. ``path`` is the
+    build context's subdirectory (``None``: the archive root, or its single top-level
+    directory). ``output_bytes`` ``None`` means the server's cap.
 
     ``revision``, ``created_at`` and ``updated_at`` are set by the store: a definition that
     was never saved has revision 0 and no timestamps; each save increments the revision.
     """
 
     name: str
-    source: JobSource
+    source: str
+    source_fields: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
-    repo: str | None = None
-    tag: str | None = None
-    tarball_url: str | None = None
-    tarball_path: str | None = None
-    tarball_sha256: str | None = None
     path: str | None = None
     dockerfile: str = "Dockerfile"
     command: tuple[str, ...] = ()

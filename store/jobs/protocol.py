@@ -42,7 +42,10 @@ class JobStore(Protocol):
         ``updated_at``; ``created_at`` is kept. The ``revision``, ``created_at`` and
         ``updated_at`` of the argument are ignored. Two concurrent saves of one name both
         succeed, one after the other (revisions n+1 and n+2); neither is lost half-way.
-        A definition deleted and saved again starts over at revision 1.
+        A definition deleted and saved again starts over at revision 1. A ``source`` that
+        is not a registered source type of the database (a row of ``job_sources``, added by
+        the migration that brings the type in) is refused with
+        :class:`~store.errors.StoreError` and nothing is written.
         """
         ...
 

@@ -17,7 +17,7 @@ from scheduler.factories import Firing
 from service.lifecycle import open_runtime
 from service.settings import load_settings
 from store.events import EventStoreOptions, EventType, FileEventStore, Stream
-from store.jobs.models import JobDefinition, JobSource, NewRun, RunStatus, RunTrigger
+from store.jobs.models import JobDefinition, NewRun, RunStatus, RunTrigger
 from store.schedules.models import Schedule
 from tests.acceptance.conftest import Longshore, Process, wait_until
 
@@ -111,8 +111,8 @@ async def test_every_job_definition_is_a_factory_of_its_name_until_it_is_deleted
         assert runtime.factories.names() == ["builtin.noop"]
         job = JobDefinition(
             name="nightly-report",
-            source=JobSource.TARBALL_PATH,
-            tarball_path="report.tar",
+            source="tarball_path",
+            source_fields={"tarball_path": "report.tar"},
             queue="reports",
             retries=2,
         )
@@ -153,7 +153,9 @@ async def test_every_job_definition_is_a_factory_of_its_name_until_it_is_deleted
 
         # Saving a schedule sees a job created a moment ago, without waiting for the refresh.
         await runtime.stores.jobs.upsert(
-            JobDefinition(name="fresh", source=JobSource.TARBALL_PATH, tarball_path="x.tar")
+            JobDefinition(
+                name="fresh", source="tarball_path", source_fields={"tarball_path": "x.tar"}
+            )
         )
         saved, created = await runtime.manager.save(Schedule(name="fresh", spec="@daily"))
         assert created

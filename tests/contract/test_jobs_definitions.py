@@ -12,7 +12,6 @@ import pytest
 from store.jobs.errors import InvalidJobRecord
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     NewRun,
     OutputLimitAction,
     Resources,
@@ -24,9 +23,8 @@ CLOCK_SLACK = timedelta(seconds=2)
 def git_job(name: str = "nightly-report", **overrides: object) -> JobDefinition:
     fields: dict[str, object] = {
         "name": name,
-        "source": JobSource.GIT_TAG,
-        "repo": "https://git.example.com/team/report.git",
-        "tag": "v1.2.3",
+        "source": "git_tag",
+        "source_fields": {"repo": "https://git.example.com/team/report.git", "tag": "v1.2.3"},
     }
     fields.update(overrides)
     return JobDefinition(**fields)  # type: ignore[arg-type]
@@ -37,9 +35,11 @@ def full_tarball_job() -> JobDefinition:
     return JobDefinition(
         name="etl.load_v2",
         description="Loads the warehouse — ünïcode too",
-        source=JobSource.TARBALL_URL,
-        tarball_url="https://downloads.example.com/etl-2.0.tar.gz",
-        tarball_sha256="ab" * 32,
+        source="tarball_url",
+        source_fields={
+            "tarball_url": "https://downloads.example.com/etl-2.0.tar.gz",
+            "tarball_sha256": "ab" * 32,
+        },
         path="services/etl",
         dockerfile="docker/Dockerfile.prod",
         command=("python", "-m", "etl", "--date", ""),
@@ -86,7 +86,7 @@ async def test_every_field_round_trips(job_store):
     assert same_content(fetched, definition)
     assert isinstance(fetched.command, tuple)
     assert isinstance(fetched.env, tuple)
-    assert fetched.source is JobSource.TARBALL_URL
+    assert fetched.source == "tarball_url"
     assert fetched.on_output_limit is OutputLimitAction.FAIL
 
 
@@ -103,7 +103,7 @@ async def test_saving_again_replaces_the_definition_and_increments_the_revision(
     assert second.updated_at > first.updated_at
     # Every field is replaced, including those the new version leaves at their defaults.
     assert same_content(second, changed)
-    assert second.tarball_url is None
+    assert "tarball_url" not in second.source_fields
     assert second.env == ()
     assert second.output_bytes is None
     assert await job_store.get(first.name) == second

@@ -172,7 +172,7 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
         assert replaced["createdAt"] == job["createdAt"]
         stored = await admin.runtime.stores.jobs.get("nightly-report")
         assert stored is not None
-        assert stored.tag == "v2.0.0"
+        assert stored.source_fields["tag"] == "v2.0.0"
 
         response = await client.delete("/jobs/cleanup", headers=ADMIN)
         assert response.status_code == 200

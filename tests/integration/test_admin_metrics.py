@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events.models import EventType, NewEvent, Stream
-from store.jobs.models import JobDefinition, JobSource, NewRun, RunStatus, RunTrigger
+from store.jobs.models import JobDefinition, NewRun, RunStatus, RunTrigger
 from store.queue.models import NewTask, TaskState
 from store.schedules.models import Schedule
 from tests.integration.admin_harness import ADMIN, VIEWER, FullAdmin, full_admin
@@ -243,7 +243,9 @@ async def test_a_real_run_is_counted_with_its_build_and_run_durations(
     async with full_admin(backend, queue_location, tmp_path, settings=settings) as admin:
         runtime = admin.runtime
         await runtime.stores.jobs.upsert(
-            JobDefinition(name="hello", source=JobSource.TARBALL_PATH, tarball_path="job.tar.gz")
+            JobDefinition(
+                name="hello", source="tarball_path", source_fields={"tarball_path": "job.tar.gz"}
+            )
         )
         await scrape(admin.client)  # the metrics exist from here on
         task_id, _ = await runtime.job_runner.submit("hello", trigger=RunTrigger.API, actor="t")

@@ -41,7 +41,6 @@ from store.events import (
 )
 from store.jobs.models import (
     JobDefinition,
-    JobSource,
     NewRun,
     Run,
     RunArtifact,
@@ -345,7 +344,9 @@ async def test_unknown_runs_and_artifacts_are_404(admin: FullAdmin) -> None:
 
 async def define_job(admin: FullAdmin, name: str) -> None:
     await admin.runtime.stores.jobs.upsert(
-        JobDefinition(name=name, source=JobSource.TARBALL_PATH, tarball_path=f"{name}.tar.gz")
+        JobDefinition(
+            name=name, source="tarball_path", source_fields={"tarball_path": f"{name}.tar.gz"}
+        )
     )
 
 

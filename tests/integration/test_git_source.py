@@ -28,16 +28,15 @@ from jobrunner.errors import (
     SourceRejected,
     UnsafeArchive,
 )
-from jobrunner.sources.git import (
-    GitSource,
-    _Git,
-    fetch_git_tag,
-    git_cache_dir,
+from jobrunner.sources.git.cache import git_cache_dir
+from jobrunner.sources.git.environment import (
     git_config_args,
     git_env,
     system_ca_bundle,
     write_ca_bundle,
 )
+from jobrunner.sources.git.fetch import GitSource, fetch_git_tag
+from jobrunner.sources.git.process import GitRunner
 from tests.integration.git_server import GitServer, WorkRepo
 from tests.integration.tls_server import Response, redirect
 
@@ -320,7 +319,7 @@ async def test_a_guard_stops_a_running_git_at_once(
     home = tmp_path / "home"
     home.mkdir()
     ca = server.tls.write_ca(tmp_path / "ca.pem")
-    runner = _Git(
+    runner = GitRunner(
         binary="git", env=git_env(home), options=git_config_args(ca_bundle=ca), cwd=tmp_path
     )
     started = time.monotonic()

@@ -24,7 +24,7 @@ from jobrunner.engine import LABEL_JOB, LABEL_RUN, ContainerEngine
 from jobrunner.errors import EngineUnavailable
 from jobrunner.runner import INTERRUPTED, LABEL_SCOPE, JobRunner
 from store.events import EventType
-from store.jobs.models import JobSource, RunStatus, RunTrigger
+from store.jobs.models import RunStatus, RunTrigger
 from store.queue.models import NewTask, TaskState, WorkerInfo
 from tests.integration.docker_images import BUSYBOX_IMAGE
 from tests.integration.test_job_runs import (
@@ -85,8 +85,8 @@ async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env
     names = {}
     for role in ("dead", "live", "waiting"):
         job = await env.define(
-            source=JobSource.TARBALL_PATH,
-            tarball_path="s.tar.gz",
+            source="tarball_path",
+            source_fields={"tarball_path": "s.tar.gz"},
             queue=f"{role}-{env.tag_prefix}",
         )
         names[role] = job.name
@@ -145,8 +145,8 @@ async def test_a_worker_without_a_docker_engine_runs_builtins_and_retries_job_ru
 ) -> None:
     (env.tarball_dir / "hi.tar.gz").write_bytes(tarball(job_files("echo hi\n")))
     job = await env.define(
-        source=JobSource.TARBALL_PATH,
-        tarball_path="hi.tar.gz",
+        source="tarball_path",
+        source_fields={"tarball_path": "hi.tar.gz"},
         queue=f"jobs-{env.tag_prefix}",
         retries=3,
     )

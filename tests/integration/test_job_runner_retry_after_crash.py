@@ -18,7 +18,7 @@ import pytest
 from jobrunner.engine import LABEL_RUN
 from jobrunner.runner import INTERRUPTED
 from store.events import EventType
-from store.jobs.models import JobSource, RunStatus, RunTrigger
+from store.jobs.models import RunStatus, RunTrigger
 from store.queue.models import TaskState, WorkerInfo
 from tests.integration.test_job_runner_recovery import start_container
 from tests.integration.test_job_runs import (
@@ -42,7 +42,10 @@ async def test_a_retry_ends_the_dead_attempts_run_and_removes_its_container(env:
     (env.tarball_dir / "ok.tar.gz").write_bytes(tarball(job_files("echo retried\n")))
     job_queue = f"jobs-{env.tag_prefix}"
     job = await env.define(
-        source=JobSource.TARBALL_PATH, tarball_path="ok.tar.gz", queue=job_queue, retries=2
+        source="tarball_path",
+        source_fields={"tarball_path": "ok.tar.gz"},
+        queue=job_queue,
+        retries=2,
     )
     task_id, first_id = await env.runner.submit(job.name, trigger=RunTrigger.API, actor="t")
 
@@ -97,8 +100,8 @@ async def test_the_sweep_ends_a_dead_workers_run_that_no_retry_will_end(env: Env
     runs: dict[str, str] = {}
     for role in ("dead", "live"):
         job = await env.define(
-            source=JobSource.TARBALL_PATH,
-            tarball_path="s.tar.gz",
+            source="tarball_path",
+            source_fields={"tarball_path": "s.tar.gz"},
             queue=f"{role}-{env.tag_prefix}",
             retries=0,
         )

@@ -30,7 +30,7 @@ from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.artifacts import ArtifactStore
 from store.events import Event, EventStoreOptions, EventType, FileEventStore, NewEvent
-from store.jobs.models import JobDefinition, JobSource, Run, RunStatus, RunTrigger
+from store.jobs.models import JobDefinition, Run, RunStatus, RunTrigger
 from store.queue.models import TaskState
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
 from tests.integration.git_server import GitServer, WorkRepo
@@ -89,7 +89,10 @@ class Env:
         return saved
 
     def git_job(self, tag: str) -> dict[str, Any]:
-        return {"source": JobSource.GIT_TAG, "repo": self.server.url("jobs.git"), "tag": tag}
+        return {
+            "source": "git_tag",
+            "source_fields": {"repo": self.server.url("jobs.git"), "tag": tag},
+        }
 
     async def run_until(
         self, done: Callable[[], Awaitable[bool]], *, timeout: float = 40.0
@@ -247,13 +250,12 @@ async def test_tarball_url_and_tarball_path_jobs_run(env: Env) -> None:
     (env.tarball_dir / "proj.tar.gz").write_bytes(data)
 
     by_url = await env.define(
-        source=JobSource.TARBALL_URL,
-        tarball_url=env.server.tls.url("/proj.tar.gz"),
-        tarball_sha256=sha,
+        source="tarball_url",
+        source_fields={"tarball_url": env.server.tls.url("/proj.tar.gz"), "tarball_sha256": sha},
         **job_queue(env),
     )
     by_path = await env.define(
-        source=JobSource.TARBALL_PATH, tarball_path="proj.tar.gz", tarball_sha256=sha
+        source="tarball_path", source_fields={"tarball_path": "proj.tar.gz", "tarball_sha256": sha}
     )
     for job in (by_url, by_path):
         _, [run] = await env.run_job(job.name)
@@ -266,9 +268,11 @@ async def test_wrong_sha256_is_refused_before_anything_is_built(env: Env) -> Non
     data = tarball(job_files(f"echo never {env.tag_prefix}\n"))
     env.server.tls.routes["/bad.tar.gz"] = data
     job = await env.define(
-        source=JobSource.TARBALL_URL,
-        tarball_url=env.server.tls.url("/bad.tar.gz"),
-        tarball_sha256="0" * 64,
+        source="tarball_url",
+        source_fields={
+            "tarball_url": env.server.tls.url("/bad.tar.gz"),
+            "tarball_sha256": "0" * 64,
+        },
         retries=3,
     )
     task_id, [run] = await env.run_job(job.name)
@@ -287,7 +291,9 @@ async def test_wrong_sha256_is_refused_before_anything_is_built(env: Env) -> Non
 async def test_non_zero_exit_is_retried_then_dead_lettered_one_run_per_attempt(env: Env) -> None:
     data = tarball(job_files(f"echo failing {env.tag_prefix}\nexit 3\n"))
     (env.tarball_dir / "fail.tar.gz").write_bytes(data)
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="fail.tar.gz", retries=2)
+    job = await env.define(
+        source="tarball_path", source_fields={"tarball_path": "fail.tar.gz"}, retries=2
+    )
     task_id, runs = await env.run_job(job.name)
     assert [run.attempt for run in runs] == [1, 2, 3]
     assert all(run.status is RunStatus.FAILED and run.exit_code == 3 for run in runs)
@@ -300,7 +306,9 @@ async def test_non_zero_exit_is_retried_then_dead_lettered_one_run_per_attempt(e
 async def test_cancelling_a_running_run_stops_it_and_leaves_no_container(env: Env) -> None:
     data = tarball(job_files(f"echo started {env.tag_prefix}\nsleep 60\n"))
     (env.tarball_dir / "sleep.tar.gz").write_bytes(data)
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="sleep.tar.gz", retries=2)
+    job = await env.define(
+        source="tarball_path", source_fields={"tarball_path": "sleep.tar.gz"}, retries=2
+    )
     task_id, run_id = await env.runner.submit(job.name, trigger=RunTrigger.API, actor="tester")
     cancelled = False
 
@@ -331,7 +339,7 @@ async def test_artifacts_are_recorded_and_their_bytes_match(env: Env) -> None:
         "head -c 5000 /dev/zero > /artifacts/sub/zeros.bin\n"
     )
     (env.tarball_dir / "art.tar.gz").write_bytes(tarball(job_files(script)))
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="art.tar.gz")
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "art.tar.gz"})
     _, [run] = await env.run_job(job.name)
     assert run.status is RunStatus.SUCCEEDED, run.error
     assert {a.name for a in run.artifacts} == {"report.txt", "sub/zeros.bin"}
@@ -372,7 +380,7 @@ async def test_a_run_emits_an_event_per_transition_with_its_fields_and_live_outp
     lines = [f"line {i} {env.tag_prefix}" for i in range(5)]
     script = "".join(f"echo '{line}'\nsleep 0.2\n" for line in lines)
     (env.tarball_dir / "ev.tar.gz").write_bytes(tarball(job_files(script)))
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="ev.tar.gz")
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "ev.tar.gz"})
     task_id, run_id = await env.runner.submit(job.name, trigger=RunTrigger.API, actor="tester")
     seen_running: list[int] = []
 
@@ -434,7 +442,7 @@ async def test_a_run_emits_an_event_per_transition_with_its_fields_and_live_outp
 async def test_chatty_output_is_coalesced_into_bounded_events(env: Env) -> None:
     script = 'i=0\nwhile [ $i -lt 3000 ]; do echo "line number $i"; i=$((i+1)); done\n'
     (env.tarball_dir / "chatty.tar.gz").write_bytes(tarball(job_files(script)))
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="chatty.tar.gz")
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "chatty.tar.gz"})
     _, [run] = await env.run_job(job.name)
     assert run.status is RunStatus.SUCCEEDED, run.error
     outputs = output_events(await env.events.by_run(run.run_id))
@@ -477,7 +485,7 @@ def runner_with_events(env: Env, events: Any) -> JobRunner:
 
 async def test_a_failing_event_store_never_fails_a_run(env: Env) -> None:
     (env.tarball_dir / "ok.tar.gz").write_bytes(tarball(job_files("echo fine\n")))
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="ok.tar.gz")
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "ok.tar.gz"})
     env.runner = runner_with_events(env, FailingEvents())
     _, [run] = await env.run_job(job.name)
     assert run.status is RunStatus.SUCCEEDED, run.error
@@ -489,7 +497,7 @@ async def test_a_slow_event_store_drops_live_output_but_the_run_keeps_all_of_it(
 ) -> None:
     script = 'i=0\nwhile [ $i -lt 40000 ]; do echo "line number $i"; i=$((i+1)); done\n'
     (env.tarball_dir / "slow.tar.gz").write_bytes(tarball(job_files(script)))
-    job = await env.define(source=JobSource.TARBALL_PATH, tarball_path="slow.tar.gz")
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "slow.tar.gz"})
     slow = FailingEvents(delay=0.5)
     env.runner = runner_with_events(env, slow)
     started = time.monotonic()

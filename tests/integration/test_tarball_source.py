@@ -29,7 +29,8 @@ from jobrunner.errors import (
     NotAllowed,
     SourceRejected,
 )
-from jobrunner.sources.tarball import cache_dir, fetch_tarball_url, resolve_tarball_path
+from jobrunner.sources.tarball.download import cache_dir, fetch_tarball_url
+from jobrunner.sources.tarball.local import resolve_tarball_path
 from tests.integration.tls_server import Response, TLSServer, redirect, trickle
 
 DOCKERFILE = b"FROM scratch\nCOPY . /\n"

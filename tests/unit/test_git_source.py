@@ -10,18 +10,10 @@ import pytest
 
 from jobrunner.config import RunnerConfig
 from jobrunner.errors import FetchFailed, InvalidDefinition, NotAllowed, SourceRejected
-from jobrunner.sources.git import (
-    check_repo_url,
-    check_tag,
-    classify_git_error,
-    curl_resolve_entry,
-    git_config_args,
-    git_env,
-    parse_ls_remote,
-    pick_commit,
-    repo_allowed,
-    scrub,
-)
+from jobrunner.sources.git.environment import curl_resolve_entry, git_config_args, git_env
+from jobrunner.sources.git.names import check_repo_url, check_tag, repo_allowed
+from jobrunner.sources.git.process import classify_git_error, scrub
+from jobrunner.sources.git.refs import parse_ls_remote, pick_commit
 
 HOME = Path("/run/x/home")
 COMMIT = "2bffe17cd0ec976a7756e1e00c6b304754bdbb0c"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobrunner.sources.gitrefs import ls_refs_request, parse_ls_refs, pkt_line
+from jobrunner.sources.git.refs import ls_refs_request, parse_ls_refs, pkt_line
 
 A = "a" * 40
 B = "b" * 40

@@ -11,7 +11,7 @@ import pytest
 from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition
-from store.jobs.models import JobDefinition, JobSource, OutputLimitAction, Resources
+from store.jobs.models import JobDefinition, OutputLimitAction, Resources
 
 SHA = "ab" * 32
 
@@ -25,36 +25,43 @@ CONFIG = RunnerConfig(
 )
 
 
+SOURCE_FIELDS = ("repo", "tag", "tarball_url", "tarball_path", "tarball_sha256")
+
+
+def job(fields: dict[str, object], overrides: dict[str, object]) -> JobDefinition:
+    """A definition of ``fields`` and ``overrides``, the source's fields among them."""
+    fields.update(overrides)
+    source_fields = {key: fields.pop(key) for key in SOURCE_FIELDS if key in fields}
+    return JobDefinition(source_fields=source_fields, **fields)  # type: ignore[arg-type]
+
+
 def git_job(**overrides: object) -> JobDefinition:
     fields: dict[str, object] = {
         "name": "nightly-report",
-        "source": JobSource.GIT_TAG,
+        "source": "git_tag",
         "repo": "https://git.example.com/team/report.git",
         "tag": "v1.2.3",
     }
-    fields.update(overrides)
-    return JobDefinition(**fields)  # type: ignore[arg-type]
+    return job(fields, overrides)
 
 
 def url_job(**overrides: object) -> JobDefinition:
     fields: dict[str, object] = {
         "name": "etl",
-        "source": JobSource.TARBALL_URL,
+        "source": "tarball_url",
         "tarball_url": "https://downloads.example.com/etl-2.0.tar.gz",
         "tarball_sha256": SHA,
     }
-    fields.update(overrides)
-    return JobDefinition(**fields)  # type: ignore[arg-type]
+    return job(fields, overrides)
 
 
 def path_job(**overrides: object) -> JobDefinition:
     fields: dict[str, object] = {
         "name": "local",
-        "source": JobSource.TARBALL_PATH,
+        "source": "tarball_path",
         "tarball_path": "team/job.tar.gz",
     }
-    fields.update(overrides)
-    return JobDefinition(**fields)  # type: ignore[arg-type]
+    return job(fields, overrides)
 
 
 def refused(defn: JobDefinition, field: str, config: RunnerConfig = CONFIG) -> str:
@@ -96,7 +103,7 @@ def test_a_full_definition_passes_and_is_normalised():
 
     checked = validate_definition(defn, CONFIG)
 
-    assert checked.tarball_sha256 == SHA
+    assert checked.source_fields.get("tarball_sha256") == SHA
     assert checked.path == "services/etl"
     assert checked.dockerfile == "docker/Dockerfile.prod"
     assert checked.command == ("python", "-m", "etl", "")
@@ -113,7 +120,7 @@ def test_empty_strings_from_seed_clients_count_as_unset():
 
     checked = validate_definition(defn, CONFIG)
 
-    assert (checked.tarball_url, checked.tarball_path, checked.tarball_sha256) == (None,) * 3
+    assert checked.source_fields == {"repo": defn.source_fields["repo"], "tag": "v1.2.3"}
     assert checked.path is None
     assert checked.dockerfile == "Dockerfile"
 
@@ -168,8 +175,13 @@ def test_each_source_requires_its_fields(make, missing, field):
 
 
 def test_a_tarball_path_needs_no_sha256():
-    assert validate_definition(path_job(), CONFIG).tarball_sha256 is None
-    assert validate_definition(path_job(tarball_sha256=SHA), CONFIG).tarball_sha256 == SHA
+    assert validate_definition(path_job(), CONFIG).source_fields.get("tarball_sha256") is None
+    assert (
+        validate_definition(path_job(tarball_sha256=SHA), CONFIG).source_fields.get(
+            "tarball_sha256"
+        )
+        == SHA
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,7 +219,7 @@ def test_source_fields_must_be_strings():
     ],
 )
 def test_allowlisted_repositories_pass(repo):
-    assert validate_definition(git_job(repo=repo), CONFIG).repo == repo
+    assert validate_definition(git_job(repo=repo), CONFIG).source_fields.get("repo") == repo
 
 
 @pytest.mark.parametrize(
@@ -227,7 +239,7 @@ def test_repositories_outside_the_allowlist_are_refused(repo):
 def test_a_star_allows_any_https_repository():
     config = dataclasses.replace(CONFIG, repo_allowlist=("*",))
     repo = "https://anything.example.net/x.git"
-    assert validate_definition(git_job(repo=repo), config).repo == repo
+    assert validate_definition(git_job(repo=repo), config).source_fields.get("repo") == repo
 
 
 def test_an_empty_allowlist_allows_no_repository():
@@ -256,7 +268,7 @@ def test_plain_http_repositories_pass_only_when_allowed():
     repo = "http://git.example.com/team/report.git"
     assert "plain http" in refused(git_job(repo=repo), "repo")
     config = dataclasses.replace(CONFIG, allow_http=True, repo_allowlist=("*",))
-    assert validate_definition(git_job(repo=repo), config).repo == repo
+    assert validate_definition(git_job(repo=repo), config).source_fields.get("repo") == repo
 
 
 @pytest.mark.parametrize(
@@ -285,14 +297,14 @@ def test_a_repository_at_a_private_address_is_refused_unless_allowed():
     repo = "https://127.0.0.1:8443/team/x.git"
     assert "not public" in refused(git_job(repo=repo), "repo", config)
     allowed = dataclasses.replace(config, allow_private_hosts=True)
-    assert validate_definition(git_job(repo=repo), allowed).repo == repo
+    assert validate_definition(git_job(repo=repo), allowed).source_fields.get("repo") == repo
 
 
 @pytest.mark.parametrize(
     "tag", ["v1.2.3", "1.0", "release/2024-01", "v1.0.0+build.5", "V_2", "a" * 128]
 )
 def test_ordinary_tags_pass(tag):
-    assert validate_definition(git_job(tag=tag), CONFIG).tag == tag
+    assert validate_definition(git_job(tag=tag), CONFIG).source_fields.get("tag") == tag
 
 
 @pytest.mark.parametrize(
@@ -340,7 +352,10 @@ def test_a_tarball_host_outside_the_allowlist_is_refused():
 
 def test_tarball_hosts_compare_without_case():
     url = "https://DOWNLOADS.example.com/etl.tar.gz?sig=abc"
-    assert validate_definition(url_job(tarball_url=url), CONFIG).tarball_url == url
+    assert (
+        validate_definition(url_job(tarball_url=url), CONFIG).source_fields.get("tarball_url")
+        == url
+    )
 
 
 @pytest.mark.parametrize(

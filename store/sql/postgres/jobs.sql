@@ -7,22 +7,18 @@
 -- returned revision of 1 means the row was created. The row lock of ON CONFLICT serialises
 -- concurrent saves of one name.
 INSERT INTO job_definitions (
-    name, revision, description, source, repo, tag, tarball_url, tarball_path,
-    tarball_sha256, path, dockerfile, command, env, queue, retries, timeout_seconds,
-    memory_mb, cpus, pids_limit, network, artifacts_path, output_bytes, on_output_limit
+    name, revision, description, source, source_fields, path, dockerfile, command, env,
+    queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
+    output_bytes, on_output_limit
 ) VALUES (
-    $1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13, $14, $15, $16,
-    $17, $18, $19, $20, $21, $22
+    $1, 1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
     description = excluded.description,
     source = excluded.source,
-    repo = excluded.repo,
-    tag = excluded.tag,
-    tarball_url = excluded.tarball_url,
-    tarball_path = excluded.tarball_path,
-    tarball_sha256 = excluded.tarball_sha256,
+    source_fields = excluded.source_fields,
     path = excluded.path,
     dockerfile = excluded.dockerfile,
     command = excluded.command,

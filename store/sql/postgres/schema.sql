@@ -288,18 +288,21 @@ $$;
 
 -- Container jobs (migration 002).
 
--- One row per job definition; command and env are JSON arrays of strings. revision counts
--- saves (1 when created).
+-- The source types the database knows (migration 006): one row each, inserted by the
+-- migration that brings the type in (git_tag, tarball_url and tarball_path by 006).
+CREATE TABLE job_sources (
+    name text PRIMARY KEY
+);
+
+-- One row per job definition; source_fields (the source type's fields, by name; since
+-- migration 006) is a JSON object of strings, command and env are JSON arrays of strings.
+-- revision counts saves (1 when created).
 CREATE TABLE job_definitions (
     name text PRIMARY KEY,
     revision integer NOT NULL,
     description text NOT NULL DEFAULT '',
-    source text NOT NULL CHECK (source IN ('git_tag', 'tarball_url', 'tarball_path')),
-    repo text,
-    tag text,
-    tarball_url text,
-    tarball_path text,
-    tarball_sha256 text,
+    source text NOT NULL REFERENCES job_sources (name),
+    source_fields jsonb NOT NULL DEFAULT '{}',
     path text,
     dockerfile text NOT NULL,
     command jsonb NOT NULL DEFAULT '[]',

@@ -1,6 +1,6 @@
 -- Named queries of store.jobs.sqlite. Timestamps are epoch microseconds; :now is passed in
--- by the caller so that one operation uses one clock reading. command, env and artifacts
--- are JSON text.
+-- by the caller so that one operation uses one clock reading. source_fields, command, env
+-- and artifacts are JSON text.
 
 -- ---------------------------------------------------------------------------- definitions
 
@@ -8,25 +8,19 @@
 -- Every field is replaced; created_at is kept and the revision incremented on update, so a
 -- returned revision of 1 means the row was created.
 INSERT INTO job_definitions (
-    name, revision, description, source, repo, tag, tarball_url, tarball_path,
-    tarball_sha256, path, dockerfile, command, env, queue, retries, timeout_seconds,
-    memory_mb, cpus, pids_limit, network, artifacts_path, output_bytes, on_output_limit,
-    created_at, updated_at
+    name, revision, description, source, source_fields, path, dockerfile, command, env,
+    queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
+    output_bytes, on_output_limit, created_at, updated_at
 ) VALUES (
-    :name, 1, :description, :source, :repo, :tag, :tarball_url, :tarball_path,
-    :tarball_sha256, :path, :dockerfile, :command, :env, :queue, :retries, :timeout_seconds,
-    :memory_mb, :cpus, :pids_limit, :network, :artifacts_path, :output_bytes,
-    :on_output_limit, :now, :now
+    :name, 1, :description, :source, :source_fields, :path, :dockerfile, :command, :env,
+    :queue, :retries, :timeout_seconds, :memory_mb, :cpus, :pids_limit, :network,
+    :artifacts_path, :output_bytes, :on_output_limit, :now, :now
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
     description = excluded.description,
     source = excluded.source,
-    repo = excluded.repo,
-    tag = excluded.tag,
-    tarball_url = excluded.tarball_url,
-    tarball_path = excluded.tarball_path,
-    tarball_sha256 = excluded.tarball_sha256,
+    source_fields = excluded.source_fields,
     path = excluded.path,
     dockerfile = excluded.dockerfile,
     command = excluded.command,

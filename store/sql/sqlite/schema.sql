@@ -86,19 +86,21 @@ CREATE TABLE workers (
 
 -- Container jobs (migration 002); timestamps as above.
 
--- One row per job definition; command and env are JSON arrays of strings. revision counts
--- saves (1 when created).
+-- The source types the database knows (migration 005): one row each, inserted by the
+-- migration that brings the type in (git_tag, tarball_url and tarball_path by 005).
+CREATE TABLE job_sources (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+
+-- One row per job definition; source_fields (the source type's fields, by name; since
+-- migration 005) is a JSON object of strings, command and env are JSON arrays of strings.
+-- revision counts saves (1 when created).
 CREATE TABLE job_definitions (
     name            TEXT    PRIMARY KEY,
     revision        INTEGER NOT NULL,
     description     TEXT    NOT NULL DEFAULT '',
-    source          TEXT    NOT NULL
-                    CHECK (source IN ('git_tag', 'tarball_url', 'tarball_path')),
-    repo            TEXT,
-    tag             TEXT,
-    tarball_url     TEXT,
-    tarball_path    TEXT,
-    tarball_sha256  TEXT,
+    source          TEXT    NOT NULL REFERENCES job_sources (name),
+    source_fields   TEXT    NOT NULL DEFAULT '{}',
     path            TEXT,
     dockerfile      TEXT    NOT NULL,
     command         TEXT    NOT NULL DEFAULT '[]',

@@ -1,4 +1,11 @@
-"""Resolving a tag with one HTTPS request: git's smart-HTTP protocol v2 ``ls-refs``.
+"""Resolving a tag to the commit it names, without fetching anything.
+
+Only the exact names ``refs/tags/T`` and ``refs/tags/T^{}`` count (:func:`pick_commit`: the
+peeled commit of an annotated tag; the tag itself for a lightweight one), so a branch ``T``
+is never used; when only a branch of that name exists the error says so
+(:class:`SourceRejected`). The refs are asked for in one of two ways.
+
+**One HTTPS request** (:func:`ls_refs`): git's smart-HTTP protocol v2 ``ls-refs``.
 
 ``git ls-remote`` costs a process, a TLS handshake and two requests (the capability
 advertisement, then ``ls-refs``). Every run of a git-tag job resolves its tag, and on a rerun
@@ -15,6 +22,11 @@ most :data:`MAX_RESPONSE_BYTES` within the time left. Whenever the answer is any
 clean protocol-v2 ref list (another status, a redirect, a server without v2, a malformed
 line, a network error) it returns ``None`` and the caller asks ``git ls-remote``, whose
 errors are classified as before.
+
+**git ls-remote** (:func:`ls_remote_commit`):
+``git ls-remote -- <url> refs/tags/T refs/tags/T^{} refs/heads/T`` (protocol v2: one
+``info/refs`` GET and one ``ls-refs`` POST), run by
+:class:`~jobrunner.sources.git.process.GitRunner`.
 """
 
 from __future__ import annotations
@@ -23,19 +35,23 @@ import functools
 import logging
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import SplitResult
 
 import httpx
 
+from jobrunner.errors import SourceRejected
+from jobrunner.sources.git.process import GitRunner, classify_git_error
 from jobrunner.sources.netcheck import IPAddress
 
 logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 TIMEOUT_SECONDS = 10.0
-_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""Seconds the one-request lookup may take before ``git ls-remote`` is asked instead."""
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""A SHA-1 or SHA-256 object name as git prints it."""
 
 
 def pkt_line(data: str) -> bytes:
@@ -74,13 +90,13 @@ def parse_ls_refs(body: bytes) -> dict[str, str] | None:
         position += length
         oid, _, rest = line.partition(" ")
         name, *attributes = rest.split(" ")
-        if not _OBJECT_ID.fullmatch(oid) or not name.startswith("refs/"):
+        if not OBJECT_ID.fullmatch(oid) or not name.startswith("refs/"):
             return None
         refs[name] = oid
         for attribute in attributes:
             if attribute.startswith("peeled:"):
                 peeled = attribute.removeprefix("peeled:")
-                if not _OBJECT_ID.fullmatch(peeled):
+                if not OBJECT_ID.fullmatch(peeled):
                     return None
                 refs[f"{name}^{{}}"] = peeled
 
@@ -157,3 +173,37 @@ async def ls_refs(
         logger.debug("ls-refs over https failed; using git", extra={"error": str(exc)})
         return None
     return parse_ls_refs(bytes(body))
+
+
+def parse_ls_remote(output: bytes) -> dict[str, str]:
+    """``ref name -> object id`` from ``git ls-remote`` output (malformed lines skipped)."""
+    refs: dict[str, str] = {}
+    for line in output.decode("utf-8", "replace").splitlines():
+        sha, _, name = line.partition("\t")
+        if OBJECT_ID.fullmatch(sha) and name:
+            refs[name] = sha
+    return refs
+
+
+async def ls_remote_commit(git: GitRunner, repo: str, tag: str, host: str) -> str:
+    """The commit ``refs/tags/<tag>`` names on the server, by ``ls-remote``."""
+    tag_ref = f"refs/tags/{tag}"
+    result = await git.run("ls-remote", "--", repo, tag_ref, f"{tag_ref}^{{}}", f"refs/heads/{tag}")
+    if result.returncode != 0:
+        raise classify_git_error(result.stderr, result.returncode, "ls-remote", repo, host)
+    return pick_commit(parse_ls_remote(result.stdout), tag, repo)
+
+
+def pick_commit(refs: Mapping[str, str], tag: str, repo: str) -> str:
+    """The object ``refs/tags/<tag>`` stands for: the peeled ``^{}`` entry of an annotated
+    tag, else the tag's own entry. Never a branch: :class:`SourceRejected` when there is no
+    such tag (saying so when a branch of that name exists)."""
+    tag_ref = f"refs/tags/{tag}"
+    commit = refs.get(f"{tag_ref}^{{}}") or refs.get(tag_ref)
+    if commit is None:
+        if f"refs/heads/{tag}" in refs:
+            raise SourceRejected(
+                f"repo {repo} has no tag {tag!r}; {tag!r} is a branch, and only tags can be used"
+            )
+        raise SourceRejected(f"repo {repo} has no tag {tag!r}")
+    return commit

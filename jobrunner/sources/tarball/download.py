@@ -1,10 +1,5 @@
-"""Tarball sources: an HTTPS URL, or a file under ``WORKER_JOB_TARBALL_DIR``.
-
-Both end in a :class:`VerifiedTarball`: a private copy of the exact bytes whose SHA256 was
-computed (and, when the job pins one, compared) before anything else looks at them. Its
-entries are checked later, by :mod:`jobrunner.archive`, when the build context is made.
-
-**URL** (:func:`fetch_tarball_url`), every rule checked on every redirect hop:
+"""Tarballs from an HTTPS URL (:func:`fetch_tarball_url`), every rule checked on every
+redirect hop:
 
 - ``https`` only (``http`` only with ``allow_http``); no credentials in the URL;
 - the host is in ``tarball_allowlist`` and every address it resolves to is public unless
@@ -24,40 +19,33 @@ entries are checked later, by :mod:`jobrunner.archive`, when the build context i
   one deadline, ``tarball_timeout``: :class:`FetchFailed`, worth a retry;
 - TLS trusts the system's CAs plus ``ca_file`` when set (added, not replacing them).
 
-``tarballSha256`` is **optional** for URL sources, as in the design this comes from ("validated
-when provided"): when it is given, a mismatch is a :class:`ChecksumMismatch` and nothing is
-kept; when it is not, the computed SHA256 is returned so the run records what it used
-(``sourceSha256``). Pinning is what makes a source reproducible and cacheable: a verified
-download is stored in the content-addressed :class:`~jobrunner.cache.DownloadCache`, and a fetch
-pinned to a SHA256 found there makes no network request (the URL is still checked against
-the scheme and the allowlist, which may have changed since). HTTP 4xx answers other than
-408/425/429 are permanent (:class:`SourceRejected`); 5xx, those three and network errors are
-transient (:class:`FetchFailed`), as is a TLS failure (the certificate may be renewed).
-
-**Path** (:func:`resolve_tarball_path`): relative, without ``..``, resolved inside
-``tarball_dir`` with symbolic links followed and the result required to stay inside; the file
-is opened without following a final link, checked again through the open descriptor (so a
-link swapped in after the check does not count), and hashed (or copied and hashed) from that
-descriptor, capped at ``tarball_max_bytes``.
+A pinned SHA256 is optional here, as in the design this comes from ("validated when
+provided"; the ``tarball_url`` source type requires one): when it is given, a mismatch is a
+:class:`ChecksumMismatch` and nothing is kept; when it is not, the computed SHA256 is returned
+so the run records what it used (``sourceSha256``). Pinning is what makes a source
+reproducible and cacheable: a verified download is stored in the content-addressed
+:class:`~jobrunner.cache.DownloadCache`, and a fetch pinned to a SHA256 found there makes no
+network request (the URL is still checked against the scheme and the allowlist, which may have
+changed since). HTTP 4xx answers other than 408/425/429 are permanent
+(:class:`SourceRejected`); 5xx, those three and network errors are transient
+(:class:`FetchFailed`), as is a TLS failure (the certificate may be renewed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import ssl
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import httpx
 
-from jobrunner.cache import DownloadCache, copy_and_hash, normalise_sha256
+from jobrunner.cache import DownloadCache, normalise_sha256, remove_quietly
 from jobrunner.config import RunnerConfig
 from jobrunner.errors import ChecksumMismatch, FetchFailed, NotAllowed, SourceRejected
 from jobrunner.sources.netcheck import (
@@ -66,6 +54,9 @@ from jobrunner.sources.netcheck import (
     check_scheme,
     resolve_checked,
 )
+from jobrunner.sources.tarball.verified import VerifiedTarball
+
+__all__ = ["cache_dir", "fetch_tarball_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,33 +65,9 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 425, 429})
 _USER_AGENT: Final = "longshore-jobrunner"
 
 
-@dataclass(frozen=True, kw_only=True)
-class VerifiedTarball:
-    """Bytes whose SHA256 is known (and matched the pin, when there was one)."""
-
-    path: Path
-    """The verified bytes. For URL sources (and paths given a ``dest_dir``) a private copy in
-    ``dest_dir``, which the caller owns and deletes."""
-    sha256: str
-    size: int
-    origin: str
-    """The URL or the relative path the job named."""
-    final_url: str | None = None
-    """The URL the bytes came from after redirects (None for a cache hit or a path)."""
-    from_cache: bool = False
-
-
 def cache_dir(config: RunnerConfig) -> Path:
     """Where verified downloads are cached."""
     return config.tarball_cache_dir or config.work_dir / "tarball-cache"
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-# --- URL sources ---------------------------------------------------------------------------
 
 
 def _parse_url(url: str | httpx.URL, what: str) -> httpx.URL:
@@ -276,7 +243,7 @@ async def fetch_tarball_url(
         dest = dest_dir / f"{download.sha256}.tarball"
         os.replace(tmp, dest)
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise
     try:
         await asyncio.to_thread(cache.store, dest, download.sha256)
@@ -296,100 +263,4 @@ async def fetch_tarball_url(
         size=download.size,
         origin=url,
         final_url=str(download.url),
-    )
-
-
-# --- path sources --------------------------------------------------------------------------
-
-
-def _checked_relative(relative_path: str) -> Path:
-    if not relative_path or "\x00" in relative_path:
-        raise NotAllowed("tarball path: must be a non-empty relative path")
-    if relative_path.startswith("/"):
-        raise NotAllowed(f"tarball path {relative_path!r}: must be relative to the tarball dir")
-    if ".." in relative_path.split("/"):
-        raise NotAllowed(f"tarball path {relative_path!r}: '..' would escape the tarball dir")
-    return Path(relative_path)
-
-
-def _fd_path(fd: int) -> Path | None:
-    """The path the kernel has for an open descriptor (None where /proc is missing)."""
-    try:
-        return Path(os.readlink(f"/proc/self/fd/{fd}"))
-    except OSError:
-        return None
-
-
-def resolve_tarball_path(
-    relative_path: str, sha256: str | None, config: RunnerConfig, dest_dir: Path | None = None
-) -> VerifiedTarball:
-    """Verify the tarball at ``relative_path`` inside ``config.tarball_dir``.
-
-    With ``dest_dir`` the bytes are copied there while they are hashed, and the copy is what
-    the returned value names: later changes to the original cannot reach the build. Without
-    it, the original file is named and the caller accepts that it may change after the check.
-
-    Blocking (file I/O); async callers use ``asyncio.to_thread``.
-
-    Raises:
-        NotAllowed: path sources are off (no ``tarball_dir``), or the path is absolute, has
-            ``..`` or leads outside ``tarball_dir`` through a symbolic link.
-        SourceRejected: no such file, not a regular file, or larger than the cap.
-        ChecksumMismatch: the file does not hash to ``sha256``.
-        InvalidDefinition: ``sha256`` is not 64 hex digits.
-    """
-    pinned = normalise_sha256(sha256) if sha256 is not None else None
-    if config.tarball_dir is None:
-        raise NotAllowed("tarball path sources are off: WORKER_JOB_TARBALL_DIR is not set")
-    relative = _checked_relative(relative_path)
-    try:
-        root = config.tarball_dir.resolve(strict=True)
-        candidate = (root / relative).resolve(strict=True)
-    except FileNotFoundError as exc:
-        raise SourceRejected(f"tarball path {relative_path!r}: no such file") from exc
-    except RuntimeError as exc:  # a symbolic link loop
-        raise NotAllowed(f"tarball path {relative_path!r}: {exc}") from exc
-    if not candidate.is_relative_to(root):
-        raise NotAllowed(f"tarball path {relative_path!r}: leads outside the tarball dir")
-    try:
-        fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SourceRejected(f"tarball path {relative_path!r}: cannot open: {exc}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SourceRejected(f"tarball path {relative_path!r}: not a regular file")
-        # Checked again through the descriptor: a component swapped for a link after
-        # resolve() is caught here.
-        opened = _fd_path(fd)
-        if opened is not None and not opened.is_relative_to(root):
-            raise NotAllowed(f"tarball path {relative_path!r}: leads outside the tarball dir")
-        src = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with src:
-        if dest_dir is None:
-            actual, size = copy_and_hash(src, None, max_bytes=config.tarball_max_bytes)
-            path = candidate
-        else:
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            tmp = dest_dir / f".copy-{secrets.token_hex(8)}.part"
-            try:
-                with tmp.open("xb") as out:
-                    actual, size = copy_and_hash(src, out, max_bytes=config.tarball_max_bytes)
-                if pinned is not None and actual != pinned:
-                    raise _mismatch(relative_path, actual, pinned)
-                path = dest_dir / f"{actual}.tarball"
-                os.replace(tmp, path)
-            except BaseException:
-                _remove_quietly(tmp)
-                raise
-    if pinned is not None and actual != pinned:
-        raise _mismatch(relative_path, actual, pinned)
-    return VerifiedTarball(path=path, sha256=actual, size=size, origin=relative_path)
-
-
-def _mismatch(relative_path: str, actual: str, pinned: str) -> ChecksumMismatch:
-    return ChecksumMismatch(
-        f"tarball path {relative_path!r}: SHA256 is {actual}, expected {pinned}"
     )
