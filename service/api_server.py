@@ -42,8 +42,9 @@ from admin.config import AdminConfig, parse_tokens
 from admin.routes.events import end_event_streams
 from admin.services import AdminServices
 from admin.tls import mtls_config
+from service.addresses import format_host_port
 from service.errors import AdminApiFailed, SettingsError
-from service.settings import Settings, format_host_port
+from service.settings import Settings
 
 __all__ = [
     "TOKEN_FILE",

@@ -7,7 +7,6 @@ a :class:`SettingsError` whose message names the variable, e.g.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from admin.config import Role, parse_roles, parse_tokens
 from scheduler.factories import parse_names, parse_presets
 from scheduler.spec import parse_spec
+from service.addresses import parse_listen_addr
 from service.errors import SettingsError
 from service.units import parse_duration, parse_size
 from store.queue.models import HANDLER_NAME, QUEUE_NAME
@@ -40,8 +40,6 @@ API socket)."""
 _SECRET_FIELDS = frozenset({"admin_token", "admin_approval_token"})
 """Fields whose value is never shown, not even in an error message."""
 _TLS_VARIABLES = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
-_ADDR = re.compile(r"^(?:\[(?P<v6>[^\[\]\s]+)\]|(?P<host>[^\[\]:\s]+)):(?P<port>[0-9]{1,5})$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _PAIR = re.compile(r"^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$")
 
 
@@ -61,33 +59,6 @@ def _parse_pairs(value: Any, what: str) -> dict[str, int]:
             raise ValueError(f"{name!r} is not a valid queue name")
         result[name] = number
     return result
-
-
-def parse_listen_addr(text: str) -> tuple[str, int]:
-    """``host:port`` (an IPv6 address in brackets: ``[::1]:8081``) into ``(host, port)``;
-    raises ``ValueError`` saying what is wrong."""
-    match = _ADDR.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("must be 'host:port' (an IPv6 address in brackets, e.g. '[::1]:8081')")
-    port = int(match["port"])
-    if not 1 <= port <= 65535:
-        raise ValueError("the port must be between 1 and 65535")
-    if match["v6"] is not None:
-        host = match["v6"]
-        try:
-            ipaddress.IPv6Address(host.partition("%")[0])
-        except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
-        return host, port
-    host = match["host"]
-    if not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{host!r} is not a host name or an IP address")
-    return host, port
-
-
-def format_host_port(host: str, port: int) -> str:
-    """The inverse of :func:`parse_listen_addr` (IPv6 addresses in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _duration(value: Any) -> float:

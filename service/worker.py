@@ -23,11 +23,13 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from service.errors import UnknownHandler
+from store.background import TaskOwner
 from store.errors import PermanentFailure, StoreUnavailable
 from store.queue.handlers import Handler, TaskContext
 from store.queue.models import Failure, Task, WorkerInfo
@@ -107,20 +109,20 @@ class Worker:
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": opts.concurrency},
         )
-        background = [
-            asyncio.create_task(self._flush_loop(), name="worker-flush"),
-            asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"),
-            asyncio.create_task(self._maintenance_loop(), name="worker-maintenance"),
-        ]
+        loops = TaskOwner("worker")
+        loops.spawn(self._flush_loop(), name="worker-flush")
+        loops.spawn(self._heartbeat_loop(), name="worker-heartbeat")
+        loops.spawn(self._maintenance_loop(), name="worker-maintenance")
+        handlers = TaskOwner("worker-handlers")
         try:
-            await self._claim_loop(stop)
+            await self._claim_loop(stop, handlers)
         finally:
             self._stopping.set()
-            await self._shutdown(background)
+            await self._shutdown(loops, handlers)
 
     # --- claiming -------------------------------------------------------------------------
 
-    async def _claim_loop(self, stop: asyncio.Event) -> None:
+    async def _claim_loop(self, stop: asyncio.Event, handlers: TaskOwner) -> None:
         opts = self._options
         backoff = 0.1
         while not stop.is_set():
@@ -143,14 +145,14 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             for task in tasks:
-                self._start(task)
+                self._start(handlers, task)
             if tasks:
                 continue
             if opts.drain and not self._active and await self._nothing_left():
                 logger.info("drained: nothing ready or running", extra={})
                 return
             self._slot_freed.clear()
-            waits: list[Awaitable[object]] = [
+            waits: list[Coroutine[Any, Any, object]] = [
                 stop.wait(),
                 self._queue.wait_for_work(opts.poll_interval),
             ]
@@ -175,9 +177,8 @@ class Worker:
             if wanted is None or q.name in wanted
         )
 
-    def _start(self, task: Task) -> None:
-        runner = asyncio.create_task(self._execute(task), name=f"task-{task.id}")
-        self._active[task.id] = runner
+    def _start(self, handlers: TaskOwner, task: Task) -> None:
+        self._active[task.id] = handlers.spawn(self._execute(task), name=f"task-{task.id}")
 
     # --- running a handler ----------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class Worker:
 
     # --- shutdown -----------------------------------------------------------------------
 
-    async def _shutdown(self, background: Sequence[asyncio.Task[None]]) -> None:
+    async def _shutdown(self, loops: TaskOwner, handlers: TaskOwner) -> None:
         opts = self._options
         if self._active:
             logger.info(
@@ -314,17 +315,10 @@ class Worker:
                     runner.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 await asyncio.shield(self._give_back(unfinished))
+        # Every handler has ended by now (finished, or cancelled and its lease given back).
+        await handlers.close()
         await asyncio.shield(self._final_writes())
-        for loop_task in background:
-            loop_task.cancel()
-        results = await asyncio.gather(*background, return_exceptions=True)
-        for loop_task, result in zip(background, results, strict=True):
-            if isinstance(result, Exception):
-                logger.error(
-                    "background loop failed",
-                    extra={"loop": loop_task.get_name()},
-                    exc_info=result,
-                )
+        await loops.close()
         logger.info("worker stopped", extra={"worker_id": self.worker_id})
 
     async def _give_back(self, task_ids: list[int]) -> None:
@@ -356,13 +350,8 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
 
 
-async def _first_of(*awaitables: Awaitable[object]) -> None:
-    """Wait until the first awaitable finishes; cancel the others."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
+async def _first_of(*waits: Coroutine[Any, Any, object]) -> None:
+    """Wait until the first of ``waits`` finishes; cancel the others."""
+    async with TaskOwner("worker-wait") as owner:
+        tasks = [owner.spawn(wait, name="worker-wait") for wait in waits]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from store.background import TaskOwner
 from store.errors import MigrationError, StoreError, StoreUnavailable
 from store.sqlfiles import Migration, migrations, queries
 
@@ -145,7 +146,8 @@ class SqliteDatabase:
         self._reader = reader
         self._checkpointer = checkpointer
         self._closed = False
-        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
+        self._background = TaskOwner("sqlite")
+        self._background.spawn(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> SqliteDatabase:
@@ -187,8 +189,7 @@ class SqliteDatabase:
         if self._closed:
             return
         self._closed = True
-        self._checkpoints.cancel()
-        await asyncio.gather(self._checkpoints, return_exceptions=True)
+        await self._background.close()
         for conn in (self._writer, self._reader, self._checkpointer):
             try:
                 await conn.close()

@@ -1,14 +1,5 @@
-"""The files of an event store and the protocol that lets several processes share them.
-
-Layout of ``<dir>``::
-
-    LOCK                    flock(2) held (exclusively) by whichever process writes, for
-                            the duration of one batch, catch-up or compaction
-    EPOCH                   two little-endian u64 counters: segment rolls, compactions
-    HIGHWATER               the highest id ever assigned, written before retention deletes
-    runs/ schedules/ audit/ one directory per stream holding segment files
-        00000000000000000001.jsonl   named by the lowest id they may hold; the newest one
-        00000000000000052113.jsonl   of each stream is the *active* segment (appended to)
+"""The protocol that lets several processes share the files of an event store (their
+layout is :mod:`store.events._layout`).
 
 Every mutation happens under ``LOCK``. Before writing, a process *catches up*: it reads
 what other processes appended to the active segments since it last looked (and cuts off a
@@ -27,20 +18,28 @@ import contextlib
 import fcntl
 import logging
 import os
-import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from store.events._index import segment_name
+from store.events._layout import (
+    drop_orphan_sidecars,
+    fsync_dir,
+    read_epoch,
+    read_highwater,
+    segment_names,
+    write_all,
+    write_epoch,
+    write_highwater,
+)
 from store.events._records import Scan, make_line, scan
-from store.events._sidecar import SUFFIX, SidecarWriter, frame, sidecar_path
+from store.events._sidecar import SidecarWriter, frame
 from store.events.models import Durability, Event, EventStoreOptions, Stream
 
 logger = logging.getLogger(__name__)
 
-_EPOCH = struct.Struct("<QQ")
 STREAMS = tuple(Stream)
 
 
@@ -95,22 +94,6 @@ class _Active:
     dirty: bool = False
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _segment_names(directory: Path) -> list[int]:
-    names = []
-    for entry in os.listdir(directory):
-        if entry.endswith(".jsonl") and entry[:-6].isdigit():
-            names.append(int(entry[:-6]))
-    return sorted(names)
-
-
 class DiskLog:
     """Owner of the store's file descriptors; see the module docstring."""
 
@@ -162,14 +145,10 @@ class DiskLog:
     # --- epoch ---------------------------------------------------------------------------
 
     def _read_epoch(self) -> tuple[int, int]:
-        raw = os.pread(self._epoch_fd, _EPOCH.size, 0)
-        if len(raw) < _EPOCH.size:
-            return 0, 0
-        rolls, compactions = _EPOCH.unpack(raw)
-        return int(rolls), int(compactions)
+        return read_epoch(self._epoch_fd)
 
     def _write_epoch(self) -> None:
-        os.pwrite(self._epoch_fd, _EPOCH.pack(self._rolls, self._compactions), 0)
+        write_epoch(self._epoch_fd, self._rolls, self._compactions)
 
     def bump_compactions(self) -> None:
         self._compactions += 1
@@ -184,15 +163,15 @@ class DiskLog:
         self._active.clear()
         self._rolls, self._compactions = self._read_epoch()
         segments: dict[Stream, list[tuple[int, Path, int, Scan]]] = {}
-        last_id = self._read_highwater()
+        last_id = read_highwater(self.root)
         last_at = 0
         for stream in STREAMS:
             directory = self.root / stream.value
             for leftover in directory.glob("*.tmp"):
                 leftover.unlink()
-            names = _segment_names(directory)
+            names = segment_names(directory)
             if stream is Stream.AUDIT:
-                _drop_orphan_sidecars(directory, names)
+                drop_orphan_sidecars(directory, names)
             found_all = []
             for position, name in enumerate(names):
                 path = directory / segment_name(name)
@@ -229,20 +208,8 @@ class DiskLog:
                 segments[stream].append((active.name, active.path, active.ino, Scan()))
         return Loaded(segments=segments, last_id=self.last_id)
 
-    def _read_highwater(self) -> int:
-        try:
-            return int((self.root / "HIGHWATER").read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
     def write_highwater(self) -> None:
-        tmp = self.root / "HIGHWATER.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(f"{self.last_id}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.root / "HIGHWATER")
-        _fsync_dir(self.root)
+        write_highwater(self.root, self.last_id)
 
     # --- catching up with other processes -----------------------------------------------------
 
@@ -261,7 +228,7 @@ class DiskLog:
         for stream in STREAMS:
             self._catch_up_active(stream, commit)
             if rolls != self._rolls:
-                for name in _segment_names(self.root / stream.value):
+                for name in segment_names(self.root / stream.value):
                     if name > self._active[stream].name:
                         self._follow_roll(stream, name, commit)
         self._rolls = rolls
@@ -307,7 +274,7 @@ class DiskLog:
         directory = self.root / stream.value
         path = directory / segment_name(name)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         self._active[stream] = _Active(name, path, fd, os.fstat(fd).st_ino, 0)
         self._rolls += 1
         self._write_epoch()
@@ -372,7 +339,7 @@ class DiskLog:
                         head.offsets[position] = offset
                         offset += len(line)
                     written.append((active, start))
-                    _write_all(active.fd, data)
+                    write_all(active.fd, data)
                     active.end = head.end = offset
                     active.dirty = True
                     commit.changes.append(
@@ -406,19 +373,3 @@ class DiskLog:
             if active.dirty:
                 os.fdatasync(active.fd)
                 active.dirty = False
-
-
-def _drop_orphan_sidecars(directory: Path, names: list[int]) -> None:
-    """Remove sidecars whose segment is gone (retention deleted it)."""
-    wanted = {sidecar_path(directory / segment_name(name)).name for name in names}
-    for entry in os.listdir(directory):
-        if entry.endswith(SUFFIX) and entry not in wanted:
-            with contextlib.suppress(OSError):
-                os.unlink(directory / entry)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        done = os.write(fd, view)
-        view = view[done:]

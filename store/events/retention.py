@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from store.events._disk import Change, DiskLog, _fsync_dir
+from store.events._disk import Change, DiskLog
 from store.events._index import Segment, StreamIndex
+from store.events._layout import fsync_dir
 from store.events._sidecar import sidecar_path
 from store.events.export import audit_object
 from store.events.models import RetentionPolicy, Stream
@@ -152,7 +153,7 @@ def _replace_file(seg: Segment, kept: _Kept) -> Segment | None:
         seg.path.unlink()
         with contextlib.suppress(FileNotFoundError):
             sidecar_path(seg.path).unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return None
     tmp = seg.path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
@@ -161,7 +162,7 @@ def _replace_file(seg: Segment, kept: _Kept) -> Segment | None:
         os.fsync(handle.fileno())
         ino = os.fstat(handle.fileno()).st_ino
     os.replace(tmp, seg.path)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     new = Segment(name=seg.name, path=seg.path, ino=ino)
     offset = 0
     for pos, line in zip(kept.positions, kept.lines, strict=True):
@@ -187,5 +188,5 @@ def _archive(archive_dir: Path, lines: list[bytes]) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     if created:
-        _fsync_dir(archive_dir)
+        fsync_dir(archive_dir)
     return path

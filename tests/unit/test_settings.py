@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from admin.config import Role
+from service.addresses import parse_listen_addr
 from service.errors import SettingsError
 from service.settings import (
     IGNORED_SEED_VARIABLES,
     ignored_variables,
     load_settings,
-    parse_listen_addr,
 )
 from service.units import parse_duration
 

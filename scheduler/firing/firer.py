@@ -4,108 +4,38 @@ the event. Shared by clock ticks, catch-up and manual runs.
 Firings are made in batches (:meth:`Firer.fire_many`, :meth:`Firer.skip_many`): the ticks
 of one batch cost one ``last_tasks`` read (only for ``forbid``/``replace`` schedules), one
 ``enqueue_many`` (one transaction), one ``record_firings`` and one ``append_many`` of their
-events, whatever their number. :meth:`Firer.fire` and :meth:`Firer.skip` are batches of one.
+events (see :mod:`scheduler.firing.reporting`), whatever their number. :meth:`Firer.fire`
+and :meth:`Firer.skip` are batches of one.
 
 A firing only enqueues. Its key (``schedule:<name>:<fire time>``, or
 ``schedule:<name>:manual:<uuid>``) uses ``dedupe``, so a tick enqueued twice (two instances
 that both believe they lead, for a moment) yields one task; the second attempt sees
 ``deduplicated`` and writes no event.
-
-Events (stream ``schedules``, key = schedule name) carry ``scheduledAt`` and ``firedAt``
-(ISO 8601 UTC) and ``trigger`` (``tick`` | ``catch_up`` | ``manual``):
-
-- ``ScheduleFired`` with ``taskId``, ``key`` and, for ``replace``, ``replacedTaskId``;
-- ``ScheduleSkipped`` with ``reason``: ``paused``, ``overlap`` (``taskId``, ``taskState``),
-  ``misfire`` (``missedFrom``/``missedUntil`` for a range), ``unknown_factory``,
-  ``factory_failed`` or ``store_unavailable``, and a human ``detail``. The event store has
-  no ``ScheduleSkipped`` member in ``EventType``; it accepts any past-tense name.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.factories import Factory, FactoryRegistry, Firing, FiringKind
+from scheduler.factories import FactoryRegistry, Firing, FiringKind
+from scheduler.firing.models import FiringResult, Skip, SkipReason, Tick
+from scheduler.firing.overlap import Blocked, check_overlap
+from scheduler.firing.reporting import report_skips, schedule_event, write_report
 from scheduler.status import tick_key
-from store.errors import StoreError, StoreUnavailable, TaskNotFound, TaskNotWaiting
+from store.errors import StoreUnavailable
 from store.events.models import EventType, NewEvent
 from store.events.protocol import EventStore
-from store.queue.models import EnqueueOutcome, EnqueueResult, KeyMode, NewTask, Task, TaskState
+from store.queue.models import EnqueueOutcome, EnqueueResult, KeyMode, NewTask
 from store.queue.protocol import TaskQueue
 from store.schedules.models import FiringRecord, OverlapPolicy, Schedule
 from store.schedules.protocol import ScheduleStore
 
-__all__ = ["SCHEDULE_SKIPPED", "Firer", "FiringResult", "Skip", "SkipReason", "Tick"]
-
 logger = logging.getLogger(__name__)
-
-SCHEDULE_SKIPPED = "ScheduleSkipped"
-_ACTIVE = frozenset({TaskState.READY, TaskState.SCHEDULED, TaskState.RUNNING})
-
-
-class SkipReason:
-    PAUSED = "paused"
-    OVERLAP = "overlap"
-    MISFIRE = "misfire"
-    UNKNOWN_FACTORY = "unknown_factory"
-    FACTORY_FAILED = "factory_failed"
-    STORE_UNAVAILABLE = "store_unavailable"
-
-
-@dataclass(frozen=True, kw_only=True)
-class FiringResult:
-    """What became of one firing: a task (``fired``) or a skip with its reason.
-
-    ``deduplicated`` means the key was enqueued before (by another instance): ``task`` is
-    that earlier task and no event was written.
-    """
-
-    schedule: str
-    kind: FiringKind
-    fire_time: datetime
-    task: Task | None = None
-    skipped: str | None = None
-    detail: str = ""
-    deduplicated: bool = False
-
-    @property
-    def fired(self) -> bool:
-        return self.task is not None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tick:
-    """A firing to make: ``schedule`` for ``fire_time`` (a tick, or the request time of a
-    manual run, which then passes its own ``key``)."""
-
-    schedule: Schedule
-    kind: FiringKind
-    fire_time: datetime
-    key: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Skip:
-    """A firing not made, with its reason; ``record`` marks a tick as handled (manual runs
-    never are). ``data`` goes into the ``ScheduleSkipped`` event."""
-
-    schedule: Schedule
-    kind: FiringKind
-    fire_time: datetime
-    reason: str
-    detail: str
-    record: bool = True
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,7 +112,7 @@ class Firer:
                 skips.append(
                     (
                         index,
-                        self._skip_of(
+                        Skip.of(
                             tick,
                             SkipReason.UNKNOWN_FACTORY,
                             f"no factory named {schedule.factory!r} is registered",
@@ -190,35 +120,23 @@ class Firer:
                     )
                 )
                 continue
-            replaced: int | None = None
-            latest = last.get(schedule.name)
-            if (
-                schedule.overlap_policy is not OverlapPolicy.ALLOW
-                and latest is not None
-                and latest.state in _ACTIVE
-            ):
-                if schedule.overlap_policy is OverlapPolicy.FORBID:
-                    blocked: tuple[str, int, str] | None = (
-                        f"task {latest.task_id} of the previous firing is {latest.state.value}",
-                        latest.task_id,
-                        latest.state.value,
+            overlap = await check_overlap(
+                self._queue, schedule.overlap_policy, factory, last.get(schedule.name)
+            )
+            if isinstance(overlap, Blocked):
+                skips.append(
+                    (
+                        index,
+                        Skip.of(
+                            tick,
+                            SkipReason.OVERLAP,
+                            overlap.detail,
+                            taskId=overlap.task_id,
+                            taskState=overlap.task_state,
+                        ),
                     )
-                else:
-                    blocked, replaced = await self._replace(factory, latest.task_id)
-                if blocked is not None:
-                    skips.append(
-                        (
-                            index,
-                            self._skip_of(
-                                tick,
-                                SkipReason.OVERLAP,
-                                blocked[0],
-                                taskId=blocked[1],
-                                taskState=blocked[2],
-                            ),
-                        )
-                    )
-                    continue
+                )
+                continue
             task_key = tick.key or tick_key(schedule.name, tick.fire_time)
             try:
                 new_task = await factory.produce(
@@ -237,7 +155,7 @@ class Firer:
                 skips.append(
                     (
                         index,
-                        self._skip_of(
+                        Skip.of(
                             tick,
                             SkipReason.FACTORY_FAILED,
                             f"factory {schedule.factory!r} failed: {exc}",
@@ -245,7 +163,7 @@ class Firer:
                     )
                 )
                 continue
-            prepared.append(_Prepared(index, tick, new_task, task_key, replaced))
+            prepared.append(_Prepared(index, tick, new_task, task_key, overlap.replaced))
 
         enqueued = await self._enqueue(prepared, skips)
         fired: list[tuple[int, FiringResult]] = []
@@ -287,9 +205,9 @@ class Firer:
             data: dict[str, Any] = {"taskId": result.task.id, "key": item.key}
             if item.replaced is not None:
                 data["replacedTaskId"] = item.replaced
-            events.append(self._new_event(EventType.SCHEDULE_FIRED, tick, now, data))
-        skipped = self._skipped(skips, records, events, now)
-        await self._write(records, events)
+            events.append(schedule_event(EventType.SCHEDULE_FIRED, tick, now, data))
+        skipped = report_skips(skips, records, events, now)
+        await write_report(self._store, self._events, records, events)
         return fired + skipped
 
     async def _enqueue(
@@ -321,7 +239,7 @@ class Firer:
                 skips.append(
                     (
                         item.index,
-                        self._skip_of(
+                        Skip.of(
                             item.tick,
                             SkipReason.FACTORY_FAILED,
                             f"the task of factory {item.tick.schedule.factory!r} was refused: "
@@ -361,119 +279,6 @@ class Firer:
         be."""
         records: list[FiringRecord] = []
         events: list[NewEvent] = []
-        results = self._skipped(list(enumerate(skips)), records, events, self._now())
-        await self._write(records, events)
+        results = report_skips(list(enumerate(skips)), records, events, self._now())
+        await write_report(self._store, self._events, records, events)
         return [result for _, result in results]
-
-    def _skip_of(self, tick: Tick, reason: str, detail: str, **data: Any) -> Skip:
-        return Skip(
-            schedule=tick.schedule,
-            kind=tick.kind,
-            fire_time=tick.fire_time,
-            reason=reason,
-            detail=detail,
-            data=data,
-        )
-
-    def _skipped(
-        self,
-        skips: list[tuple[int, Skip]],
-        records: list[FiringRecord],
-        events: list[NewEvent],
-        now: datetime,
-    ) -> list[tuple[int, FiringResult]]:
-        results: list[tuple[int, FiringResult]] = []
-        for index, skip in skips:
-            name = skip.schedule.name
-            logger.info(
-                "schedule skipped",
-                extra={"schedule": name, "reason": skip.reason, "detail": skip.detail},
-            )
-            if skip.record and skip.kind is not FiringKind.MANUAL:
-                records.append(FiringRecord(name=name, fire_time=skip.fire_time))
-            tick = Tick(schedule=skip.schedule, kind=skip.kind, fire_time=skip.fire_time)
-            data = {"reason": skip.reason, "detail": skip.detail, **skip.data}
-            events.append(self._new_event(SCHEDULE_SKIPPED, tick, now, data))
-            results.append(
-                (
-                    index,
-                    FiringResult(
-                        schedule=name,
-                        kind=skip.kind,
-                        fire_time=skip.fire_time,
-                        skipped=skip.reason,
-                        detail=skip.detail,
-                    ),
-                )
-            )
-        return results
-
-    async def _write(self, records: list[FiringRecord], events: list[NewEvent]) -> None:
-        """The batch's records and events, side by side; a failure of either is logged (the
-        firings are enqueued already and must not be undone or repeated)."""
-        await asyncio.gather(self._record(records), self._append(events))
-
-    async def _record(self, records: list[FiringRecord]) -> None:
-        if not records:
-            return
-        try:
-            await self._store.record_firings(records)
-        except StoreError as exc:
-            logger.warning(
-                "could not record schedule firings",
-                extra={"count": len(records), "error": str(exc)},
-            )
-
-    async def _append(self, events: list[NewEvent]) -> None:
-        if self._events is None or not events:
-            return
-        try:
-            await self._events.append_many(events)
-        except Exception as exc:  # an event lost must not undo a firing already enqueued
-            logger.warning(
-                "could not append schedule events",
-                extra={"count": len(events), "error": str(exc)},
-            )
-
-    async def _replace(
-        self, factory: Factory, task_id: int
-    ) -> tuple[tuple[str, int, str] | None, int | None]:
-        """``replace`` against the schedule's active latest task. Returns (why and which
-        task blocks the firing, or ``None``; the id of a task cancelled to make room)."""
-        task = await self._queue.get_task(task_id)
-        if task is None or task.state not in _ACTIVE:
-            return None, None
-        if task.state is not TaskState.RUNNING:
-            try:
-                await self._queue.cancel(task.id)
-                return None, task.id
-            except TaskNotFound:
-                return None, None
-            except TaskNotWaiting:
-                refreshed = await self._queue.get_task(task.id)
-                if refreshed is None or refreshed.state not in _ACTIVE:
-                    return None, None
-                task = refreshed
-        if factory.cancel_running is None:
-            return (
-                f"task {task.id} is running and factory {factory.name!r} cannot cancel it",
-                task.id,
-                task.state.value,
-            ), None
-        if not await factory.cancel_running(task):
-            return (
-                f"task {task.id} is running and could not be cancelled",
-                task.id,
-                task.state.value,
-            ), None
-        return None, task.id
-
-    def _new_event(self, type: str, tick: Tick, now: datetime, data: dict[str, Any]) -> NewEvent:
-        return NewEvent.schedule(
-            type,
-            schedule=tick.schedule.name,
-            scheduledAt=_iso(tick.fire_time),
-            firedAt=_iso(now),
-            trigger=tick.kind.value,
-            **data,
-        )
