@@ -102,7 +102,7 @@ async def open_runtime(
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
         engine = DockerEngine(artifacts)
-        stack.callback(engine.close)
+        stack.push_async_callback(engine.aclose)
         job_runner = JobRunner(
             queue=stores.queue,
             jobs=stores.jobs,
