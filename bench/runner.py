@@ -59,7 +59,8 @@ from typing import Any, Unpack
 import docker  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.config import RunnerConfig
-from jobrunner.docker_engine import DockerEngine, _create_container, _path_stat
+from jobrunner.docker_engine import DockerEngine
+from jobrunner.docker_engine.sdk import create_container, path_stat
 from jobrunner.engine import RunSpec
 from jobrunner.runner import JobRunner
 from service.runtime import build_registry
@@ -219,16 +220,16 @@ def _direct_same_container(api: Any, image: str, *, read_back: bool = False) -> 
     path = spec.artifacts_path
     assert path is not None
     started = time.perf_counter()
-    container_id = _create_container(api, spec, 64)
+    container_id = create_container(api, spec, 64)
     try:
-        before = None if read_back else _path_stat(api, container_id, path)
+        before = None if read_back else path_stat(api, container_id, path)
         api.start(container_id)
         code = api.wait(container_id)["StatusCode"]
         if read_back:
             chunks, _ = api.get_archive(container_id, path)
             for _chunk in chunks:
                 pass
-        elif _path_stat(api, container_id, path) != before:
+        elif path_stat(api, container_id, path) != before:
             raise BenchError("the untouched /artifacts changed its stat")
     finally:
         api.remove_container(container_id, v=True, force=True)

@@ -26,6 +26,9 @@ from typing import Literal, Protocol
 LABEL_JOB = "longshore.job"
 LABEL_RUN = "longshore.run"
 LABEL_SOURCE_DIGEST = "longshore.source-digest"
+LABEL_SCOPE = "longshore.scope"
+"""Label of every job container: its runner's scope (``JobRunner.scope``), i.e. the
+deployment whose orphan sweeps may remove it."""
 
 OutputCallback = Callable[[bytes], Awaitable[None]]
 """Receives each piece of merged stdout/stderr as it arrives (live followers)."""

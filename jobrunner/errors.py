@@ -99,3 +99,8 @@ class FetchFailed(InfrastructureError):
 
 class EngineUnavailable(InfrastructureError):
     """The Docker engine cannot be reached or failed to do its part."""
+
+
+def describe(exc: BaseException) -> str:
+    """How an error reads in a run's ``error`` and in logs: its type, then its message."""
+    return f"{type(exc).__name__}: {exc}"

@@ -6,8 +6,9 @@ it returns, after setting the task's key to ``schedule:<name>:<fire time>`` (``d
 factory never chooses keys. A factory may also know how to stop a task of its own that is
 already running (``cancel_running``), which the ``replace`` overlap policy needs.
 
-Every job definition registers the factory of its name (the job runner does, through
-:meth:`FactoryRegistry.register`); ``WORKER_DURABLE_CRON_HANDLERS`` registers
+Every job definition has the factory of its name: the service registers it, and keeps the
+registry in step with the job store (``service.job_schedules.JobFactories``); the scheduler
+knows nothing of jobs. ``WORKER_DURABLE_CRON_HANDLERS`` registers
 :func:`handler_factory` for each listed queue handler and ``WORKER_DURABLE_CRON_PRESETS``
 (read with :func:`parse_presets`) creates schedules at start.
 """

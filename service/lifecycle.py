@@ -11,7 +11,8 @@ order, and how it is closed.
    worker owns are marked failed and their containers removed);
 4. the factory registry: one handler factory per ``WORKER_DURABLE_CRON_HANDLERS`` name and
    one job factory per job definition, kept in sync with the job store by
-   :class:`JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and before every schedule save);
+   :class:`~service.job_schedules.JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and
+   before every schedule save);
 5. the :class:`~scheduler.manager.ScheduleManager`; in ``serve`` the presets of
    ``WORKER_DURABLE_CRON_PRESETS`` are applied and the
    :class:`~scheduler.service.SchedulerService` is started (``worker`` never fires);
@@ -19,16 +20,17 @@ order, and how it is closed.
    owned task ``admin-api`` (:func:`service.api_server.start_admin_api`).
 
 Leaving the context closes everything in reverse: the admin API stops listening (open
-requests get a few seconds), the scheduler stops (ticks in flight
-finish), the factory sync stops, the Docker client closes, the event store writes what is
-queued and closes, the database closes last. The worker itself runs inside the context, so
+requests get a few seconds), the scheduler stops (ticks in flight finish), the factory sync
+and the sweep stop (both owned by one :class:`~store.background.TaskOwner`), the job runner
+sends its last run events, the Docker engine finishes the container removals under way and
+closes its client, the event store writes what is queued and closes, the database closes
+last. The worker itself runs inside the context, so
 its graceful stop comes first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -40,192 +42,28 @@ from typing import Literal
 
 from admin.services import AdminServices
 from jobrunner.docker_engine import DockerEngine
-from jobrunner.runner import HANDLER as JOB_RUN_HANDLER
 from jobrunner.runner import JobRunner
 from scheduler.errors import UnknownFactory
-from scheduler.factories import Factory, FactoryRegistry, Firing, handler_factory
+from scheduler.factories import FactoryRegistry, handler_factory
 from scheduler.manager import ScheduleManager
 from scheduler.service import SchedulerService
 from scheduler.status import DEFAULT_LAG_THRESHOLD
 from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
+from service.job_schedules import JobFactories, SyncingScheduleManager
 from service.runtime import event_store_options, runner_config
 from service.settings import Settings
 from store.artifacts import ArtifactStore
+from store.background import TaskOwner
 from store.events.audit import AuditLog
 from store.events.file import FileEventStore
-from store.events.protocol import EventStore
-from store.jobs.errors import IllegalTransition
-from store.jobs.models import JobDefinition, RunTrigger
-from store.jobs.protocol import JobStore, RunStore
-from store.queue.models import NewTask, Task
-from store.queue.protocol import TaskQueue
-from store.queue.retry import RetryPolicy
-from store.schedules.models import SCHEDULE_NAME, Schedule
-from store.schedules.protocol import ScheduleStore
 
-__all__ = [
-    "JOB_FACTORY_SYNC_SECONDS",
-    "JobFactories",
-    "Role",
-    "Runtime",
-    "SyncingScheduleManager",
-    "job_factory",
-    "open_runtime",
-]
+__all__ = ["Role", "Runtime", "open_runtime"]
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["serve", "worker"]
-
-JOB_FACTORY_SYNC_SECONDS = 5.0
-"""How often the job factories are re-read from the job store."""
-
-SCHEDULER_ACTOR = "scheduler"
-RETRY_BASE_DELAY = 5.0  # as JobRunner.submit's default
-
-
-def job_factory(
-    definition: JobDefinition,
-    runs: RunStore,
-    *,
-    default_queue: str = "default",
-    retry_base_delay: float = RETRY_BASE_DELAY,
-) -> Factory:
-    """The factory of a job: a ``job.run`` task for the job, on its queue, with its retries.
-
-    The payload carries no ``runId``: the ``job.run`` handler records the run (trigger
-    ``schedule``, actor ``scheduler``, the schedule's name) when the task first runs.
-    ``cancel_running`` asks the run store to cancel the task's unfinished run; the job
-    runner polls for that and stops the container.
-    """
-    name = definition.name
-    queue = definition.queue or default_queue
-    retry = RetryPolicy(max_attempts=definition.retries + 1, base_delay=retry_base_delay)
-
-    async def produce(firing: Firing) -> NewTask:
-        return NewTask(
-            handler=JOB_RUN_HANDLER,
-            queue=queue,
-            retry=retry,
-            payload={
-                "job": name,
-                "trigger": RunTrigger.SCHEDULE.value,
-                "scheduleName": firing.schedule,
-                "actor": SCHEDULER_ACTOR,
-            },
-        )
-
-    async def cancel_running(task: Task) -> bool:
-        cancelled = False
-        for run in await runs.find_by_task(task.id):
-            if run.status.is_final:
-                continue
-            with contextlib.suppress(IllegalTransition):
-                await runs.request_cancel(run.run_id)
-                cancelled = True
-        return cancelled
-
-    return Factory(
-        name=name, produce=produce, cancel_running=cancel_running, description=f"job {name}"
-    )
-
-
-class JobFactories:
-    """Keeps one factory per job definition in a :class:`FactoryRegistry`.
-
-    :meth:`sync` reads every job from the job store, registers (or refreshes) the factory of
-    each and unregisters those of deleted jobs. It only touches names it registered itself:
-    a handler factory (``WORKER_DURABLE_CRON_HANDLERS``) of the same name as a job wins.
-    :meth:`run` syncs every ``interval`` seconds until cancelled.
-    """
-
-    PAGE = 500
-
-    def __init__(
-        self,
-        registry: FactoryRegistry,
-        jobs: JobStore,
-        runs: RunStore,
-        *,
-        default_queue: str = "default",
-    ) -> None:
-        self._registry = registry
-        self._jobs = jobs
-        self._runs = runs
-        self._default_queue = default_queue
-        self._owned: set[str] = set()
-        self._lock = asyncio.Lock()
-
-    @property
-    def names(self) -> set[str]:
-        return set(self._owned)
-
-    async def sync(self) -> None:
-        async with self._lock:
-            definitions = await self._all_jobs()
-            seen: set[str] = set()
-            for definition in definitions:
-                name = definition.name
-                if name not in self._owned and name in self._registry:
-                    continue  # a handler factory of that name wins
-                if not SCHEDULE_NAME.fullmatch(name):
-                    continue  # cannot be a factory name; schedules cannot name it either
-                self._registry.register(
-                    job_factory(definition, self._runs, default_queue=self._default_queue)
-                )
-                self._owned.add(name)
-                seen.add(name)
-            for gone in self._owned - seen:
-                self._registry.unregister(gone)
-                self._owned.discard(gone)
-
-    async def run(self, interval: float = JOB_FACTORY_SYNC_SECONDS) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sync()
-            except Exception as exc:  # a store hiccup: keep the factories we have
-                logger.warning("could not refresh the job factories", extra={"error": str(exc)})
-
-    async def _all_jobs(self) -> list[JobDefinition]:
-        found: list[JobDefinition] = []
-        offset = 0
-        while True:
-            page = await self._jobs.list_jobs(limit=self.PAGE, offset=offset)
-            found.extend(page.items)
-            offset += len(page.items)
-            if not page.items or offset >= page.total:
-                return found
-
-
-class SyncingScheduleManager(ScheduleManager):
-    """A :class:`ScheduleManager` that refreshes the job factories before every save, so a
-    schedule can name a job created a moment ago (by any process)."""
-
-    def __init__(
-        self,
-        *,
-        job_factories: JobFactories,
-        store: ScheduleStore,
-        queue: TaskQueue,
-        factories: FactoryRegistry,
-        events: EventStore | None = None,
-        lag_threshold: timedelta = DEFAULT_LAG_THRESHOLD,
-    ) -> None:
-        super().__init__(
-            store=store,
-            queue=queue,
-            factories=factories,
-            events=events,
-            lag_threshold=lag_threshold,
-        )
-        self._job_factories = job_factories
-
-    async def save(self, schedule: Schedule) -> tuple[Schedule, bool]:
-        await self._job_factories.sync()
-        return await super().save(schedule)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +102,7 @@ async def open_runtime(
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
         engine = DockerEngine(artifacts)
-        stack.callback(engine.close)
+        stack.push_async_callback(engine.aclose)
         job_runner = JobRunner(
             queue=stores.queue,
             jobs=stores.jobs,
@@ -275,12 +113,14 @@ async def open_runtime(
             default_queue=settings.admin_default_queue,
             events=events,
         )
+        stack.push_async_callback(job_runner.close)
 
-        sweeping = asyncio.create_task(
+        background = TaskOwner("runtime")
+        stack.push_async_callback(background.close)
+        background.spawn(
             _sweep_interrupted(job_runner, settings.effective_stale_worker_seconds),
             name="orphan-sweep",
         )
-        stack.push_async_callback(_cancel, sweeping)
 
         factories = FactoryRegistry()
         for handler in settings.durable_cron_handlers:
@@ -289,8 +129,7 @@ async def open_runtime(
             factories, stores.jobs, stores.runs, default_queue=settings.admin_default_queue
         )
         await job_factories.sync()
-        syncing = asyncio.create_task(job_factories.run(), name="job-factory-sync")
-        stack.push_async_callback(_cancel, syncing)
+        background.spawn(job_factories.run(), name="job-factory-sync")
 
         lag = settings.scheduler_lag_seconds
         manager = SyncingScheduleManager(
@@ -387,9 +226,3 @@ async def _apply_presets(manager: ScheduleManager, settings: Settings) -> None:
         logger.info(
             "schedule presets applied", extra={"schedules": [schedule.name for schedule in changed]}
         )
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -7,7 +7,7 @@ import gc
 from datetime import timedelta
 
 from jobrunner.config import RunnerConfig
-from jobrunner.runner import HANDLER as JOB_RUN_HANDLER
+from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
 from jobrunner.runner import JobRunner
 from service.builtins import register_builtins
 from service.settings import Settings

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.runner import run_event_data
+from jobrunner.run_events import run_event_data
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import NewEvent, Stream

@@ -417,13 +417,13 @@ async def test_artifacts_over_their_caps_are_not_collected_and_are_reported(
 def _count_collections(engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record each full read back (``get_archive``) of the artifacts directory."""
     calls: list[str] = []
-    collect = engine._collect
+    collect = engine._artifacts.collect
 
     async def counted(container_id: str, run_spec: RunSpec) -> Any:
         calls.append(container_id)
         return await collect(container_id, run_spec)
 
-    monkeypatch.setattr(engine, "_collect", counted)
+    monkeypatch.setattr(engine._artifacts, "collect", counted)
     return calls
 
 

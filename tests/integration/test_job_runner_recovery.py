@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from jobrunner.docker_engine import DockerEngine
-from jobrunner.engine import LABEL_JOB, LABEL_RUN, ContainerEngine
+from jobrunner.engine import LABEL_JOB, LABEL_RUN, LABEL_SCOPE, ContainerEngine
 from jobrunner.errors import EngineUnavailable
-from jobrunner.runner import INTERRUPTED, LABEL_SCOPE, JobRunner
+from jobrunner.recovery import INTERRUPTED
+from jobrunner.runner import JobRunner
 from store.events import EventType
 from store.jobs.models import RunStatus, RunTrigger
 from store.queue.models import NewTask, TaskState, WorkerInfo

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jobrunner.engine import LABEL_RUN
-from jobrunner.runner import INTERRUPTED
+from jobrunner.recovery import INTERRUPTED
 from store.events import EventType
 from store.jobs.models import RunStatus, RunTrigger
 from store.queue.models import TaskState, WorkerInfo

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import jobrunner.runner as runner_module
-from jobrunner.runner import _OutputEvents
+import jobrunner.output_events as output_events_module
+from jobrunner.output_events import OutputEvents
 from store.events import EventStoreOptions, EventType, FileEventStore
 from store.jobs.models import Run, RunStatus, RunTrigger
 
@@ -32,9 +32,9 @@ async def test_closing_sends_what_waits_behind_the_rate_limit_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One event per 1,000 s: the second chunk waits behind the limit until close().
-    monkeypatch.setattr(runner_module, "OUTPUT_EVENTS_PER_SECOND", 0.001)
+    monkeypatch.setattr(output_events_module, "OUTPUT_EVENTS_PER_SECOND", 0.001)
     async with await FileEventStore.open(EventStoreOptions(directory=tmp_path)) as store:
-        live = _OutputEvents(store, a_run())
+        live = OutputEvents(store, a_run())
         await live.feed(b"first line\n")
         subscription = store.subscribe(0)
         first = await anext(subscription)

@@ -1,0 +1,285 @@
+"""One attempt at running a container job: fetch → build → run → record.
+
+The run moves ``fetching`` → ``building`` → ``running`` → a final status:
+
+- the definition is loaded and validated again (gone or invalid: failed, permanently);
+- the source is fetched into a per-run directory under ``config.work_dir`` (removed at the
+  end), verified, and stored in the artifact store as the run's *source artifact*: its SHA256
+  is the run's ``source_sha256`` (the git archive of the resolved commit, or the tarball);
+  git runs also record ``commit_sha``;
+- the build context is checked entry by entry and built, cached by the source digest
+  (SHA256 of the commit SHA or tarball SHA256, the context path and the Dockerfile);
+- the container runs with the definition's limits; a cancel requested on the run store is
+  polled every half second and stops it; the retained output is stored in the artifact store
+  (``output_sha256``) and the collected artifacts are recorded on the run.
+
+How an attempt ends is in :meth:`AttemptPipeline.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jobrunner.archive import build_context_file
+from jobrunner.config import RunnerConfig
+from jobrunner.definition import validate_definition
+from jobrunner.engine import (
+    LABEL_JOB,
+    LABEL_RUN,
+    LABEL_SCOPE,
+    LABEL_SOURCE_DIGEST,
+    BuildResult,
+    ContainerEngine,
+    RunResult,
+    RunSpec,
+)
+from jobrunner.engine import RunStatus as EngineStatus
+from jobrunner.errors import (
+    InfrastructureError,
+    InvalidDefinition,
+    JobRunFailed,
+    VerificationError,
+    describe,
+)
+from jobrunner.output_events import OutputEvents
+from jobrunner.run_events import RunRecorder
+from jobrunner.sources import registry
+from store.artifacts import ArtifactStore
+from store.background import TaskOwner
+from store.errors import PermanentFailure
+from store.events.protocol import EventStore
+from store.jobs.models import JobDefinition, Run, RunArtifact, RunFields, RunStatus
+from store.jobs.protocol import JobStore, RunStore
+
+logger = logging.getLogger(__name__)
+
+CANCEL_POLL_SECONDS = 0.5
+
+_RUN_STATUS: Mapping[EngineStatus, RunStatus] = {
+    EngineStatus.SUCCEEDED: RunStatus.SUCCEEDED,
+    EngineStatus.FAILED: RunStatus.FAILED,
+    EngineStatus.TIMED_OUT: RunStatus.TIMED_OUT,
+    EngineStatus.CANCELLED: RunStatus.CANCELLED,
+}
+
+
+class AttemptPipeline:
+    """Executes one attempt of a run (see the module docstring), recording each status
+    through ``recorder``. Containers are labelled with ``scope`` (``longshore.scope``)."""
+
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        runs: RunStore,
+        engine: ContainerEngine,
+        artifacts: ArtifactStore,
+        config: RunnerConfig,
+        recorder: RunRecorder,
+        events: EventStore | None,
+        scope: str,
+    ) -> None:
+        self._jobs = jobs
+        self._runs = runs
+        self._engine = engine
+        self._artifacts = artifacts
+        self._config = config
+        self._recorder = recorder
+        self._events = events
+        self._scope = scope
+
+    async def run(self, run: Run) -> None:
+        """Execute the attempt of ``run`` and record its final status.
+
+        Success returns; a verification failure, an invalid or missing definition or a
+        failing build raises :class:`PermanentFailure` (no retry); infrastructure faults
+        (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
+        non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
+        normally. The final status is written even when the caller is cancelled."""
+        finish = self._recorder.finish
+        try:
+            await self._execute(run)
+        except asyncio.CancelledError:
+            await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
+            raise
+        except (VerificationError, InvalidDefinition) as exc:
+            await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
+            raise PermanentFailure(describe(exc)) from exc
+        except PermanentFailure as exc:
+            await finish(run.run_id, RunStatus.FAILED, error=str(exc))
+            raise
+        except InfrastructureError as exc:
+            await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
+            raise
+        except Exception as exc:
+            await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
+            raise
+
+    async def _execute(self, run: Run) -> None:
+        definition = await self._jobs.get(run.job)
+        if definition is None:
+            raise PermanentFailure(f"job {run.job!r} no longer exists")
+        definition = validate_definition(definition, self._config)
+        recorder = self._recorder
+        short_id = run.run_id[:12]
+        cancel = asyncio.Event()
+        async with TaskOwner(f"run {run.run_id}") as tasks:
+            watcher = tasks.spawn(
+                self._watch_cancel(run.run_id, cancel), name=f"run-cancel-poll-{short_id}"
+            )
+            run_dir = self._config.work_dir / "runs" / run.run_id
+            live: OutputEvents | None = None
+            finished = False
+            output_stored: asyncio.Task[str] | None = None
+            try:
+                await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
+                await recorder.transition(run.run_id, RunStatus.FETCHING, background=True)
+                source_path, identity, fields = await self._fetch(definition, run_dir)
+                if cancel.is_set():
+                    await recorder.finish(run.run_id, RunStatus.CANCELLED, **fields)
+                    return
+                stored = await asyncio.to_thread(self._store_file, source_path)
+                fields["source_sha256"] = stored
+                await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
+                built, digest = await self._build(definition, source_path, identity, run_dir, run)
+                image: RunFields = {"image_id": built.image_id, "build_log": built.log}
+                if cancel.is_set():
+                    await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
+                    return
+                started = await recorder.transition(run.run_id, RunStatus.RUNNING, **image)
+                spec = self._spec(definition, built.image_id, digest, run.run_id)
+                if self._events is not None:
+                    live = OutputEvents(self._events, started)
+                result = await self._engine.run(spec, None if live is None else live.feed, cancel)
+                finished = True
+                # Stored while the live output drains and the run directory goes.
+                output_stored = tasks.spawn(
+                    asyncio.to_thread(self._store_output, result), name=f"run-output-{short_id}"
+                )
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                removal = tasks.spawn(
+                    asyncio.to_thread(shutil.rmtree, run_dir, True), name=f"run-dir-{short_id}"
+                )
+                if live is not None:
+                    await live.close(drain=finished)
+                await removal
+            assert output_stored is not None
+            output_sha256 = await output_stored
+        live_data: dict[str, Any] = {}
+        if live is not None:
+            live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
+        await self._record_result(run, result, output_sha256, event_data=live_data)
+
+    async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
+        """The verified source tar, the identity of its content and the fields to record."""
+        source = registry.get(definition.source)
+        fetched = await source.fetch(definition.source_fields, self._config, run_dir)
+        return fetched.path, fetched.identity, fetched.fields.copy()
+
+    def _store_file(self, path: Path) -> str:
+        with path.open("rb") as source:
+            return self._artifacts.put_file(source).sha256
+
+    async def _build(
+        self,
+        definition: JobDefinition,
+        source_path: Path,
+        identity: str,
+        run_dir: Path,
+        run: Run,
+    ) -> tuple[BuildResult, str]:
+        context = await asyncio.to_thread(
+            build_context_file,
+            source_path,
+            run_dir,
+            self._config.archive_limits,
+            definition.path,
+            dockerfile=definition.dockerfile,
+        )
+        digest = source_digest(identity, definition.path, definition.dockerfile)
+        labels = {LABEL_JOB: definition.name}
+        built = await self._engine.build(context.path, definition.dockerfile, digest, labels)
+        logger.info(
+            "job image ready",
+            extra={"job": definition.name, "run_id": run.run_id, "cached": built.cached},
+        )
+        return built, digest
+
+    def _spec(self, definition: JobDefinition, image: str, digest: str, run_id: str) -> RunSpec:
+        labels: Mapping[str, str] = {
+            LABEL_JOB: definition.name,
+            LABEL_RUN: run_id,
+            LABEL_SOURCE_DIGEST: digest,
+            LABEL_SCOPE: self._scope,
+        }
+        return RunSpec(
+            image=image,
+            command=definition.command or None,
+            env=definition.env,
+            labels=labels,
+            memory_mb=definition.resources.memory_mb,
+            cpus=definition.resources.cpus,
+            pids_limit=definition.resources.pids_limit,
+            network=definition.network,
+            timeout_seconds=float(definition.timeout_seconds),
+            output_limit=definition.output_bytes or self._config.output_bytes,
+            on_output_limit=definition.on_output_limit.value,
+            artifacts_path=definition.artifacts_path or None,
+        )
+
+    def _store_output(self, result: RunResult) -> str:
+        return self._artifacts.put_chunks([result.output]).sha256
+
+    async def _record_result(
+        self, run: Run, result: RunResult, output_sha256: str, *, event_data: Mapping[str, Any]
+    ) -> None:
+        fields: RunFields = {
+            "output_bytes": result.output_bytes,
+            "output_truncated": result.output_truncated,
+            "output_sha256": output_sha256,
+            "artifacts": [
+                RunArtifact(name=a.name, size_bytes=a.size, sha256=a.sha256)
+                for a in result.artifacts
+            ],
+        }
+        if result.exit_code is not None:
+            fields["exit_code"] = result.exit_code
+        error = result.error
+        if result.artifact_problems:
+            problems = "; ".join(result.artifact_problems)
+            error = f"{error}; artifacts: {problems}" if error else f"artifacts: {problems}"
+        if error:
+            fields["error"] = error
+        status = _RUN_STATUS[result.status]
+        await self._recorder.finish(run.run_id, status, event_data=event_data, **fields)
+        if status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+            return
+        reason = result.error or f"exited with code {result.exit_code}"
+        raise JobRunFailed(f"run {run.run_id} of job {run.job!r} {status.value}: {reason}")
+
+    async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:
+        while not cancel.is_set():
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            try:
+                current = await self._runs.get(run_id)
+            except Exception as exc:  # keep polling through a store hiccup
+                logger.warning("cancel poll failed", extra={"run_id": run_id, "error": str(exc)})
+                continue
+            if current is not None and current.cancel_requested_at is not None:
+                cancel.set()
+
+
+def source_digest(identity: str, path: str | None, dockerfile: str) -> str:
+    """The image cache key: SHA256 of the source identity, context path and Dockerfile."""
+    text = "\0".join((identity, path or "", dockerfile))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

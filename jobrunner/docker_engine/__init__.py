@@ -1,0 +1,14 @@
+"""``ContainerEngine`` on the Docker engine, through the docker SDK's low-level ``APIClient``.
+
+- :mod:`~jobrunner.docker_engine.engine`: :class:`DockerEngine` and its supervision of a run
+  (deadlines, cancellation, output limit, the container's removal);
+- :mod:`~jobrunner.docker_engine.image_build`: builds, cached by source digest;
+- :mod:`~jobrunner.docker_engine.output_pump`: the output stream into the event loop;
+- :mod:`~jobrunner.docker_engine.artifacts`: reading the artifacts back, or not;
+- :mod:`~jobrunner.docker_engine.sdk`: the blocking SDK calls, how a container is made;
+- :mod:`~jobrunner.docker_engine.client`: the clients, and the threads blocking calls use.
+"""
+
+from jobrunner.docker_engine.engine import DockerEngine
+
+__all__ = ["DockerEngine"]

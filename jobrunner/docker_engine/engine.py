@@ -1,0 +1,359 @@
+"""``DockerEngine``: the ``ContainerEngine`` on one Docker engine, and how it supervises a run.
+
+- **Runs** use ``create`` + ``attach`` + ``start``, never ``containers.run`` (which pulls).
+  Attaching *before* starting gets every byte, with stdout and stderr merged in the order the
+  daemon forwards them, without depending on the log driver (there is none: see
+  :func:`~jobrunner.docker_engine.sdk.create_container`).
+- **Deadlines are ours**: ``wait(timeout=...)`` is only a socket timeout, so the timeout,
+  cancellation and output-limit checks race the exit in the event loop; losing means
+  ``stop`` (SIGTERM, grace period, SIGKILL) and finally a forced removal.
+- **The container is always removed**: its removal is shielded from the cancellation of
+  the run and owned by the engine, so a run cancelled again while removing it still
+  removes it; :meth:`DockerEngine.aclose` waits for such removals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import docker  # type: ignore[import-untyped, unused-ignore]
+import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
+
+from jobrunner.docker_engine import sdk
+from jobrunner.docker_engine.artifacts import ArtifactReader
+from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
+from jobrunner.docker_engine.image_build import ImageBuilder
+from jobrunner.docker_engine.output_pump import OutputPump, consume
+from jobrunner.engine import (
+    LABEL_RUN,
+    BuildResult,
+    CollectedArtifact,
+    OutputCallback,
+    RunResult,
+    RunSpec,
+    RunStatus,
+)
+from jobrunner.errors import EngineUnavailable
+from jobrunner.output import OutputBuffer
+from store.artifacts import ArtifactStore
+from store.background import TaskOwner
+
+logger = logging.getLogger(__name__)
+
+_WAIT_POLL_SECONDS = 30.0  # socket timeout of one ``wait`` call; the loop re-issues it
+_DRAIN_SECONDS = 10.0  # how long to wait for the rest of the output after the exit
+
+
+class DockerEngine:
+    """Builds and runs job containers on one Docker engine.
+
+    ``base_url`` overrides ``DOCKER_HOST`` (and the TLS settings read from the environment,
+    as the docker SDK does). The client is created on first use, never at import or
+    construction. Artifacts are collected into ``artifact_store``.
+    """
+
+    def __init__(
+        self,
+        artifact_store: ArtifactStore,
+        *,
+        base_url: str | None = None,
+        stop_grace_seconds: float = 5.0,
+        tmp_size_mb: int = 64,
+        build_log_bytes: int = 64 * 1024,
+        build_timeout_seconds: float = 1800.0,
+        client_timeout_seconds: float = 60.0,
+    ) -> None:
+        self._clients = DockerClients(base_url=base_url, timeout=client_timeout_seconds)
+        self._grace = stop_grace_seconds
+        self._tmp_size_mb = tmp_size_mb
+        self._builder = ImageBuilder(
+            self._clients, log_bytes=build_log_bytes, timeout=build_timeout_seconds
+        )
+        self._artifacts = ArtifactReader(self._clients, artifact_store)
+        # What outlives the run that started it: creates, connects and container removals.
+        self._tasks = TaskOwner("docker-engine")
+
+    def close(self) -> None:
+        """Close the client's connections (the engine can be used again afterwards)."""
+        self._clients.close()
+
+    async def aclose(self) -> None:
+        """Wait for what runs left under way (the removal of a container whose run was
+        cancelled while removing it), then close the client. Takes no runs afterwards."""
+        await self._tasks.close(cancel=False)
+        self.close()
+
+    async def ping(self) -> None:
+        await self._clients.call("answer a ping", lambda api: api.ping())
+
+    async def build(
+        self,
+        context_tar: Path,
+        dockerfile: str,
+        digest: str,
+        labels: Mapping[str, str],
+        *,
+        network: str = "none",
+    ) -> BuildResult:
+        return await self._builder.build(context_tar, dockerfile, digest, labels, network=network)
+
+    # --- run --------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        spec: RunSpec,
+        on_output: OutputCallback | None,
+        cancel: asyncio.Event,
+    ) -> RunResult:
+        call = self._clients.call
+        loop = asyncio.get_running_loop()
+        buffer = OutputBuffer(spec.output_limit)
+        pump = OutputPump(loop)
+        stop_waiting = threading.Event()
+        limit_passed = asyncio.Event()
+        run_tag = spec.labels.get(LABEL_RUN, "")[:12]
+        # Owned by the engine, never cancelled: the removal awaits ``create`` however the run
+        # ends, and a client made by ``connect`` but not used is closed when it is made.
+        create = self._tasks.spawn(
+            call("create a container", sdk.create_container, spec, self._tmp_size_mb),
+            name=f"docker-create-{run_tag}",
+        )
+        # The output stream's own client, made while the container is created.
+        connect = self._tasks.spawn(
+            call("connect to the engine", lambda _api: self._clients.one_off(None)),
+            name=f"docker-connect-{run_tag}",
+        )
+        container_id: str | None = None
+        attach_client: ClosingClient | None = None
+        helpers: list[asyncio.Future[Any]] = []
+        async with TaskOwner(f"docker-run {run_tag}") as tasks:
+            try:
+                container_id = cid = await asyncio.shield(create)
+                # The artifacts directory's stat before the start, alongside the attach.
+                baseline = tasks.spawn(
+                    self._artifacts.baseline(cid, spec), name=f"docker-baseline-{cid[:12]}"
+                )
+                helpers.append(baseline)
+                attach_client = await connect
+                stream = await call(
+                    "attach to a container", lambda _api: sdk.attach(attach_client.api, cid)
+                )
+                pump.start(stream, name=f"docker-output-{container_id[:12]}")
+                before = await baseline
+                await call("start a container", sdk.start, container_id)
+                deadline = loop.time() + spec.timeout_seconds
+                exited = in_thread(
+                    lambda: self._wait_blocking(cid, stop_waiting), name=f"docker-wait-{cid[:12]}"
+                )
+                consumer = tasks.spawn(
+                    consume(pump, buffer, on_output, spec, limit_passed),
+                    name=f"docker-consume-{cid[:12]}",
+                )
+                cancelled = tasks.spawn(cancel.wait(), name=f"docker-cancel-{cid[:12]}")
+                limited = tasks.spawn(limit_passed.wait(), name=f"docker-limit-{cid[:12]}")
+                helpers += [exited, consumer, cancelled, limited]
+
+                status, error = await self._supervise(
+                    container_id, exited, consumer, cancelled, limited, deadline, spec, cancel
+                )
+                exit_code = await self._exit_after_stop(container_id, exited)
+                # The stopped container's artifacts stat, while the output drains.
+                untouched = tasks.spawn(
+                    self._artifacts.untouched(cid, spec, before), name=f"docker-stat-{cid[:12]}"
+                )
+                helpers.append(untouched)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(consumer), _DRAIN_SECONDS)
+                failure = consumer.exception() if consumer.done() else None
+                if failure is not None:
+                    raise failure  # on_output's own error, now that the container is stopped
+                if status is None:
+                    status, error = await self._judge_exit(container_id, exit_code, spec, buffer)
+                artifacts: tuple[CollectedArtifact, ...] = ()
+                problems: tuple[str, ...] = ()
+                if (
+                    spec.artifacts_path is not None
+                    and status is not RunStatus.CANCELLED
+                    and not await untouched
+                ):
+                    artifacts, problems = await self._artifacts.collect(container_id, spec)
+                return RunResult(
+                    status=status,
+                    exit_code=exit_code,
+                    output=buffer.render(),
+                    output_bytes=buffer.total_bytes,
+                    output_truncated=buffer.truncated,
+                    artifacts=artifacts,
+                    artifact_problems=problems,
+                    error=error,
+                    container_id=container_id,
+                )
+            finally:
+                # Nothing is awaited before the removal is under way (the helpers are
+                # cancelled here, and awaited when the ``async with`` ends).
+                for helper in helpers:
+                    helper.cancel()
+                pump.close()
+                stop_waiting.set()
+                if attach_client is not None:
+                    attach_client.close()
+                else:
+                    connect.add_done_callback(_close_connected)  # made (or making) but unused
+                cleanup = self._tasks.spawn(self._dispose(create), name=f"docker-remove-{run_tag}")
+                # Shielded: a cancelled run still removes its container before it unwinds.
+                await asyncio.shield(cleanup)
+
+    async def _supervise(
+        self,
+        container_id: str,
+        exited: asyncio.Future[int | None],
+        consumer: asyncio.Future[None],
+        cancelled: asyncio.Future[Any],
+        limited: asyncio.Future[Any],
+        deadline: float,
+        spec: RunSpec,
+        cancel: asyncio.Event,
+    ) -> tuple[RunStatus | None, str | None]:
+        """Wait for the first of: exit, timeout, cancel, output over a ``fail`` limit, or an
+        error from ``on_output``. Stop the container unless it exited; return the status
+        decided here (``None``: judge by the exit code) and an error text.
+
+        A cancel wins over an exit seen at the same time: when ``cancel`` was already set
+        as the exit was observed and the exit code is not 0, the container ended because of
+        the cancel (e.g. 143 after a SIGTERM that raced the ``cancelled`` wake-up), so the
+        run is ``cancelled``, not a plain failure."""
+        loop = asyncio.get_running_loop()
+        waiting: set[asyncio.Future[Any]] = {exited, consumer, cancelled, limited}
+        status: RunStatus | None = None
+        error: str | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                status = RunStatus.TIMED_OUT
+                error = f"timed out after {spec.timeout_seconds:g} s"
+                break
+            done, _ = await asyncio.wait(
+                waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if exited in done:
+                if (cancelled in done or cancel.is_set()) and _exit_code(exited) != 0:
+                    return RunStatus.CANCELLED, "cancelled while running"
+                return None, None
+            if cancelled in done:
+                status, error = RunStatus.CANCELLED, "cancelled while running"
+                break
+            if limited in done:
+                status = RunStatus.FAILED
+                error = f"output exceeded {spec.output_limit} bytes (onOutputLimit=fail)"
+                break
+            if consumer in done:
+                if consumer.exception() is not None:
+                    break  # re-raised by ``run`` once the container is stopped
+                waiting.discard(consumer)  # output closed early; the process may go on
+        logger.info("stopping container", extra={"container_id": container_id, "reason": status})
+        await self._clients.call("stop a container", sdk.stop, container_id, self._grace)
+        return status, error
+
+    async def _exit_after_stop(
+        self, container_id: str, exited: asyncio.Future[int | None]
+    ) -> int | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(exited), self._grace + 15)
+        except TimeoutError:
+            await self._clients.call("kill a container", sdk.kill, container_id)
+            return await asyncio.wait_for(asyncio.shield(exited), 15)
+        except ENGINE_ERRORS as exc:
+            raise EngineUnavailable(f"docker engine failed to wait for a container: {exc}") from exc
+
+    def _wait_blocking(self, container_id: str, stop: threading.Event) -> int | None:
+        """The exit code (``None`` if the container vanished), however long it takes."""
+        api = self._clients.shared()
+        poll = min(_WAIT_POLL_SECONDS, self._clients.timeout)
+        while True:
+            try:
+                return int(api.wait(container_id, timeout=poll)["StatusCode"])
+            except docker.errors.NotFound:
+                return None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+                # A read timeout of this one call (it is only a socket timeout), or the
+                # engine went away: inspect tells which (it raises in the second case).
+                if stop.is_set():
+                    return None
+                api.inspect_container(container_id)
+
+    async def _judge_exit(
+        self, container_id: str, exit_code: int | None, spec: RunSpec, buffer: OutputBuffer
+    ) -> tuple[RunStatus, str | None]:
+        if spec.on_output_limit == "fail" and buffer.truncated:
+            return (
+                RunStatus.FAILED,
+                f"output exceeded {spec.output_limit} bytes (onOutputLimit=fail)",
+            )
+        if exit_code is None:
+            # Removed under us (by hand, or another worker's orphan sweep): not the job's
+            # doing, so an infrastructure error, retried.
+            raise EngineUnavailable(f"container {container_id[:12]} vanished while running")
+        if exit_code == 0:
+            return RunStatus.SUCCEEDED, None
+        state = await self._clients.call("inspect a container", sdk.state, container_id)
+        if state.get("OOMKilled"):
+            return RunStatus.FAILED, f"killed: out of memory (limit {spec.memory_mb} MiB)"
+        return RunStatus.FAILED, f"exited with code {exit_code}"
+
+    async def _dispose(self, create: asyncio.Future[str]) -> None:
+        """Remove the container (and its artifacts volume), however the run ended."""
+        try:
+            container_id = await create
+        except BaseException:
+            return  # nothing was created
+        try:
+            await self._clients.call("remove a container", sdk.remove, container_id)
+        except EngineUnavailable:
+            # Left for ``cleanup_orphans``; the run's outcome stands.
+            logger.exception("could not remove container", extra={"container_id": container_id})
+
+    # --- orphans ----------------------------------------------------------------------------
+
+    async def cleanup_orphans(
+        self, owned_run_ids: set[str], *, only_labels: Mapping[str, str] | None = None
+    ) -> list[str]:
+        selectors = [LABEL_RUN, *(f"{key}={value}" for key, value in (only_labels or {}).items())]
+        listed = await self._clients.call(
+            "list containers",
+            lambda api: api.containers(all=True, filters={"label": selectors}),
+        )
+        removed: list[str] = []
+        for container in listed:
+            run_id = (container.get("Labels") or {}).get(LABEL_RUN)
+            if run_id in owned_run_ids:
+                continue
+            container_id = str(container["Id"])
+            await self._clients.call("stop a container", sdk.stop, container_id, self._grace)
+            await self._clients.call("remove a container", sdk.remove, container_id)
+            logger.warning(
+                "removed orphaned container",
+                extra={"container_id": container_id, "run_id": run_id},
+            )
+            removed.append(container_id)
+        return removed
+
+
+def _close_connected(connect: asyncio.Future[ClosingClient]) -> None:
+    """Close the client of a connect whose run ended before it was used."""
+    if connect.cancelled():
+        return
+    if connect.exception() is None:
+        connect.result().close()
+
+
+def _exit_code(exited: asyncio.Future[int | None]) -> int | None:
+    """The exit code of a settled wait (``None`` when it failed or the container vanished)."""
+    if exited.cancelled() or exited.exception() is not None:
+        return None
+    return exited.result()
