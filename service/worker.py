@@ -30,7 +30,7 @@ from typing import Any
 
 from service.errors import UnknownHandler
 from store.background import TaskOwner
-from store.errors import PermanentFailure, StoreUnavailable
+from store.errors import LongshoreError, PermanentFailure, StoreUnavailable
 from store.queue.handlers import Handler, TaskContext
 from store.queue.models import Failure, Task, WorkerInfo
 from store.queue.protocol import TaskQueue
@@ -218,7 +218,10 @@ class Worker:
                 "retry_at": retry_at.isoformat() if retry_at else None,
                 "error": message,
             },
-            exc_info=not isinstance(exc, PermanentFailure),
+            # An error Longshore raises on purpose (a job's non-zero exit or timeout, a
+            # refused source, an engine outage) is told by its message; a traceback is for
+            # the unexpected.
+            exc_info=not isinstance(exc, LongshoreError),
         )
         self._failed.append(Failure(task_id=task.id, error=message, retry_at=retry_at))
         self._results_ready.set()

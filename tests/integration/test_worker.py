@@ -8,12 +8,14 @@ generous on purpose: these tests prove behaviour, the benchmarks measure speed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobrunner.errors import JobRunFailed
 from service.builtins import register_builtins
 from service.worker import HandlerRegistry, Worker, WorkerOptions
 from store.errors import PermanentFailure
@@ -220,6 +222,25 @@ async def test_a_permanent_failure_goes_straight_to_the_dead_letter_queue(queue)
     assert dead.state is TaskState.DEAD
     assert dead.attempts == 1
     assert "the input can never work" in dead.last_error
+
+
+async def test_an_expected_failure_logs_one_line_and_an_unexpected_one_its_traceback(queue, caplog):
+    async def job_failed(context: TaskContext) -> None:
+        raise JobRunFailed("run r1 of job 'nightly' failed: exit code 3")
+
+    async def bug(context: TaskContext) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    await enqueue(queue, "test.job_failed", retry=RetryPolicy(max_attempts=1))
+    await enqueue(queue, "test.bug", retry=RetryPolicy(max_attempts=1))
+    caplog.set_level(logging.WARNING, logger="service.worker")
+    async with running(queue, registry(job_failed=job_failed, bug=bug), drain=True) as handle:
+        await asyncio.wait_for(asyncio.shield(handle.task), EVENTUALLY)
+
+    failed = {r.__dict__["handler"]: r for r in caplog.records if r.getMessage() == "task failed"}
+    assert not failed["test.job_failed"].exc_info
+    assert "exit code 3" in failed["test.job_failed"].__dict__["error"]
+    assert failed["test.bug"].exc_info
 
 
 async def test_a_task_for_an_unknown_handler_is_dead_lettered_with_a_clear_error(queue):
