@@ -39,8 +39,8 @@ import uvicorn
 
 from admin.app import BASE_PATH, create_app
 from admin.config import AdminConfig, parse_tokens
-from admin.routes.events import end_event_streams
 from admin.services import AdminServices
+from admin.streams import end_event_streams
 from admin.tls import mtls_config
 from service.errors import AdminApiFailed, SettingsError
 from service.settings import Settings, format_host_port

@@ -26,8 +26,8 @@ import uvicorn
 from admin.app import create_app
 from admin.config import AdminConfig
 from admin.routes import runs as runs_routes
-from admin.routes.events import end_event_streams
 from admin.services import AdminServices
+from admin.streams import end_event_streams
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import (
