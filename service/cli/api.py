@@ -31,7 +31,7 @@ import httpx
 import typer
 
 from admin.config import parse_tokens
-from service.api_server import TOKEN_FILE
+from service.api_token import TOKEN_FILE
 from service.errors import ServiceError
 from service.logs import configure_logging
 from service.settings import Settings, format_host_port, load_settings
