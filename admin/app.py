@@ -40,6 +40,7 @@ from admin.routes import (
 )
 from admin.schemas import ErrorBody
 from admin.services import AdminServices
+from admin.streams import close_streams
 from store.errors import LongshoreError
 
 logger = logging.getLogger(__name__)
@@ -87,12 +88,13 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
     ``services.audit``."""
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
         logger.info(
             "admin api started",
             extra={"bearer_tokens": len(config.tokens), "approval": config.require_approval},
         )
         yield
+        await close_streams(served)  # the snapshot computations still running
         logger.info("admin api stopped")
 
     app = FastAPI(

@@ -69,8 +69,8 @@ import httpx
 from fastapi import FastAPI
 
 from admin.config import AdminConfig
-from admin.routes.events import end_event_streams
 from admin.services import AdminServices
+from admin.streams import end_event_streams
 from bench.queue import fresh_postgres_database, percentile
 from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.lifecycle import Runtime, open_runtime

@@ -1,17 +1,14 @@
-"""The admin API listener of ``longshore serve`` (SPEC §7 "Transport and auth").
+"""The admin API server of ``longshore serve`` (SPEC §7 "Transport and auth").
 
 Two steps, so that every mistake is reported before anything is opened:
 
-1. :func:`prepare_admin_api` (synchronous, before the runtime): validates the transport,
-   builds the :class:`~admin.config.AdminConfig` from the settings, loads or generates the
-   bearer token and binds the listening socket. With ``WORKER_ADMIN_TLS_CERT/KEY/CA`` the
-   listener is HTTPS and requires a client certificate signed by the CA (mTLS, TLS >= 1.2);
-   without them it must be a loopback address and requires a bearer token:
-   ``WORKER_ADMIN_TOKEN``, else one generated at first start and kept in
-   ``<data dir>/admin-token`` (mode 0600).
+1. :func:`service.api_listener.prepare_admin_api` (synchronous, before the runtime):
+   validates the transport and the token and binds the socket, giving an
+   :class:`AdminPlan`.
 2. :func:`start_admin_api` (in :func:`service.lifecycle.open_runtime`, ``serve`` only):
    runs ``uvicorn.Server.serve()`` as the owned task ``admin-api`` on the runtime's exit
-   stack; leaving the stack sets ``should_exit`` and awaits the task.
+   stack; leaving the stack ends the open event streams, sets ``should_exit`` and awaits
+   the task.
 
 uvicorn's own signal handling is switched off (:class:`_ServiceServer`): the service's
 handlers decide when to stop, and the exit stack stops the server.
@@ -21,48 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import os
-import secrets
 import socket
 import ssl
-import stat
 from collections.abc import Generator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from admin.app import BASE_PATH, create_app
-from admin.config import AdminConfig, parse_tokens
-from admin.routes.events import end_event_streams
+from admin.config import AdminConfig
 from admin.services import AdminServices
+from admin.streams import end_event_streams
 from admin.tls import mtls_config
 from service.addresses import format_host_port
 from service.errors import AdminApiFailed, SettingsError
-from service.settings import Settings
+from store.background import TaskOwner
 
-__all__ = [
-    "TOKEN_FILE",
-    "AdminApi",
-    "AdminPlan",
-    "is_loopback",
-    "load_or_create_token",
-    "prepare_admin_api",
-    "start_admin_api",
-]
+__all__ = ["AdminApi", "AdminPlan", "start_admin_api"]
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
-"""Name of the generated bearer token's file in the data dir."""
-
 GRACEFUL_SHUTDOWN_SECONDS = 5.0
-"""How long open requests (and, later, event streams) may take once the server stops."""
+"""How long open requests may take once the server stops (event streams are ended first)."""
 
 
 @dataclass(kw_only=True)
@@ -99,207 +80,6 @@ class AdminPlan:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def prepare_admin_api(settings: Settings) -> AdminPlan:
-    """Validate the admin transport, load or create the token and bind the listener.
-
-    Raises :class:`SettingsError` (one line, naming the variable) for a non-loopback
-    address without mTLS, unusable certificate files, a token file that is not private,
-    or an address that cannot be bound.
-    """
-    host, port = settings.admin_listen
-    tls = settings.admin_tls
-    tokens: dict[str, str] = {}
-    token_source: str | None = None
-    new_token: str | None = None
-    if settings.admin_token is not None:
-        tokens = parse_tokens(settings.admin_token.get_secret_value())
-        token_source = "WORKER_ADMIN_TOKEN"  # noqa: S105 - a variable name
-    if tls is not None:
-        _check_tls_files(*tls)
-    else:
-        if not is_loopback(host):
-            raise SettingsError(
-                f"WORKER_ADMIN_HTTP_ADDR={settings.admin_http_addr} is not loopback: "
-                "set WORKER_ADMIN_TLS_CERT/KEY/CA for mTLS"
-            )
-        if not tokens:
-            path = settings.data_dir / TOKEN_FILE
-            secret, created = load_or_create_token(path)
-            tokens = parse_tokens(secret)
-            token_source = str(path)
-            new_token = secret if created else None
-    config = _admin_config(settings, tokens)
-    sock = _bind(host, port, settings.admin_http_addr)
-    return AdminPlan(
-        host=host,
-        port=port,
-        tls=tls,
-        config=config,
-        sock=sock,
-        token_source=token_source,
-        new_token=new_token,
-    )
-
-
-def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
-    approval = settings.admin_approval_token
-    try:
-        version = metadata.version("longshore")
-    except metadata.PackageNotFoundError:  # pragma: no cover - always installed
-        version = "0.0.0"
-    try:
-        return AdminConfig(
-            tokens=tokens,
-            roles=dict(settings.admin_roles),
-            default_role=settings.admin_default_role,
-            replay_limit_max=settings.admin_replay_limit_max,
-            replay_ids_max=settings.admin_replay_ids_max,
-            schedule_run_max=settings.admin_schedule_run_max,
-            schedule_run_window=settings.admin_schedule_run_window,
-            require_approval=settings.admin_require_approval,
-            approval_token=approval.get_secret_value() if approval is not None else None,
-            version=version,
-        )
-    except ValueError as exc:  # checked by Settings already; kept as a clear error
-        raise SettingsError(f"admin API settings: {exc}") from None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an IP address or a name) is only reachable from this machine: an
-    address in 127.0.0.0/8 or ``::1``, or a name all of whose addresses are."""
-    try:
-        return _loopback_ip(host)
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    try:
-        return bool(infos) and all(_loopback_ip(str(info[4][0])) for info in infos)
-    except ValueError:
-        return False
-
-
-def _loopback_ip(text: str) -> bool:
-    address = ipaddress.ip_address(text.partition("%")[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def _check_tls_files(cert: Path, key: Path, ca: Path) -> None:
-    names = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
-    for name, path in zip(names, (cert, key, ca), strict=True):
-        if not path.is_file():
-            raise SettingsError(f"{name}={path}: no such file")
-        if not os.access(path, os.R_OK):
-            raise SettingsError(f"{name}={path}: not readable")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        raise SettingsError(
-            f"WORKER_ADMIN_TLS_CERT={cert} / WORKER_ADMIN_TLS_KEY={key}: cannot load the "
-            f"certificate and its key ({exc})"
-        ) from None
-    try:
-        context.load_verify_locations(cafile=ca)
-    except (ssl.SSLError, OSError) as exc:
-        raise SettingsError(f"WORKER_ADMIN_TLS_CA={ca}: cannot load the CA ({exc})") from None
-
-
-def _bind(host: str, port: int, shown: str) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (bound now, so a busy port is reported
-    before anything else is opened)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise SettingsError(f"WORKER_ADMIN_HTTP_ADDR={shown}: cannot listen: {exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-        sock.set_inheritable(False)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise SettingsError(f"WORKER_ADMIN_HTTP_ADDR={shown}: cannot listen: {reason}") from None
-    return sock
-
-
-# --- the generated bearer token ---------------------------------------------------------
-
-
-def load_or_create_token(path: Path) -> tuple[str, bool]:
-    """The token kept in ``path``, creating it (mode 0600, exclusively) if it does not exist
-    yet; returns ``(token, created)``. A file that is not a regular file of this user,
-    readable by its owner only, is refused with :class:`SettingsError`."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        return _read_token(path), False
-    except OSError as exc:
-        raise SettingsError(f"cannot create the admin token file {path}: {exc}") from None
-    token = secrets.token_urlsafe(32)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(token + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise SettingsError(f"cannot write the admin token file {path}: {exc}") from None
-    logger.info("admin token generated", extra={"path": str(path)})
-    return token, True
-
-
-def _read_token(path: Path) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot read the admin token file {path}: {exc.strerror or exc} "
-            "(it must be a regular file, not a symbolic link)"
-        ) from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise SettingsError(f"the admin token file {path} is not a regular file")
-        if info.st_uid != os.geteuid():
-            raise SettingsError(
-                f"the admin token file {path} is owned by uid {info.st_uid}, not by this user "
-                f"(uid {os.geteuid()}): remove it or fix its owner"
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise SettingsError(
-                f"the admin token file {path} has mode {mode:04o}: it must be readable by its "
-                f"owner only (chmod 600 {path})"
-            )
-        raw = handle.read(4096)
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:
-        if not text or not parse_tokens(text):
-            raise ValueError("empty")
-    except ValueError:
-        raise SettingsError(
-            f"the admin token file {path} is empty or malformed: remove it to generate a new "
-            "token, or write a token into it"
-        ) from None
-    return text
-
-
-# --- running the server -----------------------------------------------------------------
 
 
 class _ServiceServer(uvicorn.Server):
@@ -351,9 +131,9 @@ async def start_admin_api(
                 f"the admin API server failed to start (status {exc.code})"
             ) from None
 
-    task = asyncio.create_task(serve(), name="admin-api")
-    stack.push_async_callback(_stop, server, task, app)
-    task.add_done_callback(_report_exit)
+    tasks = TaskOwner("admin-api")
+    task = tasks.spawn(serve(), name="admin-api")  # its failure is logged when it ends
+    stack.push_async_callback(_stop, server, tasks, app)
     while not server.started:
         if task.done():
             task.result()
@@ -379,24 +159,12 @@ def _uvicorn_config(app: Any, plan: AdminPlan) -> uvicorn.Config:
     return uvicorn.Config(app, host=plan.host, port=plan.port, **options)
 
 
-def _report_exit(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None:
-        logger.error("the admin API server failed", extra={"error": str(error)})
-
-
-async def _stop(server: uvicorn.Server, task: asyncio.Task[None], app: Any) -> None:
+async def _stop(server: uvicorn.Server, tasks: TaskOwner, app: Any) -> None:
     # Open event streams never end on their own: end them first, or the server would wait
     # out its graceful shutdown for them.
     end_event_streams(app)
     server.should_exit = True
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
-    except Exception as exc:  # already reported by _report_exit
-        logger.debug("admin API server ended with an error", extra={"error": str(exc)})
+    # The server ends by itself once told to; a failure was logged when the task ended.
+    # Cancelling this wait (a second signal) cancels the server task too.
+    await tasks.close(cancel=False)
     logger.info("admin api stopped listening")

@@ -8,13 +8,10 @@ container ran, or its worker died) — the output is what the run's ``RunOutputE
 events carry, read from the event store.
 
 ``GET /runs/{id}/output?follow=true`` is a second route on the same path, taken only when
-``follow`` is true (:class:`_FollowRoute`): it is an async generator, streamed by FastAPI
-as server-sent events (``EventSourceResponse``: keep-alive comments, teardown on
-disconnect). The plain route declares ``follow`` too, so a value that is not a boolean is a
-400 naming it. The stream: a ``retry`` hint, then the run's events after ``Last-Event-ID``
-(or ``?lastEventId=``), each with its durable event id — ``output`` (``{text, seq, offset,
-bytes}``), ``status`` (a stage entered) — and last ``end`` (the final status, exit code and
-error), after which it closes.
+``follow`` is true (:class:`_FollowRoute`): the run's events as server-sent events, written
+by the same engine as ``/events`` (:mod:`admin.streams.run_output` says what it sends; it
+resumes after ``Last-Event-ID`` or ``?lastEventId=`` and ends with the app's streams). The
+plain route declares ``follow`` too, so a value that is not a boolean is a 400 naming it.
 
 Downloads (the stored output, artifacts) go through :func:`admin.downloads.file_response`:
 streamed, with ``Content-Length``, an ``ETag`` (the blob's sha256) and byte ranges.
@@ -22,18 +19,16 @@ streamed, with ``Content-Length``, an ``ETag`` (the blob's sha256) and byte rang
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -43,12 +38,14 @@ from admin.deps import ArtifactsDep, EventsDep, RunsDep
 from admin.downloads import file_response
 from admin.errors import Conflict, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
-from admin.routes.events import EventStreams, streams_of
 from admin.schemas import MAX_INT, ErrorBody
 from admin.schemas_runs import RunArtifactBody, RunArtifactList, RunBody, RunDetail, RunList, RunOne
-from store.events.errors import SubscriberDropped
-from store.events.models import Event, EventFilter, EventType, Stream
-from store.events.protocol import EventStore, EventSubscription
+from admin.streams.hub import streams_of
+from admin.streams.options import options_of
+from admin.streams.response import EventStreamResponse, event_stream
+from admin.streams.resume import ResumePoint
+from admin.streams.run_output import EVENT_PAGE, OUTPUT, FollowTiming, follow_run_output
+from store.events import EventStore
 from store.jobs.errors import RunNotFound
 from store.jobs.models import JOB_NAME, Run, RunStatus
 from store.jobs.protocol import RunStore
@@ -69,30 +66,11 @@ RUN_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """What a run id looks like (the store's rule); anything else cannot name a run."""
 
 RETRY_MS: Final = 2000
-"""The reconnection delay suggested to SSE clients."""
+"""The reconnection delay suggested to the followers of a run's output."""
 IDLE_CHECK_SECONDS: Final = 5.0
 """How often a quiet follow stream re-reads the run record, to end the stream of a run
 that finished without its final event reaching the event store (it is appended after the
 final transition, within the runner's event timeout)."""
-EVENT_PAGE: Final = 1000
-
-_OUTPUT: Final = EventType.RUN_OUTPUT_EMITTED.value
-_ENDS: Final = frozenset(
-    {
-        EventType.RUN_SUCCEEDED.value,
-        EventType.RUN_FAILED.value,
-        EventType.RUN_TIMED_OUT.value,
-        EventType.RUN_CANCELLED.value,
-    }
-)
-_END_FIELDS: Final = (
-    "status",
-    "exitCode",
-    "error",
-    "finishedAt",
-    "outputBytes",
-    "outputTruncated",
-)
 _TRUE: Final = frozenset({"1", "on", "t", "true", "y", "yes"})
 """What pydantic reads as ``True`` for a ``bool`` query parameter."""
 
@@ -113,31 +91,6 @@ async def _existing_run(run_id: str, runs: RunsDep) -> Run:
 
 
 ExistingRun = Annotated[Run, Depends(_existing_run)]
-
-
-def _event_id(value: str | None, where: str) -> int | None:
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if not text.isascii() or not text.isdigit():
-        raise InvalidRequest(f"{where}: must be a non-negative integer event id, got {value!r}")
-    return int(text)
-
-
-def _resume_from(
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    query_id: Annotated[str | None, Query(alias="lastEventId")] = None,
-) -> int:
-    """Where a follow stream resumes: after ``Last-Event-ID`` (what a browser sends when it
-    reconnects, so it wins) or ``?lastEventId=``; 0 (the run's first event) without."""
-    header = _event_id(last_event_id, "Last-Event-ID")
-    if header is not None:
-        return header
-    query = _event_id(query_id, "lastEventId")
-    return 0 if query is None else query
-
-
-ResumeFrom = Annotated[int, Depends(_resume_from)]
 
 
 # --- list, detail ---------------------------------------------------------------------------
@@ -236,20 +189,40 @@ async def _follow_output(
     request: Request,
     _: RequireViewer,
     run: ExistingRun,
-    after_id: ResumeFrom,
+    after: ResumePoint,
     events: EventsDep,
     runs: RunsDep,
-) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(retry=RETRY_MS, comment=f"run {run.run_id}")
-    async for item in _follow(events, runs, run, after_id, streams_of(request.app)):
-        yield item
+) -> EventStreamResponse:
+    """The run's events as server-sent events (see :mod:`admin.streams.run_output`)."""
+
+    def dropped(last_id: int) -> None:
+        logger.info(
+            "output follower fell behind; resubscribing",
+            extra={"run_id": run.run_id, "last_id": last_id},
+        )
+
+    timing = FollowTiming(
+        retry_ms=RETRY_MS,
+        idle_check_seconds=IDLE_CHECK_SECONDS,
+        keepalive_seconds=options_of(request.app).heartbeat_seconds,
+    )
+    body = follow_run_output(
+        events,
+        runs,
+        run,
+        after_id=0 if after is None else after,  # without one: from the run's first event
+        hub=streams_of(request.app),
+        timing=timing,
+        on_drop=dropped,
+    )
+    return event_stream(body)
 
 
 router.add_api_route(
     "/{run_id}/output",
     _follow_output,
     methods=["GET"],
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     route_class_override=_FollowRoute,
     include_in_schema=False,  # documented on the plain route below (one operation per path)
     name="follow_run_output",
@@ -289,156 +262,10 @@ async def _output_from_events(events: EventStore, run_id: str) -> AsyncIterator[
         page = await events.by_run(run_id, after_id=after, limit=EVENT_PAGE)
         if not page:
             return
-        text = "".join(str(e.data.get("text", "")) for e in page if e.type == _OUTPUT)
+        text = "".join(str(e.data.get("text", "")) for e in page if e.type == OUTPUT)
         if text:
             yield text.encode("utf-8")
         after = page[-1].id
-
-
-async def _follow(
-    events: EventStore, runs: RunStore, run: Run, after_id: int, streams: EventStreams
-) -> AsyncIterator[ServerSentEvent]:
-    """The run's events after ``after_id`` as SSE, ending with ``end``: a finished run's
-    stored events, or a run still going followed live (until it ends, or until the app's
-    streams are ended for a shutdown: :func:`admin.routes.events.end_event_streams`)."""
-    stream = (
-        _stored(events, run, after_id)
-        if run.status.is_final
-        else _live(events, runs, run, after_id, streams)
-    )
-    async for message in stream:
-        yield message
-
-
-async def _stored(events: EventStore, run: Run, after_id: int) -> AsyncIterator[ServerSentEvent]:
-    """A finished run's stored events, page by page, up to its final event (or an ``end``
-    made from the record when that event is not stored)."""
-    last_id = after_id
-    while True:
-        page = await events.by_run(run.run_id, after_id=last_id, limit=EVENT_PAGE)
-        if not page:
-            yield _end_from_record(run)
-            return
-        for event in page:
-            last_id = event.id
-            message = _message(event)
-            if message is not None:
-                yield message
-            if event.type in _ENDS:
-                return
-
-
-async def _live(
-    events: EventStore, runs: RunStore, run: Run, after_id: int, streams: EventStreams
-) -> AsyncIterator[ServerSentEvent]:
-    """A run still going, through a subscription: its stored events, then live ones, without
-    gap. A subscription dropped for reading too slowly is renewed from the last event sent,
-    so nothing is lost. The next event is awaited in a task that survives the idle checks
-    (never cancelled mid-read)."""
-    last_id = after_id
-    only_this_run = EventFilter(streams=frozenset({Stream.RUNS}), run_id=run.run_id)
-    subscription = events.subscribe(last_id, only_this_run)
-    streams.hold(subscription)
-    waiting: asyncio.Task[Event | None] | None = None
-    final_seen = False
-    try:
-        while True:
-            if waiting is None:
-                waiting = asyncio.create_task(_next(subscription))
-            done, _ = await asyncio.wait({waiting}, timeout=IDLE_CHECK_SECONDS)
-            if not done:
-                current = await runs.get(run.run_id)
-                if current is None or current.status.is_final:
-                    # Give the final event one more period to arrive before ending without.
-                    if final_seen:
-                        yield _end_from_record(current or run)
-                        return
-                    final_seen = True
-                continue
-            finished, waiting = waiting, None
-            try:
-                received = finished.result()
-            except SubscriberDropped:
-                logger.info(
-                    "output follower fell behind; resubscribing",
-                    extra={"run_id": run.run_id, "last_id": last_id},
-                )
-                subscription.close()
-                streams.release(subscription)
-                subscription = events.subscribe(last_id, only_this_run)
-                streams.hold(subscription)
-                continue
-            if received is None:  # the store or the server is closing: the client reconnects
-                return
-            last_id = received.id
-            message = _message(received)
-            if message is not None:
-                yield message
-            if received.type in _ENDS:
-                return
-    finally:
-        # Not awaited: this may run while the stream itself is being cancelled.
-        if waiting is not None:
-            waiting.cancel()
-            waiting.add_done_callback(_retrieve)
-        subscription.close()
-        streams.release(subscription)
-
-
-def _retrieve(task: asyncio.Task[Event | None]) -> None:
-    """Mark the outcome of an abandoned read as seen (no "never retrieved" warning)."""
-    if not task.cancelled():
-        task.exception()
-
-
-async def _next(subscription: EventSubscription) -> Event | None:
-    try:
-        return await subscription.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-def _message(event: Event) -> ServerSentEvent | None:
-    data = event.data
-    if event.type == _OUTPUT:
-        return ServerSentEvent(
-            id=str(event.id),
-            event="output",
-            data={
-                "text": str(data.get("text", "")),
-                "seq": data.get("seq"),
-                "offset": data.get("offset"),
-                "bytes": data.get("bytes"),
-            },
-        )
-    if event.type in _ENDS:
-        return ServerSentEvent(id=str(event.id), event="end", data=_end_data(data))
-    if "status" in data:
-        return ServerSentEvent(
-            id=str(event.id), event="status", data={"status": data.get("status")}
-        )
-    return None
-
-
-def _end_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: data.get(name) for name in _END_FIELDS}
-
-
-def _end_from_record(run: Run) -> ServerSentEvent:
-    """The ``end`` event of a run whose final event is not in the event store (no id: it
-    is not a durable event)."""
-    finished = None if run.finished_at is None else run.finished_at.isoformat()
-    return ServerSentEvent(
-        event="end",
-        data={
-            "status": run.status.value,
-            "exitCode": run.exit_code,
-            "error": run.error,
-            "finishedAt": finished,
-            "outputBytes": run.output_bytes,
-            "outputTruncated": run.output_truncated,
-        },
-    )
 
 
 # --- artifacts ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import typer
 
 from admin.config import parse_tokens
 from service.addresses import format_host_port
-from service.api_server import TOKEN_FILE
+from service.api_token import TOKEN_FILE
 from service.errors import ServiceError
 from service.logs import configure_logging
 from service.settings import Settings, load_settings

@@ -12,7 +12,8 @@ import typer
 
 from jobrunner.errors import EngineUnavailable
 from jobrunner.runner import JobRunner
-from service.api_server import AdminPlan, prepare_admin_api
+from service.api_listener import prepare_admin_api
+from service.api_server import AdminPlan
 from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
 from service.lifecycle import Role, open_runtime

@@ -23,18 +23,13 @@ import uvicorn
 
 from admin.app import create_app
 from admin.config import AdminConfig
-from admin.routes.events import (
-    BATCH,
-    SNAPSHOTS,
-    EventsStreamOptions,
-    FrameCache,
-    Need,
-    SnapshotCache,
-    end_event_streams,
-    streams_of,
-)
 from admin.routes.overview import OverviewCache
 from admin.services import AdminServices
+from admin.streams import end_event_streams, streams_of
+from admin.streams.frames import FrameCache
+from admin.streams.options import EventsStreamOptions
+from admin.streams.reader import BATCH
+from admin.streams.snapshots import SNAPSHOTS, Need, SnapshotCache
 from service.lifecycle import Runtime, open_runtime
 from service.settings import load_settings
 from store.events import AuditLog, EventType, NewEvent

@@ -26,8 +26,8 @@ import uvicorn
 from admin.app import create_app
 from admin.config import AdminConfig
 from admin.routes import runs as runs_routes
-from admin.routes.events import end_event_streams
 from admin.services import AdminServices
+from admin.streams import end_event_streams
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import (
@@ -767,7 +767,10 @@ async def test_a_follower_that_disconnects_releases_its_subscription(admin: Full
         ) as response:
             assert response.status_code == 200
             seen = ""
-            async for text in response.aiter_text():
+            # Held until the client hangs up: a dropped iterator is closed when collected,
+            # and closing it closes the connection before the stream could go live.
+            texts = response.aiter_text()
+            async for text in texts:
                 seen += text
                 if f"id: {chunk.id}" in seen:
                     break

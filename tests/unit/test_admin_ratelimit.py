@@ -6,7 +6,7 @@ import pytest
 
 from admin.config import AdminConfig
 from admin.ratelimit import SlidingWindow
-from service.api_server import _admin_config
+from service.api_listener import _admin_config
 from service.settings import load_settings
 
 

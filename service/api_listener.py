@@ -1,0 +1,161 @@
+"""Preparing the admin API listener of ``longshore serve``, before anything else is opened.
+
+:func:`prepare_admin_api` (synchronous, before the runtime) validates the transport, builds
+the :class:`~admin.config.AdminConfig` from the settings, loads or generates the bearer
+token and binds the listening socket, so that every mistake is reported first. With
+``WORKER_ADMIN_TLS_CERT/KEY/CA`` the listener is HTTPS and requires a client certificate
+signed by the CA (mTLS, TLS >= 1.2); without them it must be a loopback address and
+requires a bearer token: ``WORKER_ADMIN_TOKEN``, else the one kept in the data dir
+(:mod:`service.api_token`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import ssl
+from importlib import metadata
+from pathlib import Path
+
+from admin.config import AdminConfig, parse_tokens
+from service.api_server import AdminPlan
+from service.api_token import TOKEN_FILE, load_or_create_token
+from service.errors import SettingsError
+from service.settings import Settings
+
+__all__ = ["is_loopback", "prepare_admin_api"]
+
+
+def prepare_admin_api(settings: Settings) -> AdminPlan:
+    """Validate the admin transport, load or create the token and bind the listener.
+
+    Raises :class:`SettingsError` (one line, naming the variable) for a non-loopback
+    address without mTLS, unusable certificate files, a token file that is not private,
+    or an address that cannot be bound.
+    """
+    host, port = settings.admin_listen
+    tls = settings.admin_tls
+    tokens: dict[str, str] = {}
+    token_source: str | None = None
+    new_token: str | None = None
+    if settings.admin_token is not None:
+        tokens = parse_tokens(settings.admin_token.get_secret_value())
+        token_source = "WORKER_ADMIN_TOKEN"  # noqa: S105 - a variable name
+    if tls is not None:
+        _check_tls_files(*tls)
+    else:
+        if not is_loopback(host):
+            raise SettingsError(
+                f"WORKER_ADMIN_HTTP_ADDR={settings.admin_http_addr} is not loopback: "
+                "set WORKER_ADMIN_TLS_CERT/KEY/CA for mTLS"
+            )
+        if not tokens:
+            path = settings.data_dir / TOKEN_FILE
+            secret, created = load_or_create_token(path)
+            tokens = parse_tokens(secret)
+            token_source = str(path)
+            new_token = secret if created else None
+    config = _admin_config(settings, tokens)
+    sock = _bind(host, port, settings.admin_http_addr)
+    return AdminPlan(
+        host=host,
+        port=port,
+        tls=tls,
+        config=config,
+        sock=sock,
+        token_source=token_source,
+        new_token=new_token,
+    )
+
+
+def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
+    approval = settings.admin_approval_token
+    try:
+        version = metadata.version("longshore")
+    except metadata.PackageNotFoundError:  # pragma: no cover - always installed
+        version = "0.0.0"
+    try:
+        return AdminConfig(
+            tokens=tokens,
+            roles=dict(settings.admin_roles),
+            default_role=settings.admin_default_role,
+            replay_limit_max=settings.admin_replay_limit_max,
+            replay_ids_max=settings.admin_replay_ids_max,
+            schedule_run_max=settings.admin_schedule_run_max,
+            schedule_run_window=settings.admin_schedule_run_window,
+            require_approval=settings.admin_require_approval,
+            approval_token=approval.get_secret_value() if approval is not None else None,
+            version=version,
+        )
+    except ValueError as exc:  # checked by Settings already; kept as a clear error
+        raise SettingsError(f"admin API settings: {exc}") from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address or a name) is only reachable from this machine: an
+    address in 127.0.0.0/8 or ``::1``, or a name all of whose addresses are."""
+    try:
+        return _loopback_ip(host)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        return bool(infos) and all(_loopback_ip(str(info[4][0])) for info in infos)
+    except ValueError:
+        return False
+
+
+def _loopback_ip(text: str) -> bool:
+    address = ipaddress.ip_address(text.partition("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _check_tls_files(cert: Path, key: Path, ca: Path) -> None:
+    names = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
+    for name, path in zip(names, (cert, key, ca), strict=True):
+        if not path.is_file():
+            raise SettingsError(f"{name}={path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise SettingsError(f"{name}={path}: not readable")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(
+            f"WORKER_ADMIN_TLS_CERT={cert} / WORKER_ADMIN_TLS_KEY={key}: cannot load the "
+            f"certificate and its key ({exc})"
+        ) from None
+    try:
+        context.load_verify_locations(cafile=ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(f"WORKER_ADMIN_TLS_CA={ca}: cannot load the CA ({exc})") from None
+
+
+def _bind(host: str, port: int, shown: str) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (bound now, so a busy port is reported
+    before anything else is opened)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise SettingsError(f"WORKER_ADMIN_HTTP_ADDR={shown}: cannot listen: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+        sock.set_inheritable(False)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"WORKER_ADMIN_HTTP_ADDR={shown}: cannot listen: {reason}") from None
+    return sock
