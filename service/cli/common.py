@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from service.backends import open_queue
+from service.datadir import restrict_new_files
 from service.logs import configure_logging
 from service.settings import Settings, load_settings
 from store.queue.models import QueueInfo, Task
@@ -51,8 +52,10 @@ def settings_for(
     """Settings from the environment, with command-line flags taking precedence.
 
     One-shot commands log only warnings and errors unless ``WORKER_LOG_LEVEL=DEBUG``: their
-    output is the answer, not a story of opening the database.
+    output is the answer, not a story of opening the database. Whatever the command creates
+    from here on is private to its user (``service.datadir``).
     """
+    restrict_new_files()
     if database_url is not None:
         overrides["database_url"] = database_url
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -16,6 +16,7 @@ from service.api_listener import prepare_admin_api
 from service.api_server import AdminPlan
 from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
+from service.datadir import secure_data_dir
 from service.lifecycle import Role, open_runtime
 from service.runtime import build_registry, settle_heap, worker_options
 from service.settings import Settings, ignored_variables
@@ -52,6 +53,7 @@ def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> 
     and the event store and the database are closed.
     """
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
+    secure_data_dir(settings.data_dir, (settings.event_dir, settings.job_work_dir))
     target, _ = resolve_target(settings)
     plan = prepare_admin_api(settings)
     try:
@@ -84,6 +86,7 @@ def worker(
     """Run a worker only (scale-out: many workers can share one PostgreSQL). It never fires
     schedules (longshore serve does) and leaves event retention to serve."""
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
+    secure_data_dir(settings.data_dir, (settings.event_dir, settings.job_work_dir))
     processed = run_async(lambda: _run_worker(settings, role="worker", drain=drain, queues=queue))
     if drain:
         typer.echo(f"drained: {processed} tasks processed", err=True)

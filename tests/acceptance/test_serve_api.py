@@ -4,6 +4,7 @@ data dir at first start), or mTLS with certificates from ``longshore certs init`
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import ssl
@@ -207,3 +208,31 @@ async def audit_entries(directory: Path) -> list:
         return await AuditLog(store).recent(AuditQuery(limit=100))
     finally:
         await store.close()
+
+
+def test_serve_keeps_the_data_dir_private_whatever_the_umask(longshore: Longshore, tmp_path: Path):
+    data = tmp_path / "data"
+    (data / "events").mkdir(parents=True)
+    (data / "events").chmod(0o755)
+    (data / "left-by-an-old-version.log").write_text("x")
+    (data / "left-by-an-old-version.log").chmod(0o644)
+    port = free_port()
+    previous = os.umask(0o022)  # inherited by the server
+    try:
+        server = start_serve(longshore, "serve", {"WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}"})
+    finally:
+        os.umask(previous)
+    wait_listening(server, port)
+    longshore.ok("tasks", "enqueue", "builtin.noop")
+    wait_until(lambda: longshore.stats()["completed"] == 1, "the task ran", timeout=30)
+    stop(server)
+
+    loose = [
+        f"{path.relative_to(data)} {stat.S_IMODE(path.stat().st_mode):o}"
+        for path in [data, *data.rglob("*")]
+        if not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) & 0o077
+    ]
+    assert loose == []
+    assert (data / "longshore.db").exists()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert "tightened permissions in the data directory" in stderr_of(server)
