@@ -64,9 +64,10 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "Invalid request (the message names the field)"),
         (401, "No or invalid credentials"),
-        (403, "The caller's role does not allow this, or approval is missing"),
+        (403, "The role does not allow this, approval is missing, or a cross-site request"),
         (404, "Not found"),
         (413, "Request body larger than 1 MiB"),
+        (415, "A form body (the API reads JSON only)"),
         (503, "The store is unavailable; retry later"),
     )
 }

@@ -6,10 +6,12 @@
      │    ├── NotAuthenticated      401 no or wrong credentials
      │    ├── Forbidden             403 the role does not allow it
      │    ├── ApprovalRequired      403 a risky mutation without a valid X-Admin-Approval
+     │    ├── CrossSiteRequest      403 a mutation a browser sent from another site
      │    ├── NotFound              404 no such resource
      │    ├── Conflict              409 the resource is not in a state that allows it
      │    ├── PreconditionFailed    412 e.g. a missing schedule factory
      │    ├── BodyTooLarge          413 more than the body limit
+     │    ├── UnsupportedMediaType  415 a form body (what a cross-site form can send)
      │    ├── RangeNotSatisfiable   416 a byte range that selects nothing of the file
      │    └── GuardrailExceeded     429 a replay/run cap
      ├── StoreError                 from the store, mapped below (InvalidTask 400, ...)
@@ -63,6 +65,10 @@ class ApprovalRequired(Forbidden):
     code = "approval_required"
 
 
+class CrossSiteRequest(Forbidden):
+    code = "cross_site_request"
+
+
 class NotFound(AdminError):
     code = "not_found"
 
@@ -83,6 +89,10 @@ class GuardrailExceeded(AdminError):
     code = "limit_exceeded"
 
 
+class UnsupportedMediaType(AdminError):
+    code = "unsupported_media_type"
+
+
 class RangeNotSatisfiable(AdminError):
     """The range is valid syntax but selects no byte of the file."""
 
@@ -97,12 +107,14 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     InvalidRequest: (400, InvalidRequest.code),
     NotAuthenticated: (401, NotAuthenticated.code),
     ApprovalRequired: (403, ApprovalRequired.code),
+    CrossSiteRequest: (403, CrossSiteRequest.code),
     Forbidden: (403, Forbidden.code),
     NotFound: (404, NotFound.code),
     Conflict: (409, Conflict.code),
     PreconditionFailed: (412, PreconditionFailed.code),
     BodyTooLarge: (413, BodyTooLarge.code),
     GuardrailExceeded: (429, GuardrailExceeded.code),
+    UnsupportedMediaType: (415, UnsupportedMediaType.code),
     RangeNotSatisfiable: (416, RangeNotSatisfiable.code),
     InvalidTask: (400, "invalid_request"),
     InvalidEvent: (400, "invalid_request"),

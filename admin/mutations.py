@@ -8,6 +8,15 @@ error handlers of :mod:`admin.app` call :meth:`Mutation.refused` for everything 
 
 A request without valid credentials (401) is not audited: there is no actor to record and
 an unauthenticated client must not be able to fill the audit log.
+
+**Cross-site requests.** A browser attaches a client certificate (or a session cookie) to a
+request that another site's page makes, so a mutation must come from the API's own origin or
+from a client that is not a browser. A mutation is refused (403 ``cross_site_request``,
+audited) when ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site``, or when ``Origin`` names
+another origin (or ``null``); programs (the CLI, scripts, a seed 003 UI's server) send
+neither header. A body of one of the types an HTML form can send without a preflight
+(``application/x-www-form-urlencoded``, ``multipart/form-data``, ``text/plain``) is refused
+with 415 on every mutation: the API reads JSON only.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from fastapi import Request
 
 from admin.auth import Identity, check_role, config_of, current_identity
 from admin.config import Role
-from admin.errors import ApprovalRequired
+from admin.errors import ApprovalRequired, CrossSiteRequest, UnsupportedMediaType
 from admin.schemas import storable
 from store.events import AuditLog, AuditStatus
 
@@ -127,6 +136,7 @@ class MutationDependency:
 
     async def __call__(self, request: Request) -> Mutation:
         current = self.context(request)
+        check_same_origin(request)
         check_role(current.identity, self.role)
         config = config_of(request)
         if self.risky and config.require_approval:
@@ -137,6 +147,38 @@ class MutationDependency:
                     "this action needs approval: send a valid X-Admin-Approval header"
                 )
         return current
+
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+_CROSS_SITE = frozenset({"cross-site", "same-site"})
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a mutation a browser sent from another site, or with a form body (see the
+    module docstring)."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in _FORM_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {content_type!r} is not accepted: send JSON (application/json)"
+        )
+    fetch_site = request.headers.get("sec-fetch-site", "").strip().lower()
+    if fetch_site in _CROSS_SITE:
+        raise CrossSiteRequest(f"refused a {fetch_site} request: mutations must be same-origin")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.strip().lower() != _own_origin(request):
+        raise CrossSiteRequest(
+            "refused a request from another origin: mutations must be same-origin"
+        )
+
+
+def _own_origin(request: Request) -> str:
+    """``scheme://host[:port]`` of this API as the client addressed it."""
+    scheme = request.url.scheme.lower()
+    host = request.headers.get("host", "").strip().lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
 
 
 def mutation(

@@ -518,3 +518,41 @@ async def test_a_failing_store_gives_the_envelope_and_an_audited_error(
         assert response.headers["x-frame-options"] == "DENY"
         entries = await admin.audit_entries(action="dequeue.pause")
         assert [(e.status.value, e.actor) for e in entries] == [("error", "olga")]
+
+
+# --- cross-site requests ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Origin": "https://evil.example"}, id="foreign-origin"),
+        pytest.param({"Origin": "null"}, id="null-origin"),
+        pytest.param({"Sec-Fetch-Site": "cross-site"}, id="fetch-cross-site"),
+        pytest.param({"Sec-Fetch-Site": "same-site"}, id="fetch-same-site"),
+        pytest.param({"Content-Type": "application/x-www-form-urlencoded"}, id="form-urlencoded"),
+        pytest.param({"Content-Type": "text/plain"}, id="text-plain"),
+        pytest.param({"Content-Type": "multipart/form-data; boundary=x"}, id="multipart"),
+    ],
+)
+async def test_a_cross_site_or_form_mutation_is_refused_audited_and_changes_nothing(
+    admin: Admin, headers: dict[str, str]
+) -> None:
+    response = await admin.client.post("/pause", headers={**ADMIN, **headers}, content=b"")
+    assert response.status_code in (403, 415), response.text
+    assert response.json()["error"]["code"] in ("cross_site_request", "unsupported_media_type")
+    assert await admin.queue.is_global_paused() is False
+    [entry] = await admin.audit_entries(action="dequeue.pause")
+    assert entry.status.value == "error"
+    assert entry.actor == "alice"
+
+
+async def test_a_same_origin_browser_request_and_a_program_without_origin_are_accepted(
+    admin: Admin,
+) -> None:
+    same = {"Origin": "http://admin.test", "Sec-Fetch-Site": "same-origin"}
+    response = await admin.client.post("/pause", headers={**ADMIN, **same})
+    assert response.status_code == 200, response.text
+    response = await admin.client.post("/resume", headers=ADMIN)  # no Origin: a program
+    assert response.status_code == 200, response.text
+    assert await admin.queue.is_global_paused() is False
