@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 
 from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
 from service.cli.common import command_group
+from service.cli.terminal import inline
 from store.errors import LongshoreError
 
 app = command_group(
@@ -53,7 +54,8 @@ def main() -> None:
     except _USAGE_ERRORS as exc:
         sys.exit(_show_usage_error(exc))
     except LongshoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # The message may quote a job's or a source's text (an error, a name).
+        typer.echo(f"error: {inline(str(exc))}", err=True)
         sys.exit(1)
     if isinstance(status, int) and status:
         sys.exit(status)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from service.backends import open_queue
+from service.cli.terminal import inline
 from service.datadir import restrict_new_files
 from service.logs import configure_logging
 from service.settings import Settings, load_settings
@@ -44,6 +45,14 @@ DatabaseUrl = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+RawFlag = Annotated[
+    bool,
+    typer.Option(
+        "--raw",
+        help="Print the output's exact bytes (by default terminal control and bidi characters "
+        "are shown as escapes).",
+    ),
+]
 
 
 def settings_for(
@@ -135,13 +144,13 @@ def print_record(record: dict[str, Any], *, skip: Sequence[str] = ()) -> None:
     for key, value in record.items():
         if key in skip or value in (None, "", [], {}):
             continue
-        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-        typer.echo(f"{key}: {shown}")
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        typer.echo(f"{key}: {inline(shown)}")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain aligned table for people."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    cells = [[("" if c is None else inline(str(c))) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for index, cell in enumerate(row):
@@ -154,5 +163,5 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 def short(text: str | None, width: int = 60) -> str:
     if not text:
         return ""
-    flat = " ".join(text.split())
+    flat = inline(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"

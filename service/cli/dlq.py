@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from service.cli.common import (
     short,
     task_json,
 )
+from service.cli.terminal import inline
 from service.units import parse_duration
 from store.errors import InvalidTask, TaskNotFound
 from store.queue.models import DeadFilter, DeadStats, Page, Task, TaskState
@@ -126,8 +128,7 @@ def show(
         if as_json:
             print_json(entry)
             return
-        for name, value in entry.items():
-            typer.echo(f"{name:>15}: {'' if value is None else value}")
+        _print_fields(entry)
         return
     settings = settings_for(database_url)
 
@@ -142,8 +143,15 @@ def show(
     if as_json:
         print_json(data)
         return
-    for name, value in data.items():
-        typer.echo(f"{name:>15}: {'' if value is None else value}")
+    _print_fields(data)
+
+
+def _print_fields(fields: dict[str, Any]) -> None:
+    """A dead task's fields, one per line; its error and payload are a job's text, shown
+    with terminal controls escaped."""
+    for name, value in fields.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        typer.echo(f"{name:>15}: {'' if value is None else inline(shown)}")
 
 
 @app.command("replay")
@@ -267,4 +275,4 @@ def stats(database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
         print_json(data)
         return
     for name, value in data.items():
-        typer.echo(f"{name:>13}: {value}")
+        typer.echo(f"{name:>13}: {inline(str(value))}")

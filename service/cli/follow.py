@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from service.cli.api import ApiClient, ApiError, decode, iter_sse
+from service.cli.terminal import block
 
 RECONNECT_SECONDS = 1.0
 RECONNECT_ATTEMPTS = 60
@@ -33,9 +34,9 @@ def output_text(data: Any) -> str:
     return ""
 
 
-def follow_run(client: ApiClient, run_id: str) -> str | None:
+def follow_run(client: ApiClient, run_id: str, *, raw: bool = False) -> str | None:
     """Print the output of ``run_id`` as it is written, until the run ends; return its
-    final status."""
+    final status. Terminal controls are escaped unless ``raw``."""
     last_id: str | None = None
     failures = 0
     while True:
@@ -51,7 +52,8 @@ def follow_run(client: ApiClient, run_id: str) -> str | None:
                     if event_id:
                         last_id = event_id
                     if event == "output":
-                        sys.stdout.write(output_text(decode(data)))
+                        text = output_text(decode(data))
+                        sys.stdout.write(text if raw else block(text))
                         sys.stdout.flush()
                     elif event == "end":
                         return _final_status(client, run_id, decode(data))

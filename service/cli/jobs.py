@@ -12,7 +12,14 @@ import yaml
 from jobrunner.errors import UnknownSource
 from jobrunner.sources import registry
 from service.cli.api import ApiClient, ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
+from service.cli.common import (
+    JsonFlag,
+    RawFlag,
+    command_group,
+    print_json,
+    print_record,
+    print_table,
+)
 from service.cli.follow import follow_run
 
 app = command_group(
@@ -143,9 +150,11 @@ def run(
         bool, typer.Option("--follow", "-f", help="Stream the output; exit with the run's status.")
     ] = False,
     as_json: JsonFlag = False,
+    raw: RawFlag = False,
 ) -> None:
-    """Run a job now. With --follow, print its output live and exit 0 when it succeeds,
-    1 when it fails, 124 when it timed out, 125 when it was cancelled."""
+    """Run a job now. With --follow, print its output live (terminal control and bidi
+    characters shown as escapes unless --raw) and exit 0 when it succeeds, 1 when it fails,
+    124 when it timed out, 125 when it was cancelled."""
     with api_client(ctx) as client:
         started = client.post(f"/jobs/{_segment(name)}/run")
         run_id = str(started.get("runId"))
@@ -156,7 +165,7 @@ def run(
             typer.echo(f"run {run_id} queued (task {started.get('taskId')})")
             return
         typer.echo(f"run {run_id} queued; following its output", err=True)
-        status = follow_run(client, run_id)
+        status = follow_run(client, run_id, raw=raw)
     raise typer.Exit(exit_status(status))
 
 

@@ -14,8 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.cli.api import ApiError, api_client, connection_callback
-from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
+from service.cli.common import (
+    JsonFlag,
+    RawFlag,
+    command_group,
+    print_json,
+    print_record,
+    print_table,
+)
 from service.cli.follow import follow_run
+from service.cli.terminal import inline, safe_chunks
 
 app = command_group(
     "Inspect runs, read their output, cancel them, fetch artifacts (over the admin API).",
@@ -79,7 +87,8 @@ def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
         return
     print_record(run, skip=("artifacts",))
     for artifact in run.get("artifacts") or []:
-        typer.echo(f"artifact: {artifact.get('name')} ({artifact.get('sizeBytes')} bytes)")
+        name = inline(str(artifact.get("name")))
+        typer.echo(f"artifact: {name} ({artifact.get('sizeBytes')} bytes)")
 
 
 @app.command("output")
@@ -89,15 +98,21 @@ def output(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
     ] = False,
+    raw: RawFlag = False,
 ) -> None:
-    """Print a run's retained output (head and tail when it was truncated)."""
+    """Print a run's retained output (head and tail when it was truncated). Terminal control
+    and bidi characters are shown as escapes unless --raw."""
     with api_client(ctx) as client:
         if follow:
-            follow_run(client, run_id)
+            follow_run(client, run_id, raw=raw)
             return
         with client.stream(f"{_run_path(run_id)}/output") as response:
-            for chunk in response.iter_bytes():
-                sys.stdout.buffer.write(chunk)
+            if raw:
+                for chunk in response.iter_bytes():
+                    sys.stdout.buffer.write(chunk)
+            else:
+                for text in safe_chunks(response.iter_bytes()):
+                    sys.stdout.write(text)
         sys.stdout.flush()
 
 
