@@ -67,6 +67,20 @@ def _duration(value: Any) -> float:
     return parse_duration(str(value))
 
 
+MIN_TOKEN_CHARS = 24
+"""The shortest admin token accepted: a guessable token is an open door to every mutation."""
+
+
+def check_token_strength(name: str, secret: str) -> None:
+    """Refuse a weak admin token, naming the rule (never the secret)."""
+    if len(secret) < MIN_TOKEN_CHARS or len(set(secret)) < 8:
+        raise ValueError(
+            f"the token named {name!r} is too weak: use at least {MIN_TOKEN_CHARS} characters "
+            "with at least 8 different ones (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+
+
 class Settings(BaseSettings):
     """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``."""
 
@@ -273,7 +287,9 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            parse_tokens(value.get_secret_value())  # raises ValueError without the secret
+            # parse_tokens raises ValueError without the secret in its message.
+            for name, secret in parse_tokens(value.get_secret_value()).items():
+                check_token_strength(name, secret)
         return value
 
     @field_validator("admin_roles", mode="before")

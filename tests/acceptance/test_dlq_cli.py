@@ -82,7 +82,10 @@ def test_list_show_and_replay_also_go_through_the_admin_api(longshore: Longshore
 
     task_id = dead_letter_one(longshore)
     port = free_port()
-    api = {"WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}", "WORKER_ADMIN_TOKEN": "ops:s3cret"}
+    api = {
+        "WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}",
+        "WORKER_ADMIN_TOKEN": "ops:s3cret-0123456789-abcdefgh",
+    }
     longshore.env.update(api)
     serve = start_serve(longshore, "serve", api)
     try:

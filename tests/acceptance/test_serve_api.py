@@ -93,7 +93,10 @@ def test_a_configured_token_is_used_and_no_file_is_written(longshore: Longshore,
     server = start_serve(
         longshore,
         "serve",
-        {"WORKER_ADMIN_HTTP_ADDR": f"localhost:{port}", "WORKER_ADMIN_TOKEN": "cli:s3cr3t-value"},
+        {
+            "WORKER_ADMIN_HTTP_ADDR": f"localhost:{port}",
+            "WORKER_ADMIN_TOKEN": "cli:s3cr3t-value-0123456789-abc",
+        },
     )
     wait_listening(server, port)
     url = f"http://127.0.0.1:{port}/admin/v1/health"

@@ -265,7 +265,7 @@ def test_admin_settings_are_read(tmp_path: Path):
             "WORKER_ADMIN_TLS_CERT": str(tmp_path / "server.pem"),
             "WORKER_ADMIN_TLS_KEY": str(tmp_path / "server-key.pem"),
             "WORKER_ADMIN_TLS_CA": str(tmp_path / "ca.pem"),
-            "WORKER_ADMIN_TOKEN": "ui:abc,cli:def",
+            "WORKER_ADMIN_TOKEN": "ui:abc-0123456789-abcdefghij,cli:def-0123456789-abcdefghij",
             "WORKER_ADMIN_ROLES": "alice=viewer, ops team=operator",
             "WORKER_ADMIN_DEFAULT_ROLE": "Operator",
             "WORKER_ADMIN_REPLAY_LIMIT_MAX": "50",
@@ -283,7 +283,9 @@ def test_admin_settings_are_read(tmp_path: Path):
         tmp_path / "ca.pem",
     )
     assert settings.admin_token is not None
-    assert settings.admin_token.get_secret_value() == "ui:abc,cli:def"
+    assert settings.admin_token.get_secret_value() == (
+        "ui:abc-0123456789-abcdefghij,cli:def-0123456789-abcdefghij"
+    )
     assert settings.admin_roles == {"alice": Role.VIEWER, "ops team": Role.OPERATOR}
     assert settings.admin_default_role is Role.OPERATOR
     assert (settings.admin_replay_limit_max, settings.admin_replay_ids_max) == (50, 20)
@@ -291,7 +293,7 @@ def test_admin_settings_are_read(tmp_path: Path):
     assert settings.admin_require_approval is True
     assert settings.admin_approval_token is not None
     assert "yes-really" not in repr(settings)
-    assert "def" not in repr(settings.admin_token)
+    assert "def-0123" not in repr(settings.admin_token)
 
 
 @pytest.mark.parametrize(
@@ -356,6 +358,20 @@ def test_requiring_approval_without_a_token_is_refused():
         load_settings({"WORKER_ADMIN_REQUIRE_APPROVAL": "true", "WORKER_ADMIN_APPROVAL_TOKEN": ""})
     assert "WORKER_ADMIN_REQUIRE_APPROVAL" in str(caught.value)
     assert "WORKER_ADMIN_APPROVAL_TOKEN" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["x", "cli:short-secret", "a" * 40, "ui:abcdefabcdefabcdefabcdefabcdef"],
+    ids=["one-char", "short", "one-repeated-char", "few-distinct"],
+)
+def test_a_weak_admin_token_refuses_to_start_naming_the_rule(token: str):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WORKER_ADMIN_TOKEN": token})
+    message = str(caught.value)
+    assert message.startswith("WORKER_ADMIN_TOKEN:")
+    assert "at least 24 characters" in message
+    assert token.partition(":")[2] not in message if ":" in token else token not in message
 
 
 def test_a_bad_admin_token_is_refused_without_showing_it():
