@@ -100,7 +100,10 @@ def test_a_configured_token_is_used_and_no_file_is_written(longshore: Longshore,
     )
     wait_listening(server, port)
     url = f"http://127.0.0.1:{port}/admin/v1/health"
-    assert httpx.get(url, headers={"Authorization": "Bearer s3cr3t-value"}).status_code == 200
+    assert (
+        httpx.get(url, headers={"Authorization": "Bearer s3cr3t-value-0123456789-abc"}).status_code
+        == 200
+    )
     stop(server)
     assert not (tmp_path / "data" / "admin-token").exists()
     assert "s3cr3t-value" not in stderr_of(server)
