@@ -444,9 +444,11 @@ async def test_a_cancelled_fetch_kills_git(
 ) -> None:
     server.tls.routes["/hang.git/info/refs"] = Response(body=[b"never"], delay=60)
     task = asyncio.create_task(fetch_git_tag(server.url("hang.git"), "v1", config, dest))
-    for _ in range(100):
+    # The tag lookup may first ask the server itself (one ls-refs request) before git runs:
+    # wait for git to be there, hanging on the server.
+    for _ in range(200):
         await asyncio.sleep(0.05)
-        if server.requests():
+        if git_processes_for(server.tls.port):
             break
     assert git_processes_for(server.tls.port) != []
     task.cancel()
