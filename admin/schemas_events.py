@@ -65,9 +65,10 @@ class OverviewStats(Schema):
     """Waiting tasks: ready now plus scheduled for later."""
     queues: int
     avg_latency_ms: int
-    """Seed field; Longshore does not sample task latency, so it is always 0."""
+    """How long runs waited from being queued to starting (mean, ms) over the newest 200
+    runs asked for through the API; ``-1`` when none has started."""
     p95_latency_ms: int
-    """Seed field; always 0 (see ``avgLatencyMs``)."""
+    """The 95th percentile of the same waits; ``-1`` when none has started."""
     ready_tasks: int
     scheduled_tasks: int
     processing_tasks: int
@@ -89,6 +90,7 @@ class OverviewCoordination(Schema):
 
     global_rate_limit: str
     leader_lock: str
+    """The scheduler instance holding the leader lock (``host:pid``), or ``none``."""
     lease: str
     paused: bool
     """Whether dequeue is paused globally (``POST /pause``)."""

@@ -142,6 +142,11 @@ class ScheduleManager:
             key=manual_key(name, uuid.uuid4().hex),
         )
 
+    async def leader(self) -> str | None:
+        """The scheduler instance that fires the schedules now (in any process), ``None``
+        when none leads; see ``ScheduleStore.leader``."""
+        return await self._store.leader()
+
     async def schedule(self, name: str) -> Schedule | None:
         """The stored schedule called ``name`` (without derived times), or ``None``."""
         return await self._store.get(name)
