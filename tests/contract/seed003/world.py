@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import socket
 import ssl
 import tarfile
 import time
@@ -38,7 +39,6 @@ from service.settings import load_settings
 from service.worker import Worker, WorkerOptions
 from store.events import Stream
 from store.queue.models import TaskState
-from tests.acceptance.test_serve_api import free_port
 from tests.contract.seed003.client import SeedClient
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
 
@@ -196,6 +196,12 @@ async def _ticks_fired_and_skipped(world: World, timeout: float = 30.0) -> int:
             return int(fired[-1].data["taskId"])
         assert time.monotonic() < deadline, "the scheduler did not fire and skip ticker"
         await asyncio.sleep(0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _certificates(directory: Path, settings: dict[str, Any]) -> ssl.SSLContext:
