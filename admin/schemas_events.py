@@ -65,8 +65,8 @@ class OverviewStats(Schema):
     """Waiting tasks: ready now plus scheduled for later."""
     queues: int
     avg_latency_ms: int
-    """How long runs waited from being queued to starting (mean, ms) over the newest 200
-    runs asked for through the API; ``-1`` when none has started."""
+    """How long runs waited from being queued to starting (mean, ms), among the newest 50
+    runs, those asked for through the API; ``-1`` when none has started."""
     p95_latency_ms: int
     """The 95th percentile of the same waits; ``-1`` when none has started."""
     ready_tasks: int

@@ -161,10 +161,16 @@ class ScheduleManager:
         )
         return dataclasses.replace(found, last_fired=await self._last_fired(schedule))
 
-    async def list_views(self, *, limit: int, offset: int) -> Page[ScheduleView]:
+    async def list_views(
+        self, *, limit: int, offset: int, last_fired: bool = True
+    ) -> Page[ScheduleView]:
+        """Schedules by name with their derived times; ``last_fired=False`` leaves
+        ``last_fired`` unset and skips reading each schedule's events (for counts)."""
         page = await self._store.list_schedules(limit=limit, offset=offset)
         state, now = await self._store.state(), self._now()
-        fired = await asyncio.gather(*(self._last_fired(s) for s in page.items))
+        fired: list[datetime | None] = [None] * len(page.items)
+        if last_fired:
+            fired = await asyncio.gather(*(self._last_fired(s) for s in page.items))
         items = [
             dataclasses.replace(
                 view(s, state, now, lag_threshold=self._lag_threshold), last_fired=last

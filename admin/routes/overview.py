@@ -45,8 +45,9 @@ _ACTIVE_RUN_STATUSES = (RunStatus.FETCHING, RunStatus.BUILDING, RunStatus.RUNNIN
 MAX_AGE_SECONDS = 1.0
 """How long a computed overview is reused when no audit entry arrived meanwhile."""
 _MS = timedelta(milliseconds=1)
-LATENCY_SAMPLE = 200
-"""The queue latencies are measured over this many of the newest runs."""
+LATENCY_SAMPLE = 50
+"""The queue latencies are measured over this many of the newest runs (a run row carries
+its build log: the sample stays small because overviews are computed often)."""
 
 
 class ActionTally:
@@ -127,8 +128,8 @@ def overview_of(request: Request, services: AdminServices) -> OverviewCache:
 
 
 async def _run_waits(runs: RunStore) -> tuple[int, int]:
-    """The mean and 95th percentile, in ms, of how long the newest
-    :data:`LATENCY_SAMPLE` runs waited from being queued to starting, ``(-1, -1)`` when
+    """The mean and 95th percentile, in ms, of how long the runs among the newest
+    :data:`LATENCY_SAMPLE` waited from being queued to starting, ``(-1, -1)`` when
     none has started. Only runs asked for through the API count: they are recorded when
     queued, while a schedule's run is recorded when a worker takes its task (no wait to
     measure) and a retry waits its backoff on purpose."""
@@ -182,7 +183,9 @@ async def build_overview(services: AdminServices, tally: ActionTally) -> Overvie
         reads.append(_count_runs(runs, RunStatus.QUEUED))
         reads.extend(_count_runs(runs, status) for status in _ACTIVE_RUN_STATUSES)
     schedules = services.schedules
-    reads.append(_none() if schedules is None else schedules.list_views(limit=1, offset=0))
+    reads.append(
+        _none() if schedules is None else schedules.list_views(limit=1, offset=0, last_fired=False)
+    )
     waits, leader = await asyncio.gather(
         _no_waits() if runs is None else _run_waits(runs), _leader(services)
     )
