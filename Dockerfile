@@ -38,8 +38,16 @@ RUN groupadd --system --gid 10001 longshore \
     && chown longshore:longshore /data /certs \
     && chmod 0700 /certs
 COPY --from=build /opt/longshore /opt/longshore
+# What GET /admin/v1/health reports as the build (service/build_info.py), e.g.
+#   docker build --build-arg LONGSHORE_BUILD_COMMIT=$(git rev-parse HEAD) \
+#     --build-arg LONGSHORE_BUILD_TIME=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+# Left empty, the build time is when the package was installed above and the commit "".
+ARG LONGSHORE_BUILD_COMMIT=""
+ARG LONGSHORE_BUILD_TIME=""
 
-ENV PATH=/opt/longshore/bin:$PATH \
+ENV LONGSHORE_BUILD_COMMIT=$LONGSHORE_BUILD_COMMIT \
+    LONGSHORE_BUILD_TIME=$LONGSHORE_BUILD_TIME \
+    PATH=/opt/longshore/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/data \

@@ -214,7 +214,9 @@ class AdminMetrics:
                 for status in UNFINISHED
             }
         if services.schedules is not None:
-            page = await services.schedules.list_views(limit=SCHEDULES_MAX, offset=0)
+            page = await services.schedules.list_views(
+                limit=SCHEDULES_MAX, offset=0, last_fired=False
+            )
             counts = dict.fromkeys((s.value for s in ScheduleStatus), 0)
             for view in page.items:
                 counts[view.status.value] += 1

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from admin.schemas import Schema, epoch_ms, rfc3339
-from store.events import AuditEntry, Event, EventType
-from store.jobs.models import Run
+from store.events import AuditEntry, Event
 
 # --- audit ------------------------------------------------------------------------------
 
@@ -66,9 +65,10 @@ class OverviewStats(Schema):
     """Waiting tasks: ready now plus scheduled for later."""
     queues: int
     avg_latency_ms: int
-    """Seed field; Longshore does not sample task latency, so it is always 0."""
+    """How long runs waited from being queued to starting (mean, ms), among the newest 50
+    runs, those asked for through the API; ``-1`` when none has started."""
     p95_latency_ms: int
-    """Seed field; always 0 (see ``avgLatencyMs``)."""
+    """The 95th percentile of the same waits; ``-1`` when none has started."""
     ready_tasks: int
     scheduled_tasks: int
     processing_tasks: int
@@ -90,6 +90,7 @@ class OverviewCoordination(Schema):
 
     global_rate_limit: str
     leader_lock: str
+    """The scheduler instance holding the leader lock (``host:pid``), or ``none``."""
     lease: str
     paused: bool
     """Whether dequeue is paused globally (``POST /pause``)."""
@@ -125,96 +126,6 @@ def event_json(event: Event) -> dict[str, Any]:
     out = event.to_json()
     out["at"] = rfc3339(event.at)
     return out
-
-
-class JobEventRow(Schema):
-    """One job run in the ``job_events`` snapshot (seed 003's job event, run-based):
-    an unfinished run omits ``finishedAtMs`` and ``durationMs``."""
-
-    task_id: str
-    run_id: str
-    name: str
-    status: str
-    trigger: str
-    actor: str | None = None
-    schedule_name: str | None = None
-    attempt: int
-    queued_at_ms: int
-    started_at_ms: int | None = None
-    finished_at_ms: int | None = None
-    duration_ms: int | None = None
-    exit_code: int | None = None
-    error: str | None = None
-
-    @classmethod
-    def of(cls, run: Run) -> JobEventRow:
-        started = run.running_at or run.fetching_at or run.building_at
-        start_ms = epoch_ms(started)
-        finish_ms = epoch_ms(run.finished_at)
-        duration = None
-        if finish_ms is not None:
-            duration = max(0, finish_ms - (start_ms or epoch_ms(run.queued_at) or finish_ms))
-        return cls(
-            task_id="" if run.task_id is None else str(run.task_id),
-            run_id=run.run_id,
-            name=run.job,
-            status=run.status.value,
-            trigger=run.trigger.value,
-            actor=run.actor,
-            schedule_name=run.schedule_name,
-            attempt=run.attempt,
-            queued_at_ms=epoch_ms(run.queued_at) or 0,
-            started_at_ms=start_ms,
-            finished_at_ms=finish_ms,
-            duration_ms=duration,
-            exit_code=run.exit_code,
-            error=run.error,
-        )
-
-
-_SCHEDULE_STATUS = {
-    EventType.SCHEDULE_FIRED.value: "fired",
-    "ScheduleSkipped": "skipped",
-    EventType.SCHEDULE_CREATED.value: "created",
-    EventType.SCHEDULE_DELETED.value: "deleted",
-    EventType.SCHEDULE_PAUSED.value: "paused",
-    EventType.SCHEDULE_RESUMED.value: "resumed",
-}
-
-
-class ScheduleEventRow(Schema):
-    """One schedule event in the ``schedule_events`` snapshot."""
-
-    id: int
-    name: str
-    type: str
-    status: str
-    task_id: str
-    trigger: str | None = None
-    at_ms: int
-    at: str
-    started_at_ms: int
-    error: str | None = None
-    data: dict[str, Any]
-
-    @classmethod
-    def of(cls, event: Event) -> ScheduleEventRow:
-        data = dict(event.data)
-        task = data.get("taskId")
-        reason = data.get("reason")
-        return cls(
-            id=event.id,
-            name=event.key,
-            type=event.type,
-            status=_SCHEDULE_STATUS.get(event.type, event.type),
-            task_id="" if task is None else str(task),
-            trigger=None if data.get("trigger") is None else str(data["trigger"]),
-            at_ms=event.at_ms,
-            at=rfc3339(event.at) or "",
-            started_at_ms=event.at_ms,
-            error=None if reason is None else str(reason),
-            data=data,
-        )
 
 
 class Heartbeat(Schema):

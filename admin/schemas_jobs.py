@@ -13,15 +13,12 @@ A new source type adds its fields to :class:`JobRequest` and :class:`JobBody`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from admin.schemas import Schema, epoch_ms, rfc3339
 from jobrunner.sources import registry
-from store.events.models import Event
 from store.jobs.models import (
     JobDefinition,
     OutputLimitAction,
@@ -69,6 +66,7 @@ class JobRequest(Schema):
     """Default: ``WORKER_ADMIN_DEFAULT_QUEUE`` (``default``)."""
     retries: StrictInt = 0
     timeout_seconds: StrictInt = JobDefinition.timeout_seconds
+    """``0`` (what seed 003's form sends when left empty) means the default, 600."""
     resources: ResourcesBody | None = None
     network: str | None = None
     artifacts_path: str | None = None
@@ -90,7 +88,7 @@ class JobRequest(Schema):
             "env": tuple(self.env or ()),
             "queue": self.queue or default_queue,
             "retries": self.retries,
-            "timeout_seconds": self.timeout_seconds,
+            "timeout_seconds": self.timeout_seconds or JobDefinition.timeout_seconds,
             "resources": Resources(
                 memory_mb=resources.memory_mb,
                 cpus=resources.cpus,
@@ -110,17 +108,18 @@ class JobRequest(Schema):
 
 
 class JobBody(Schema):
-    """A saved definition: every field, plus the store's revision and timestamps."""
+    """A saved definition: every field, plus the store's revision and timestamps. Seed 003's
+    fields are never null: an unused source field or an unset ``path`` is ``""``."""
 
     name: str
     description: str
     source: str
-    repo: str | None
-    tag: str | None
-    tarball_url: str | None
-    tarball_path: str | None
-    tarball_sha256: str | None
-    path: str | None
+    repo: str
+    tag: str
+    tarball_url: str
+    tarball_path: str
+    tarball_sha256: str
+    path: str
     dockerfile: str
     command: list[str]
     env: list[str]
@@ -144,7 +143,7 @@ class JobBody(Schema):
             name=job.name,
             description=job.description,
             source=job.source,
-            path=job.path,
+            path=job.path or "",
             dockerfile=job.dockerfile,
             command=list(job.command),
             env=list(job.env),
@@ -161,7 +160,7 @@ class JobBody(Schema):
             created_at_ms=epoch_ms(job.created_at),
             updated_at=rfc3339(job.updated_at),
             updated_at_ms=epoch_ms(job.updated_at),
-            **registry.to_api(job.source_fields),
+            **{api: value or "" for api, value in registry.to_api(job.source_fields).items()},
         )
 
 
@@ -188,103 +187,6 @@ class JobDeleted(Schema):
     name: str
 
 
-class JobEventBody(Schema):
-    """One event of a job's run (seed 003's ``jobs/events`` rows, plus Longshore's ids).
-
-    ``command`` is one space-joined string, as seed clients show it; it and ``queue`` come
-    from the job's *current* definition (events do not copy the definition). ``startedAt``
-    is when a worker began the run (the time it was queued while it waits);
-    ``finishedAt``/``finishedAtMs``/``durationMs`` are absent, not 0, until it ends.
-    """
-
-    id: int
-    type: str
-    at: str
-    at_ms: int
-    job: str
-    name: str
-    """Seed 003's name for ``job``."""
-    run_id: str | None
-    task_id: str | None
-    attempt: int | None
-    status: str | None
-    trigger: str | None
-    actor: str | None
-    schedule_name: str | None
-    queue: str | None
-    command: str
-    exit_code: int | None
-    error: str | None
-    commit_sha: str | None
-    source_sha256: str | None
-    started_at: str | None
-    started_at_ms: int | None
-    finished_at: str | None = None
-    finished_at_ms: int | None = None
-    duration_ms: int | None = None
-
-    @classmethod
-    def of(cls, event: Event, definition: JobDefinition | None) -> JobEventBody:
-        data = event.data
-        started = _first_time(data, "fetchingAt", "buildingAt", "runningAt", "queuedAt")
-        finished = _first_time(data, "finishedAt")
-        task_id = data.get("taskId")
-        attempt = data.get("attempt")
-        body = cls(
-            id=event.id,
-            type=event.type,
-            at=rfc3339(event.at) or "",
-            at_ms=event.at_ms,
-            job=event.key,
-            name=event.key,
-            run_id=event.run_id,
-            task_id=None if task_id is None else str(task_id),
-            attempt=attempt if isinstance(attempt, int) else None,
-            status=_text(data.get("status")),
-            trigger=_text(data.get("trigger")),
-            actor=_text(data.get("actor")),
-            schedule_name=_text(data.get("scheduleName")),
-            queue=None if definition is None else definition.queue,
-            command="" if definition is None else " ".join(definition.command),
-            exit_code=data.get("exitCode") if isinstance(data.get("exitCode"), int) else None,
-            error=_text(data.get("error")),
-            commit_sha=_text(data.get("commitSha")),
-            source_sha256=_text(data.get("sourceSha256")),
-            started_at=rfc3339(started),
-            started_at_ms=epoch_ms(started),
-        )
-        if finished is not None:
-            body.finished_at = rfc3339(finished)
-            body.finished_at_ms = epoch_ms(finished)
-            if started is not None:
-                body.duration_ms = max(0, (epoch_ms(finished) or 0) - (epoch_ms(started) or 0))
-        return body
-
-    def to_json(self) -> dict[str, Any]:
-        """The camelCase object, without the finish fields of an unfinished run."""
-        unset = {
-            name
-            for name in ("finished_at", "finished_at_ms", "duration_ms")
-            if getattr(self, name) is None
-        }
-        return self.model_dump(by_alias=True, exclude=unset)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _first_time(data: Mapping[str, Any], *names: str) -> datetime | None:
-    for name in names:
-        value = data.get(name)
-        if isinstance(value, str) and value:
-            try:
-                return datetime.fromisoformat(value)
-            except ValueError:
-                continue
-    return None
-
-
 class SourceArtifactBody(Schema):
     """The verified source of a job's latest run that fetched one (``GET
     /jobs/{name}/artifact/meta``): the tarball as verified, or for git the ``git archive``
@@ -292,6 +194,10 @@ class SourceArtifactBody(Schema):
 
     job: str
     name: str
+    filename: str
+    """Seed 003's name for ``name``: the download's file name."""
+    downloadable: bool
+    """Always ``true`` here: ``GET /jobs/{name}/artifact`` serves these bytes."""
     size_bytes: int
     sha256: str
     content_type: str
@@ -319,6 +225,8 @@ class SourceArtifactBody(Schema):
         return cls(
             job=run.job,
             name=name,
+            filename=name,
+            downloadable=True,
             size_bytes=size,
             sha256=run.source_sha256,
             content_type=content_type,
@@ -334,9 +242,3 @@ class SourceArtifactBody(Schema):
 
 class SourceArtifactOne(Schema):
     artifact: SourceArtifactBody
-
-
-class JobEventList(Schema):
-    events: list[JobEventBody]
-    """Newest first; ``finishedAt``, ``finishedAtMs`` and ``durationMs`` are omitted until
-    a run ends (see :meth:`JobEventBody.to_json`)."""

@@ -1,14 +1,13 @@
 """Request and response bodies of the ``/schedules`` routes (seed 003 shapes, camelCase).
 
-Times are RFC 3339 strings beside a ``...Ms`` epoch-millisecond twin; a time that does not
-exist (``nextRun`` of a paused schedule, ``scheduledAt`` of an event without one) is
-``null`` in both, and the key is always present.
+Times are RFC 3339 strings beside a ``...Ms`` epoch-millisecond twin. Seed 003's
+``nextRun`` / ``lastRun`` are never null (its clients call string methods on them): a time
+that does not exist (``nextRun`` of a paused schedule, ``lastRun`` of one that never fired)
+is ``""`` with ``0`` as its twin, as seed 003 clients read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -16,8 +15,7 @@ from pydantic import Field
 from admin.schemas import Schema, epoch_ms, rfc3339
 from scheduler.factories import Factory
 from scheduler.firing import FiringResult
-from scheduler.status import ScheduleView
-from store.events.models import Event
+from scheduler.status import ScheduleStatus, ScheduleView
 from store.schedules.models import MAX_MISFIRE_GRACE_SECONDS, CatchUp, OverlapPolicy
 
 __all__ = [
@@ -25,8 +23,6 @@ __all__ = [
     "FactoryList",
     "ScheduleBody",
     "ScheduleDeleted",
-    "ScheduleEventBody",
-    "ScheduleEventList",
     "ScheduleList",
     "ScheduleOne",
     "SchedulePauseRequest",
@@ -43,8 +39,9 @@ class ScheduleRequest(Schema):
 
     Seed 003 clients send ``{"name", "spec", "durable"}``. A field left out keeps its stored
     value on update and takes the default on create (``timezone`` UTC, ``factory`` the
-    name, ``payload`` {}, ``paused`` false, ``durable`` true, ``overlapPolicy`` allow,
-    ``misfireGraceSeconds`` 5, ``catchUp`` none).
+    name, ``payload`` {}, ``paused`` false, ``overlapPolicy`` allow,
+    ``misfireGraceSeconds`` 5, ``catchUp`` none). ``durable`` is accepted and ignored:
+    every schedule is persisted.
     """
 
     name: Annotated[str, Field(strict=True)]
@@ -80,19 +77,24 @@ class ScheduleBody(Schema):
     factory: str
     payload: dict[str, Any]
     paused: bool
-    """The schedule's own flag; ``status`` is ``paused`` also while all are paused."""
+    """Whether it is paused (``status`` is then ``paused``)."""
     durable: bool
+    """Always ``true``: every schedule is persisted."""
     overlap_policy: str
     misfire_grace_seconds: int
     catch_up: str
     status: str
     """``healthy`` | ``paused`` | ``lagging``."""
-    next_run: str | None
-    """The next tick that will fire; ``null`` while paused (itself or all)."""
-    next_run_ms: int | None
-    last_run: str | None
-    """The latest tick of the spec before now (``null`` when the spec has none)."""
-    last_run_ms: int | None
+    next_run: str
+    """The next tick that will fire; ``""`` (and ``nextRunMs`` 0) while paused."""
+    next_run_ms: int
+    last_run: str
+    """When it last fired (a tick or a manual run; skipped ticks do not count); ``""``
+    (and ``lastRunMs`` 0) when it never did."""
+    last_run_ms: int
+    previous_tick: str
+    """The latest tick of the spec before now, fired or not (``""`` when it has none)."""
+    previous_tick_ms: int
     last_task_id: str | None
     """The queue task of the latest firing (a tick or a manual run)."""
     revision: int
@@ -111,16 +113,18 @@ class ScheduleBody(Schema):
             timezone=schedule.timezone,
             factory=schedule.factory,
             payload=dict(schedule.payload),
-            paused=schedule.paused,
-            durable=schedule.durable,
+            paused=found.status is ScheduleStatus.PAUSED,
+            durable=True,
             overlap_policy=schedule.overlap_policy.value,
             misfire_grace_seconds=schedule.misfire_grace_seconds,
             catch_up=schedule.catch_up.value,
             status=found.status.value,
-            next_run=rfc3339(found.next_run),
-            next_run_ms=epoch_ms(found.next_run),
-            last_run=rfc3339(found.previous_run),
-            last_run_ms=epoch_ms(found.previous_run),
+            next_run=rfc3339(found.next_run) or "",
+            next_run_ms=epoch_ms(found.next_run) or 0,
+            last_run=rfc3339(found.last_fired) or "",
+            last_run_ms=epoch_ms(found.last_fired) or 0,
+            previous_tick=rfc3339(found.previous_run) or "",
+            previous_tick_ms=epoch_ms(found.previous_run) or 0,
             last_task_id=None if schedule.last_task_id is None else str(schedule.last_task_id),
             revision=schedule.revision,
             created_at=rfc3339(schedule.created_at),
@@ -147,18 +151,22 @@ class ScheduleDeleted(Schema):
 
 
 class SchedulesPaused(Schema):
-    """The pause-all switch after ``POST /schedules/pause``."""
+    """What ``POST /schedules/pause`` did: every schedule is now ``paused`` (or resumed);
+    ``updated`` of them were not in that state before."""
 
     paused: bool
+    updated: int
 
 
 class FactoryBody(Schema):
     name: str
     description: str
+    durable: bool
+    """Always ``true``: the schedules of every factory are persisted."""
 
     @classmethod
     def of(cls, factory: Factory) -> FactoryBody:
-        return cls(name=factory.name, description=factory.description)
+        return cls(name=factory.name, description=factory.description, durable=True)
 
 
 class FactoryList(Schema):
@@ -195,69 +203,3 @@ class ScheduleRunResult(Schema):
             requested_at=rfc3339(result.fire_time),
             requested_at_ms=epoch_ms(result.fire_time),
         )
-
-
-class ScheduleEventBody(Schema):
-    """One schedule event (newest first in lists). ``scheduledAt`` is the tick (or the
-    moment a manual run was asked for), ``actualAt`` when it was fired or skipped, ``at``
-    when the event was stored; ``reason`` and ``detail`` are set for skips. ``data`` holds
-    everything the event carries."""
-
-    id: int
-    type: str
-    schedule: str
-    trigger: str | None
-    task_id: str | None
-    key: str | None
-    reason: str | None
-    detail: str | None
-    scheduled_at: str | None
-    scheduled_at_ms: int | None
-    actual_at: str | None
-    actual_at_ms: int | None
-    at: str | None
-    at_ms: int | None
-    data: dict[str, Any]
-
-    @classmethod
-    def of(cls, event: Event) -> ScheduleEventBody:
-        data = dict(event.data)
-        scheduled = _moment(data.get("scheduledAt"))
-        actual = _moment(data.get("firedAt"))
-        task_id = data.get("taskId")
-        return cls(
-            id=event.id,
-            type=event.type,
-            schedule=event.key,
-            trigger=_text(data, "trigger"),
-            task_id=None if task_id is None else str(task_id),
-            key=_text(data, "key"),
-            reason=_text(data, "reason"),
-            detail=_text(data, "detail"),
-            scheduled_at=rfc3339(scheduled),
-            scheduled_at_ms=epoch_ms(scheduled),
-            actual_at=rfc3339(actual),
-            actual_at_ms=epoch_ms(actual),
-            at=rfc3339(event.at),
-            at_ms=event.at_ms,
-            data=data,
-        )
-
-
-class ScheduleEventList(Schema):
-    events: list[ScheduleEventBody]
-
-
-def _text(data: Mapping[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    return None if value is None else str(value)
-
-
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None

@@ -132,7 +132,7 @@ class SchedulerService:
     # --- the leadership loop --------------------------------------------------------------
 
     async def _run(self, tasks: TaskOwner) -> None:
-        lock = self._lock = self._store.leader_lock()
+        lock = self._lock = self._store.leader_lock(self._instance)
         batches = TickBatcher(
             firer=self._firer,
             tasks=tasks,

@@ -46,13 +46,16 @@ class ScheduleView:
     ``next_run`` is the next tick that will fire (``None`` while paused); ``previous_run``
     the latest tick of the spec before now; ``status`` is ``paused`` (itself or all),
     ``lagging`` (a tick is overdue by more than the threshold: no leader is running, or it
-    cannot keep up) or ``healthy``.
+    cannot keep up) or ``healthy``. ``last_fired`` is when the schedule last enqueued its
+    task (a tick or a manual run; skips do not count), when known (see
+    :meth:`~scheduler.manager.ScheduleManager.get`).
     """
 
     schedule: Schedule
     status: ScheduleStatus
     next_run: datetime | None
     previous_run: datetime | None
+    last_fired: datetime | None = None
 
 
 def tick_key(name: str, fire_time: datetime) -> str:

@@ -15,12 +15,12 @@ import ipaddress
 import os
 import socket
 import ssl
-from importlib import metadata
 from pathlib import Path
 
 from admin.config import AdminConfig, parse_tokens
 from service.api_server import AdminPlan
 from service.api_token import TOKEN_FILE, load_or_create_token
+from service.build_info import build_info
 from service.errors import SettingsError
 from service.settings import Settings
 
@@ -71,10 +71,7 @@ def prepare_admin_api(settings: Settings) -> AdminPlan:
 
 def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
     approval = settings.admin_approval_token
-    try:
-        version = metadata.version("longshore")
-    except metadata.PackageNotFoundError:  # pragma: no cover - always installed
-        version = "0.0.0"
+    build = build_info()
     try:
         return AdminConfig(
             tokens=tokens,
@@ -86,7 +83,9 @@ def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
             schedule_run_window=settings.admin_schedule_run_window,
             require_approval=settings.admin_require_approval,
             approval_token=approval.get_secret_value() if approval is not None else None,
-            version=version,
+            version=build.version,
+            commit=build.commit,
+            build_time=build.build_time,
         )
     except ValueError as exc:  # checked by Settings already; kept as a clear error
         raise SettingsError(f"admin API settings: {exc}") from None

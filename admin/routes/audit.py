@@ -4,7 +4,8 @@ Filters (both routes): ``action``, ``target``, ``actor`` (exact matches; an empt
 no filter, as seed 003's UI sends), ``since`` (inclusive) and ``until`` (exclusive), each
 RFC 3339 (with an offset, e.g. ``2026-01-02T03:04:05Z``) or epoch milliseconds. The export's
 ``limit`` defaults to, and is clamped by the event store to, ``WORKER_ADMIN_AUDIT_EXPORT_LIMIT_MAX``
-(seed 003's gateway clamps too); the export holds the matching entries oldest first.
+(seed 003's gateway clamps too); the export holds the newest ``limit`` matching entries (the
+ones ``GET /audit`` lists with that limit), written oldest first.
 """
 
 from __future__ import annotations
@@ -121,8 +122,9 @@ async def export_audit(
     since: Moment = None,
     until: Moment = None,
 ) -> StreamingResponse:
-    """The matching entries, oldest first, streamed with constant memory as ``jsonl``,
-    ``json`` (one array) or ``csv`` (spreadsheet-safe; see docs/events.md)."""
+    """The newest ``limit`` matching entries, written oldest first, streamed with constant
+    memory as ``jsonl``, ``json`` (one array) or ``csv`` (spreadsheet-safe; see
+    docs/events.md)."""
     try:
         fmt = ExportFormat(format_name.strip().lower())
     except ValueError:
@@ -131,7 +133,7 @@ async def export_audit(
     query = audit_query(
         action=action, target=target, actor=actor, since=since, until=until, limit=limit
     )
-    chunks = audit.export(query, fmt)
+    chunks = audit.export(query, fmt, newest=True)
     # The first chunk is read before the response starts, so a store failure is still an
     # error response (503), not a cut stream.
     first = await anext(chunks, b"")

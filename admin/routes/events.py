@@ -12,9 +12,11 @@ What a client receives, in this order:
    events (``RunOutputEmitted``) are sent only for the runs named by ``?follow=<runId>``.
 3. Between them: a ``heartbeat`` every ``heartbeat_seconds``, and a snapshot event again
    whenever its content changed (checked at most once per ``snapshot_debounce_seconds``
-   after an event that may change it; the overview, which changes with the queue rather
-   than with events, also every ``overview_interval_seconds``); see
-   :class:`~admin.streams.options.EventsStreamOptions`.
+   after an event that may change it; the overview and ``schedule_events``, which change
+   with the queue too, also every ``overview_interval_seconds``); see
+   :class:`~admin.streams.options.EventsStreamOptions`. The snapshot items are those of
+   ``GET /jobs/events``, ``GET /schedules/events`` and ``GET /audit``
+   (:mod:`admin.seed.items`).
 
 Snapshots and heartbeats carry no ``id``, so they never move a client's resume point. The
 resume point is the ``Last-Event-ID`` header or ``?lastEventId=``; without either, the

@@ -1,5 +1,6 @@
-"""Container jobs: list, detail, upsert, delete, run now, job events, and the source
-artifact of a job's latest run (metadata and download, with byte ranges).
+"""Container jobs: list, detail, upsert, delete, run now, job events (one item per run, in
+seed 003's shape: :mod:`admin.seed.job_events`), and the source artifact of a job's latest
+run (metadata and download, with byte ranges).
 
 Definitions are validated when saved by :func:`jobrunner.definition.validate_definition`
 with the job runner's own settings (allowlists, schemes, sha format, path escapes): a
@@ -17,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from admin.auth import RequireViewer
 from admin.config import Role
-from admin.deps import ArtifactsDep, EventsDep, JobsDep, RunnerDep, RunsDep
+from admin.deps import ArtifactsDep, JobsDep, RunnerDep, RunsDep, ServicesDep
 from admin.downloads import file_response
 from admin.errors import InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
@@ -25,8 +26,6 @@ from admin.schemas import MAX_INT
 from admin.schemas_jobs import (
     JobBody,
     JobDeleted,
-    JobEventBody,
-    JobEventList,
     JobList,
     JobOne,
     JobRequest,
@@ -34,14 +33,14 @@ from admin.schemas_jobs import (
     SourceArtifactBody,
     SourceArtifactOne,
 )
+from admin.seed.items import seed_items_of
+from admin.seed.job_events import JobEventList
 from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition
 from jobrunner.runner import JobRunner
 from jobrunner.sources import registry
 from store.artifacts import ArtifactNotFound, ArtifactStore
-from store.events.models import Event, EventFilter, EventType, Stream
-from store.events.protocol import EventStore
 from store.jobs.errors import InvalidJobRecord
 from store.jobs.models import JobDefinition, Run, RunTrigger
 from store.jobs.protocol import RunStore
@@ -52,9 +51,6 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 SOURCE_SCAN_RUNS: Final = 1000
 """How many of a job's newest runs are searched for one with a stored source artifact."""
-
-EVENT_SCAN_MAX: Final = 65536
-"""The most events read back to find the newest status events (output events are skipped)."""
 
 Upsert = Annotated[Mutation, Depends(mutation("job.upsert", Role.ADMIN, body_target="name"))]
 Delete = Annotated[Mutation, Depends(mutation("job.delete", Role.ADMIN, target="name", risky=True))]
@@ -86,22 +82,16 @@ async def list_jobs(
 
 @router.get("/events", response_model=JobEventList)
 async def job_events(
+    request: Request,
     _: RequireViewer,
-    events: EventsDep,
-    jobs: JobsDep,
+    services: ServicesDep,
     name: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 25,
+    limit: Limit = 25,
 ) -> JSONResponse:
-    """The newest run status events of job ``name`` (of every job without it), newest
-    first; live output is not included (follow a run's output instead)."""
-    found = await recent_job_events(events, name, limit)
-    definitions: dict[str, JobDefinition | None] = {}
-    rows = []
-    for event in found:
-        if event.key not in definitions:
-            definitions[event.key] = await jobs.get(event.key)
-        rows.append(JobEventBody.of(event, definitions[event.key]).to_json())
-    return JSONResponse({"events": rows})
+    """The newest ``limit`` runs of job ``name`` (of every job without it), newest first,
+    one item per run in its latest state, in seed 003's shape."""
+    items = seed_items_of(request.app, services)
+    return JSONResponse({"events": await items.job_events(name or None, limit)})
 
 
 @router.get("/{name}", response_model=JobOne)
@@ -154,34 +144,6 @@ async def run_job(name: str, audit: RunNow, runner: RunnerDep) -> RunStarted:
     task_id, run_id = await runner.submit(name, trigger=RunTrigger.API, actor=audit.actor)
     await audit.ok(f"taskId={task_id} runId={run_id}")
     return RunStarted(task_id=str(task_id), run_id=run_id)
-
-
-# --- events -----------------------------------------------------------------------------
-
-
-async def recent_job_events(events: EventStore, job: str | None, limit: int) -> list[Event]:
-    """The newest ``limit`` run status events (``RunOutputEmitted`` skipped) of ``job``, or
-    of every job when ``None``, newest first.
-
-    Output events can outnumber status events by far, so the read-back grows (doubling)
-    until ``limit`` status events are found, the history is exhausted or
-    :data:`EVENT_SCAN_MAX` events were read.
-    """
-    window = max(limit * 4, 64)
-    while True:
-        if job is not None:
-            batch = await events.latest(Stream.RUNS, job, window)
-            exhausted = len(batch) < window
-        else:
-            last = events.last_id
-            after = max(last - window, 0)
-            flt = EventFilter(streams=frozenset({Stream.RUNS}))
-            batch = (await events.since(after, flt, limit=window))[::-1]
-            exhausted = after == 0
-        found = [e for e in batch if e.type != EventType.RUN_OUTPUT_EMITTED]
-        if len(found) >= limit or exhausted or window >= EVENT_SCAN_MAX:
-            return found[:limit]
-        window *= 2
 
 
 # --- the source artifact ----------------------------------------------------------------
@@ -281,7 +243,8 @@ async def source_artifact(
             filename=_artifact_name(run, definition, gzip),
             media_type=_content_type(gzip),
             etag=run.source_sha256,
-            headers={"x-content-sha256": run.source_sha256},
+            # The first is seed 003's name, the second Longshore's (as run artifacts).
+            headers={"x-tarball-sha256": run.source_sha256, "x-content-sha256": run.source_sha256},
         )
     except FileNotFoundError:
         raise NotFound(f"job {name!r}: the source artifact is no longer stored") from None

@@ -5,9 +5,14 @@ all) and run now, over :class:`~scheduler.manager.ScheduleManager` (SPEC §5, §
   the body leaves out keeps its stored value on update. A bad spec or time zone is 400
   naming the field and value; a factory nobody registered is 412 ``precondition_failed``.
 - ``POST /schedules/{name}/pause`` and ``POST /schedules/pause`` take ``{"paused": bool}``;
-  an empty body pauses (seed 003 clients send empty bodies to action routes).
-- ``POST /schedules/{name}/run`` enqueues the schedule's task now, also while paused, unless
-  the overlap policy skips it. It is capped per schedule: at most
+  an empty body pauses (seed 003 clients send empty bodies to action routes). Pausing or
+  resuming all sets every schedule's own flag (see :class:`~scheduler.manager.ScheduleManager`)
+  and answers how many changed (``updated``).
+- ``GET /schedules/events`` lists firings in seed 003's shape (:mod:`admin.seed.schedule_events`):
+  of schedule ``name``, or of every schedule without it.
+- ``POST /schedules/{name}/run`` enqueues the schedule's task now, also while paused; when
+  the overlap policy skips it, nothing is enqueued and the answer is 409
+  ``schedule_run_skipped`` saying why. It is capped per schedule: at most
   ``WORKER_ADMIN_SCHEDULE_RUN_MAX`` calls within any ``WORKER_ADMIN_SCHEDULE_RUN_WINDOW``
   seconds, counted in memory by this process (a sliding window); one more is 429
   ``schedule_run_limit_exceeded``. Calls refused before the run (role, approval, unknown
@@ -20,12 +25,19 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic.alias_generators import to_camel
 
 from admin.auth import RequireViewer, config_of
 from admin.config import Role
-from admin.deps import EventsDep, SchedulesDep
-from admin.errors import GuardrailExceeded, InvalidRequest, NotFound, PreconditionFailed
+from admin.deps import SchedulesDep, ServicesDep
+from admin.errors import (
+    Conflict,
+    GuardrailExceeded,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+)
 from admin.mutations import Mutation, mutation
 from admin.ratelimit import SlidingWindow
 from admin.schemas import MAX_INT, ErrorBody
@@ -34,8 +46,6 @@ from admin.schemas_schedules import (
     FactoryList,
     ScheduleBody,
     ScheduleDeleted,
-    ScheduleEventBody,
-    ScheduleEventList,
     ScheduleList,
     ScheduleOne,
     SchedulePauseRequest,
@@ -43,9 +53,10 @@ from admin.schemas_schedules import (
     ScheduleRunResult,
     SchedulesPaused,
 )
+from admin.seed.items import seed_items_of
+from admin.seed.schedule_events import ScheduleEventList
 from scheduler.errors import SpecError, UnknownFactory
 from scheduler.status import ScheduleView
-from store.events.models import Stream
 from store.schedules.errors import InvalidSchedule, ScheduleNotFound
 from store.schedules.models import SCHEDULE_NAME, Schedule
 
@@ -76,8 +87,9 @@ SAVED: dict[int | str, dict[str, Any]] = {
     201: {"model": ScheduleOne, "description": "Created"},
     412: {"model": ErrorBody, "description": "The factory is not registered"},
 }
-CAPPED: dict[int | str, dict[str, Any]] = {
-    429: {"model": ErrorBody, "description": "Above the schedule run-now cap"}
+RUN_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not run: the overlap policy skipped it"},
+    429: {"model": ErrorBody, "description": "Above the schedule run-now cap"},
 }
 
 
@@ -135,15 +147,16 @@ async def list_factories(_: RequireViewer, manager: SchedulesDep) -> FactoryList
 
 @router.get("/events", response_model=ScheduleEventList)
 async def schedule_events(
+    request: Request,
     _: RequireViewer,
-    events: EventsDep,
-    name: Annotated[str, Query(min_length=1, max_length=512)],
+    services: ServicesDep,
+    name: Annotated[str | None, Query(max_length=512)] = None,
     limit: Limit = 25,
-) -> ScheduleEventList:
-    """The newest ``limit`` events of schedule ``name`` (also of a deleted one), newest
-    first: created, paused, resumed, fired, skipped, deleted."""
-    latest = await events.latest(Stream.SCHEDULES, name, limit)
-    return ScheduleEventList(events=[ScheduleEventBody.of(event) for event in latest])
+) -> JSONResponse:
+    """The newest ``limit`` firings of schedule ``name`` (also of a deleted one), or of
+    every schedule without it, newest first, in seed 003's shape."""
+    items = seed_items_of(request.app, services)
+    return JSONResponse({"events": await items.schedule_events(name or None, limit)})
 
 
 @router.post("", response_model=ScheduleOne, responses=SAVED)
@@ -172,12 +185,13 @@ async def save_schedule(
 async def pause_all(
     audit: PauseAll, manager: SchedulesDep, body: SchedulePauseRequest | None = None
 ) -> SchedulesPaused:
-    """Pause (``{"paused": true}`` or an empty body) or resume (``false``) every schedule.
-    Each schedule keeps its own paused flag; resuming fires from the next tick, no burst."""
+    """Pause (``{"paused": true}`` or an empty body) or resume (``false``) every schedule,
+    each by its own flag; ``updated`` counts those that changed. Resuming fires from the
+    next tick, no burst."""
     paused = True if body is None else body.paused
-    state = await (manager.pause_all() if paused else manager.resume_all())
-    await audit.ok(f"paused={str(state.all_paused).lower()}")
-    return SchedulesPaused(paused=state.all_paused)
+    updated = await (manager.pause_all() if paused else manager.resume_all())
+    await audit.ok(f"paused={str(paused).lower()} updated={updated}")
+    return SchedulesPaused(paused=paused, updated=updated)
 
 
 @router.get("/{name}", response_model=ScheduleOne)
@@ -213,12 +227,12 @@ async def pause_schedule(
     return ScheduleOne(schedule=ScheduleBody.of(await _view(manager, name)))
 
 
-@router.post("/{name}/run", response_model=ScheduleRunResult, responses=CAPPED)
+@router.post("/{name}/run", response_model=ScheduleRunResult, responses=RUN_REFUSED)
 async def run_schedule(
     name: str, audit: RunSchedule, manager: SchedulesDep, limiter: RunLimiter
 ) -> ScheduleRunResult:
-    """Enqueue the schedule's task now (also while paused; the overlap policy may skip it:
-    ``status`` says which). The body, if any, is ignored."""
+    """Enqueue the schedule's task now (also while paused); 409 ``schedule_run_skipped``
+    when the overlap policy skips it. The body, if any, is ignored."""
     wait = limiter.acquire(_checked(name))
     if wait is not None:
         raise GuardrailExceeded(
@@ -235,10 +249,12 @@ async def run_schedule(
     except BaseException:
         limiter.release(name)
         raise
-    if result.task is not None:
-        await audit.ok(f"enqueued taskId={result.task.id} key={result.task.key}")
-    else:
-        await audit.ok(f"skipped reason={result.skipped}: {result.detail}")
+    if result.task is None:
+        raise Conflict(
+            f"schedule {name!r} was not run ({result.skipped}): {result.detail}",
+            code="schedule_run_skipped",
+        )
+    await audit.ok(f"enqueued taskId={result.task.id} key={result.task.key}")
     return ScheduleRunResult.of(result)
 
 
@@ -251,7 +267,6 @@ def _schedule_of(body: ScheduleRequest, existing: Schedule | None) -> Schedule:
             "factory": existing.factory,
             "payload": existing.payload,
             "paused": existing.paused,
-            "durable": existing.durable,
             "overlap_policy": existing.overlap_policy,
             "misfire_grace_seconds": existing.misfire_grace_seconds,
             "catch_up": existing.catch_up,
@@ -261,7 +276,6 @@ def _schedule_of(body: ScheduleRequest, existing: Schedule | None) -> Schedule:
         "factory",
         "payload",
         "paused",
-        "durable",
         "overlap_policy",
         "misfire_grace_seconds",
         "catch_up",

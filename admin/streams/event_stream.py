@@ -75,7 +75,9 @@ class EventStream:
                     out = [self._frames.frame(e) for e in batch if self._wanted(e)]
                     now = loop.time()
                     if now >= next_overview:
+                        # Queue work shows in both without an event (a task that finished).
                         self._want("overview", Need(min_time=now))
+                        self._want("schedule_events", Need(min_time=now))
                         next_overview = now + options.overview_interval_seconds
                     if self._need and now >= self._snapshot_due():
                         out.extend(self._changed_snapshots())
@@ -96,7 +98,8 @@ class EventStream:
         if event.stream is Stream.RUNS:
             if event.type == EventType.RUN_OUTPUT_EMITTED:
                 return
-            names: tuple[str, ...] = ("job_events", "overview")
+            # A firing's item shows the state of the run it became.
+            names: tuple[str, ...] = ("job_events", "schedule_events", "overview")
         elif event.stream is Stream.SCHEDULES:
             names = ("schedule_events", "overview")
         else:

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from admin.routes.overview import overview_of
+from admin.seed.items import seed_items_of
 from admin.services import AdminServices
 from admin.streams.frames import FrameCache
 from admin.streams.reader import StreamSubscription
@@ -65,7 +66,12 @@ class StreamHub:
         self, request: Request, services: AdminServices, events: EventStore
     ) -> SnapshotCache:
         if self.snapshots is None:
-            self.snapshots = SnapshotCache(services, events, overview_of(request, services))
+            self.snapshots = SnapshotCache(
+                services,
+                events,
+                overview_of(request, services),
+                seed_items_of(request.app, services),
+            )
         return self.snapshots
 
 

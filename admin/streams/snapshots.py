@@ -1,8 +1,10 @@
 """The snapshot events of ``/events`` and their computation, shared by all streams of an app.
 
 Seed 003's snapshots: ``overview`` (the ``GET /overview`` body), ``job_events`` (the newest
-runs), ``schedule_events`` (the newest schedule events across schedules) and
-``audit_events`` (the newest audit rows), each ``{"events": [...]}`` but the overview. A
+runs), ``schedule_events`` (the newest firings across schedules) and ``audit_events`` (the
+newest audit rows), each ``{"events": [...]}`` but the overview, with items built by the
+same :class:`~admin.seed.items.SeedItems` as ``GET /jobs/events``, ``GET
+/schedules/events`` and ``GET /audit`` (a seed client merges them into those). A
 stream asks for one with a :class:`Need` (computed after the last event it saw, or after a
 refresh was due); :class:`SnapshotCache` computes each at most once per debounce interval
 for every stream, in a task of its own, so a stream keeps sending events while a snapshot
@@ -13,24 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from admin.routes.overview import OverviewCache, build_overview
-from admin.schemas import Schema
-from admin.schemas_events import AuditRow, JobEventRow, ScheduleEventRow
+from admin.seed.items import SeedItems
 from admin.services import AdminServices
 from admin.streams.frames import dumps, frame
 from store.background import TaskOwner
-from store.events import AuditQuery, Event, EventStore, Stream
+from store.events import AuditQuery, EventStore
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOTS = ("overview", "job_events", "schedule_events", "audit_events")
 """The snapshot events, in the order a stream sends them."""
-MAX_SCHEDULES_SCANNED = 200
-"""``schedule_events`` merges the newest events of at most this many schedules."""
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,17 @@ class SnapshotCache:
     :meth:`peek` asks to be woken when it is done, so a stream keeps sending events while a
     snapshot is read)."""
 
-    def __init__(self, services: AdminServices, events: EventStore, overview: OverviewCache):
+    def __init__(
+        self,
+        services: AdminServices,
+        events: EventStore,
+        overview: OverviewCache,
+        items: SeedItems,
+    ) -> None:
         self._services = services
         self._events = events
         self._overview = overview
+        self._items = items
         self._tasks = TaskOwner("event-snapshots")
         self._latest: dict[str, Snapshot] = {}
         self._running: dict[str, asyncio.Task[Snapshot]] = {}
@@ -163,37 +169,14 @@ class SnapshotCache:
         return Snapshot(name, seen_id, started, frame(name, dumps(body)), key)
 
     async def _body(self, name: str, limit: int) -> dict[str, Any]:
-        services = self._services
         if name == "overview":
             # Not the overview cache's body, which may predate the event being reacted to.
             await self._overview.tally.refresh()
-            body = await build_overview(services, self._overview.tally)
+            body = await build_overview(self._services, self._overview.tally)
             return body.model_dump(mode="json", by_alias=True)
+        items = self._items
         if name == "job_events":
-            if services.runs is None:
-                return {"events": []}
-            page = await services.runs.list_runs(limit=limit, offset=0)
-            return _events_body(JobEventRow.of(run) for run in page.items)
+            return {"events": await items.job_events(None, limit)}
         if name == "schedule_events":
-            return _events_body(ScheduleEventRow.of(e) for e in await self._schedule_events(limit))
-        entries = await services.audit.recent(AuditQuery(limit=limit))
-        return _events_body(AuditRow.of(entry) for entry in entries)
-
-    async def _schedule_events(self, limit: int) -> list[Event]:
-        """The newest schedule events across schedules (via the per-key index, so the
-        cost grows with the number of schedules, not with the history)."""
-        schedules = self._services.schedules
-        if schedules is None:
-            return []
-        page = await schedules.list_views(limit=MAX_SCHEDULES_SCANNED, offset=0)
-        names = [view.schedule.name for view in page.items]
-        found = await asyncio.gather(
-            *(self._events.latest(Stream.SCHEDULES, name, limit) for name in names)
-        )
-        merged = [event for events in found for event in events]
-        merged.sort(key=lambda event: event.id, reverse=True)
-        return merged[:limit]
-
-
-def _events_body(rows: Iterable[Schema]) -> dict[str, Any]:
-    return {"events": [row.model_dump(mode="json", by_alias=True) for row in rows]}
+            return {"events": await items.schedule_events(None, limit)}
+        return {"events": await items.audit_events(AuditQuery(limit=limit))}

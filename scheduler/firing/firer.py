@@ -202,7 +202,11 @@ class Firer:
                     logger.info("schedule fired", extra={**extra, "trigger": tick.kind.value})
             if deduplicated:
                 continue
-            data: dict[str, Any] = {"taskId": result.task.id, "key": item.key}
+            data: dict[str, Any] = {
+                "taskId": result.task.id,
+                "key": item.key,
+                "queue": result.task.queue,
+            }
             if item.replaced is not None:
                 data["replacedTaskId"] = item.replaced
             events.append(schedule_event(EventType.SCHEDULE_FIRED, tick, now, data))

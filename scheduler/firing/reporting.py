@@ -3,9 +3,11 @@
 side.
 
 Events (stream ``schedules``, key = schedule name) carry ``scheduledAt`` and ``firedAt``
-(ISO 8601 UTC) and ``trigger`` (``tick`` | ``catch_up`` | ``manual``):
+(ISO 8601 UTC), ``trigger`` (``tick`` | ``catch_up`` | ``manual``) and the ``spec`` the
+schedule had:
 
-- ``ScheduleFired`` with ``taskId``, ``key`` and, for ``replace``, ``replacedTaskId``;
+- ``ScheduleFired`` with ``taskId``, ``key``, the task's ``queue`` and, for ``replace``,
+  ``replacedTaskId``;
 - ``ScheduleSkipped`` with ``reason``: ``paused``, ``overlap`` (``taskId``, ``taskState``),
   ``misfire`` (``missedFrom``/``missedUntil`` for a range), ``unknown_factory``,
   ``factory_failed`` or ``store_unavailable``, and a human ``detail``. The event store has
@@ -38,6 +40,7 @@ def schedule_event(type: str, tick: Tick, now: datetime, data: dict[str, Any]) -
         scheduledAt=_iso(tick.fire_time),
         firedAt=_iso(now),
         trigger=tick.kind.value,
+        spec=tick.schedule.spec,
         **data,
     )
 

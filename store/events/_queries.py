@@ -75,33 +75,47 @@ def stream_events(
 
 
 def recent_audit(index: StreamIndex, query: AuditQuery, limit: int) -> list[AuditEntry]:
-    """Newest-first audit entries matching ``query``, at most ``limit``: along the target's
-    ids when it names one, else backwards through the stream."""
-    keep = audit_predicate(query)
-
-    def newest_first() -> Iterator[Event]:
-        target_ids = index.ids_of(query.target, None)
-        pools = (
-            [target_ids]
-            if target_ids is not None
-            else [seg.ids for seg in reversed(index.segments)]
-        )
-        for pool in pools:
-            for stop in range(len(pool), 0, -ID_CHUNK):
-                yield from reversed(read_ids(index, pool[max(stop - ID_CHUNK, 0) : stop]))
-
-    matching = (e for e in newest_first() if keep(_record(e)))
+    """Newest-first audit entries matching ``query``, at most ``limit``."""
+    matching = _newest_audit(index, query, audit_predicate(query))
     return [AuditEntry.from_event(e) for e in islice(matching, limit)]
 
 
+def _newest_audit(
+    index: StreamIndex, query: AuditQuery, keep: Callable[[dict[str, Any]], bool]
+) -> Iterator[Event]:
+    """The audit events that ``keep`` accepts, newest first: along the target's ids when
+    the query names one, else backwards through the stream."""
+    target_ids = index.ids_of(query.target, None)
+    pools = (
+        [target_ids] if target_ids is not None else [seg.ids for seg in reversed(index.segments)]
+    )
+    for pool in pools:
+        for stop in range(len(pool), 0, -ID_CHUNK):
+            chunk = reversed(read_ids(index, pool[max(stop - ID_CHUNK, 0) : stop]))
+            yield from (event for event in chunk if keep(_record(event)))
+
+
 def audit_export(
-    index: StreamIndex, query: AuditQuery, fmt: ExportFormat, upto: int, limit: int
+    index: StreamIndex,
+    query: AuditQuery,
+    fmt: ExportFormat,
+    upto: int,
+    limit: int,
+    *,
+    newest: bool = False,
 ) -> Generator[bytes]:
-    """The chunks of an audit export (see :mod:`store.events.export`)."""
+    """The chunks of an audit export (see :mod:`store.events.export`): the first ``limit``
+    matching entries, or with ``newest`` the last ``limit``; oldest first either way."""
     keep = audit_predicate(query)
     until_ms = None if query.until is None else to_ms(query.until)
 
     def start_after() -> int | None:
+        if newest:
+            # Backwards to the limit-th newest match (ids up to ``upto``), then forwards.
+            upto_only = (e for e in _newest_audit(index, query, keep) if e.id <= upto)
+            oldest = next(islice(upto_only, limit - 1, None), None)
+            if oldest is not None:
+                return oldest.id - 1
         if query.since is None:
             return 0
         at, pos = index.first_at_or_after(to_ms(query.since))

@@ -82,6 +82,9 @@ class AuditLog:
         """Newest-first entries matching ``query`` (default limit 100)."""
         return await self._store.recent_audit(query or AuditQuery())
 
-    def export(self, query: AuditQuery, fmt: ExportFormat | str) -> AsyncIterator[bytes]:
-        """The export of matching entries, oldest first, as chunks of bytes."""
-        return self._store.export_audit(query, ExportFormat(fmt))
+    def export(
+        self, query: AuditQuery, fmt: ExportFormat | str, *, newest: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The export of matching entries (the first ``limit``, or with ``newest`` the last),
+        oldest first, as chunks of bytes."""
+        return self._store.export_audit(query, ExportFormat(fmt), newest=newest)

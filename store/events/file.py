@@ -201,12 +201,15 @@ class FileEventStore:
 
     # --- export --------------------------------------------------------------------------
 
-    def export_audit(self, query: AuditQuery, fmt: ExportFormat) -> AsyncIterator[bytes]:
+    def export_audit(
+        self, query: AuditQuery, fmt: ExportFormat, *, newest: bool = False
+    ) -> AsyncIterator[bytes]:
         fmt = ExportFormat(fmt)
         limit = min(query.limit or self.options.export_limit_max, self.options.export_limit_max)
         index = self._index[Stream.AUDIT]
         upto = self.hub.last_id
-        return _queries.in_threads(_queries.audit_export(index, query, fmt, upto, limit))
+        chunks = _queries.audit_export(index, query, fmt, upto, limit, newest=newest)
+        return _queries.in_threads(chunks)
 
     def export_events(self, query: EventQuery, fmt: ExportFormat) -> AsyncIterator[bytes]:
         fmt = ExportFormat(fmt)

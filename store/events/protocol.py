@@ -134,12 +134,15 @@ class EventStore(Protocol):
         """
         ...
 
-    def export_audit(self, query: AuditQuery, fmt: ExportFormat) -> AsyncIterator[bytes]:
+    def export_audit(
+        self, query: AuditQuery, fmt: ExportFormat, *, newest: bool = False
+    ) -> AsyncIterator[bytes]:
         """The audit entries matching ``query``, oldest first, encoded as ``fmt`` in chunks.
 
-        Streams with constant memory. ``limit`` is capped by ``export_limit_max``. Entries
-        appended after the call are not included. See :mod:`store.events.export` for the
-        formats.
+        Streams with constant memory. ``limit`` is capped by ``export_limit_max``: the first
+        ``limit`` matching entries, or with ``newest`` the last ``limit`` (the ones
+        :meth:`recent_audit` lists). Entries appended after the call are not included. See
+        :mod:`store.events.export` for the formats.
         """
         ...
 

@@ -35,6 +35,9 @@ LEADER_LOCK_KEY = 0x4C6F6E6753636864
 """The advisory lock key of scheduler leadership ("LongSchd"); the queue's keys differ."""
 # A leader whose connection does not answer this fast is no longer sure it leads.
 _PING_TIMEOUT = 5.0
+LEADER_NAME_PREFIX = "longshore scheduler "
+"""The leader's connection is named ``<prefix><holder>`` (its ``application_name``, which
+PostgreSQL cuts to 63 bytes), which is how :meth:`PostgresScheduleStore.leader` finds it."""
 
 
 class PostgresScheduleStore:
@@ -138,8 +141,15 @@ class PostgresScheduleStore:
         directly by this object's own changes; polling only while LISTEN is down."""
         await self._notifications.wait(timeout)
 
-    def leader_lock(self) -> PostgresLeaderLock:
-        return PostgresLeaderLock(self._db, self._sql)
+    def leader_lock(self, holder: str = "") -> PostgresLeaderLock:
+        return PostgresLeaderLock(self._db, self._sql, holder)
+
+    async def leader(self) -> str | None:
+        async with self._db.connection() as connection:
+            name = await connection.fetchval(self._sql["leader_name"], LEADER_LOCK_KEY)
+        if name is None:
+            return None
+        return str(name).removeprefix(LEADER_NAME_PREFIX)
 
     async def close(self) -> None:
         """Close the LISTEN connection (the database itself belongs to the caller)."""
@@ -160,12 +170,14 @@ class PostgresLeaderLock:
 
     The lock lives as long as the session, so a killed process or a dropped connection frees
     it at once; giving the connection back to the pool frees it too (asyncpg resets returned
-    connections with ``pg_advisory_unlock_all()``).
+    connections with ``pg_advisory_unlock_all()`` and ``RESET ALL``, which also drops the
+    name the holder gave the session).
     """
 
-    def __init__(self, db: PostgresDatabase, sql: dict[str, str]) -> None:
+    def __init__(self, db: PostgresDatabase, sql: dict[str, str], holder: str = "") -> None:
         self._db = db
         self._sql = sql
+        self.holder = holder
         self._stack: AsyncExitStack | None = None
         self._connection: Any = None
 
@@ -179,6 +191,11 @@ class PostgresLeaderLock:
                 connection.fetchval(self._sql["try_leader_lock"], LEADER_LOCK_KEY),
                 timeout=_PING_TIMEOUT,
             )
+            if won:
+                name = (LEADER_NAME_PREFIX + self.holder).encode()[:63].decode(errors="ignore")
+                await asyncio.wait_for(
+                    connection.execute(self._sql["name_leader"], name), timeout=_PING_TIMEOUT
+                )
         except BaseException:
             await _close_quietly(stack)
             raise

@@ -109,8 +109,15 @@ class ScheduleStore(Protocol):
         changes made by other processes may only be seen by polling :meth:`state`."""
         ...
 
-    def leader_lock(self) -> LeaderLock:
-        """A new, unheld claim on scheduler leadership over this store's database."""
+    def leader_lock(self, holder: str = "") -> LeaderLock:
+        """A new, unheld claim on scheduler leadership over this store's database; while it
+        is held, :meth:`leader` names ``holder`` (e.g. ``host:pid``) in every process."""
+        ...
+
+    async def leader(self) -> str | None:
+        """Who leads the schedulers of this database now, in any process: the ``holder``
+        of the lock held (``""`` when it gave none, or has not written it yet), or ``None``
+        when no one holds leadership."""
         ...
 
     async def close(self) -> None:

@@ -163,8 +163,15 @@ class SqliteScheduleStore:
                 return
         self._changed.clear()
 
-    def leader_lock(self) -> SqliteLeaderLock:
-        return SqliteLeaderLock(Path(f"{self._db.path}.scheduler.lock"))
+    def leader_lock(self, holder: str = "") -> SqliteLeaderLock:
+        return SqliteLeaderLock(self._lock_path, holder)
+
+    async def leader(self) -> str | None:
+        return await asyncio.to_thread(_lock_holder, self._lock_path)
+
+    @property
+    def _lock_path(self) -> Path:
+        return Path(f"{self._db.path}.scheduler.lock")
 
     async def close(self) -> None:
         """Nothing to release: the database belongs to the caller."""
@@ -180,17 +187,22 @@ class SqliteLeaderLock:
 
     ``flock`` locks belong to the open file, so the kernel drops the lock when the process
     dies (``kill -9`` included), and two lock objects in one process exclude each other.
+    The holder writes its name into the file once it holds the lock.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, holder: str = "") -> None:
         self.path = path
+        self.holder = holder
         self._fd: int | None = None
 
     async def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        self._fd = _try_flock(self.path)
-        return self._fd is not None
+        fd = self._fd = _try_flock(self.path)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.holder.encode(), 0)
+        return fd is not None
 
     async def still_held(self) -> bool:
         return self._fd is not None
@@ -213,3 +225,22 @@ def _try_flock(path: Path) -> int | None:
         os.close(fd)
         raise
     return fd
+
+
+def _lock_holder(path: Path) -> str | None:
+    """The name written by the holder of the lock at ``path``, ``None`` when unheld. A
+    shared lock taken for an instant tells (it fails while the exclusive one is held); a
+    candidate trying to lead in that instant fails once and tries again later."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 1024, 0).decode(errors="replace").strip()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

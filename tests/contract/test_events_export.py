@@ -147,6 +147,23 @@ async def test_filters_and_limits_hold(store: FileEventStore) -> None:
     assert [r["requestId"] for r in await rows(AuditQuery(limit=3))] == ["req-0", "req-1", "req-2"]
     assert len(await rows(AuditQuery(target="job-1", limit=2))) == 2
 
+    # ``newest``: the last ``limit`` matches (what recent_audit lists), still oldest first.
+    async def newest(query: AuditQuery, fmt: ExportFormat = ExportFormat.JSONL) -> list[str]:
+        data = (await collect(log.export(query, fmt, newest=True))).decode()
+        if fmt is ExportFormat.CSV:
+            return [row[2] for row in csv.reader(io.StringIO(data, newline=""))][1:]
+        return [json.loads(line)["requestId"] for line in data.splitlines()]
+
+    for fmt in (ExportFormat.JSONL, ExportFormat.CSV):
+        assert await newest(AuditQuery(limit=3), fmt) == ["req-37", "req-38", "req-39"]
+    listed = await log.recent(AuditQuery(target="job-1", limit=2))
+    assert await newest(AuditQuery(target="job-1", limit=2)) == [
+        e.request_id for e in reversed(listed)
+    ]
+    assert await newest(AuditQuery(action="schedule.pause", limit=1000)) == [
+        r["requestId"] for r in await rows(AuditQuery(action="schedule.pause"))
+    ]
+
     everything = await rows(AuditQuery())
     middle = everything[10]["atMs"]
     assert isinstance(middle, int)

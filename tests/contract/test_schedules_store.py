@@ -434,6 +434,26 @@ async def test_one_leader_at_a_time(schedule_stores: ScheduleStoreFactory, store
         await second.release()  # idempotent
 
 
+async def test_every_store_on_the_database_names_the_leader(
+    schedule_stores: ScheduleStoreFactory, store: Any
+) -> None:
+    other = await schedule_stores.open()
+    assert await store.leader() is None
+    first, second = store.leader_lock("host-a:101"), other.leader_lock("host-b:202")
+    try:
+        assert await first.try_acquire()
+        assert await store.leader() == await other.leader() == "host-a:101"
+        assert not await second.try_acquire()
+        await first.release()
+        assert await other.leader() is None
+        assert await second.try_acquire()
+        assert await store.leader() == "host-b:202"
+    finally:
+        await first.release()
+        await second.release()
+    assert await store.leader() is None
+
+
 async def test_two_locks_on_one_store_exclude_each_other(store: Any) -> None:
     first, second = store.leader_lock(), store.leader_lock()
     try:

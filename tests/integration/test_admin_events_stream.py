@@ -24,6 +24,7 @@ import uvicorn
 from admin.app import create_app
 from admin.config import AdminConfig
 from admin.routes.overview import OverviewCache
+from admin.seed.items import SeedItems
 from admin.services import AdminServices
 from admin.streams import end_event_streams, streams_of
 from admin.streams.frames import FrameCache
@@ -422,7 +423,9 @@ async def test_a_snapshot_is_computed_once_for_every_stream_that_needs_it(
 ) -> None:
     async with live_admin(backend, queue_location, tmp_path / "data") as live:
         services = live.services
-        cache = SnapshotCache(services, live.runtime.events, OverviewCache(services))
+        cache = SnapshotCache(
+            services, live.runtime.events, OverviewCache(services), SeedItems(services)
+        )
         (first,) = await live.record(1)
         # Concurrent requests share one computation.
         got = await asyncio.gather(

@@ -90,9 +90,9 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             "source": "git_tag",
             "repo": REPO,
             "tag": "v1.2.3",
-            "tarballUrl": None,
-            "tarballPath": None,
-            "tarballSha256": None,
+            "tarballUrl": "",
+            "tarballPath": "",
+            "tarballSha256": "",
             "path": "reports",
             "dockerfile": "build/Dockerfile",
             "command": ["python", "-m", "report"],
@@ -130,12 +130,14 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             "env": [],
             "queue": "",
             "retries": 0,
-            "timeoutSeconds": 60,
+            "timeoutSeconds": 0,
         }
         response = await client.post("/jobs", json=seed, headers=ADMIN)
         assert response.status_code == 201, response.text
         backup = response.json()["job"]
-        assert (backup["repo"], backup["tag"]) == (None, None)
+        # Never null for a seed client: unused fields read back as "", 0 means the default.
+        assert (backup["repo"], backup["tag"], backup["path"]) == ("", "", "")
+        assert backup["timeoutSeconds"] == 600
         assert backup["tarballPath"] == "backup/job.tar.gz"
         assert backup["tarballSha256"] == SHA
         assert (backup["queue"], backup["dockerfile"], backup["network"]) == (
@@ -241,7 +243,7 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
         (git_job("net", network="host"), "network"),
         (git_job("cpus", resources={"cpus": 0}), "resources.cpus"),
         (git_job("retries", retries="3"), "retries"),
-        (git_job("timeout", timeoutSeconds=0), "timeoutSeconds"),
+        (git_job("timeout", timeoutSeconds=-1), "timeoutSeconds"),
         (git_job("art", artifactsPath="/proc/x"), "artifactsPath"),
         (git_job("limit", onOutputLimit="explode"), "onOutputLimit"),
         (git_job("unknown", colour="blue"), "colour"),
@@ -350,19 +352,20 @@ async def test_run_now_queues_a_task_and_a_run_and_shows_in_the_job_events(
         response = await client.get("/jobs/events?name=report&limit=25", headers=VIEWER)
         assert response.status_code == 200
         [event] = response.json()["events"]
-        assert event["type"] == "RunQueued"
         assert (event["job"], event["name"], event["runId"]) == ("report", "report", run.run_id)
         assert event["taskId"] == started["taskId"]
-        assert event["status"] == "queued"
+        assert (event["status"], event["runStatus"]) == ("queued", "queued")
         assert event["command"] == "sh -c echo hi"
         assert event["queue"] == "reports"
+        assert (event["repo"], event["tag"], event["path"]) == (REPO, "v1.2.3", "")
+        assert event["metadata"]["job.source"] == "git_tag"
         assert event["startedAtMs"] > 0
-        assert event["atMs"] >= event["startedAtMs"]
-        assert event["at"].endswith("Z")
-        # An unfinished run: the finish fields are absent, never 0.
+        assert event["startedAt"].endswith("Z")
+        # An unfinished run: the finish fields are absent, never 0; the duration unknown.
         assert "finishedAtMs" not in event
         assert "finishedAt" not in event
-        assert isinstance(event["id"], int)
+        assert event["durationMs"] == -1
+        assert (event["result"], event["error"], event["exitCode"]) == ("", "", -1)
 
         assert_envelope(await client.post("/jobs/nope/run", headers=OPERATOR), 404, "not_found")
         no_events = await client.get("/jobs/events?name=nope", headers=VIEWER)
@@ -372,7 +375,7 @@ async def test_run_now_queues_a_task_and_a_run_and_shows_in_the_job_events(
         )
 
 
-async def test_job_events_list_finished_runs_newest_first_without_output_events(
+async def test_job_events_list_one_item_per_run_in_its_latest_state(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
     async with full_admin(backend, queue_location, tmp_path, settings=settings(tmp_path)) as admin:
@@ -401,21 +404,23 @@ async def test_job_events_list_finished_runs_newest_first_without_output_events(
             )
         )
 
+        # One item per run, in its latest state: the output events are no items.
         response = await client.get("/jobs/events?name=report&limit=2", headers=VIEWER)
-        listed = response.json()["events"]
-        assert [e["type"] for e in listed] == ["RunFailed", "RunQueued"]
-        failed = listed[0]
+        [failed] = response.json()["events"]
+        assert failed["runId"] == first
         assert (failed["status"], failed["exitCode"], failed["error"]) == ("failed", 3, "exit 3")
+        assert failed["runStatus"] == "failed"
         assert failed["finishedAtMs"] >= failed["startedAtMs"] > 0
         assert failed["durationMs"] == failed["finishedAtMs"] - failed["startedAtMs"]
-        assert "finishedAtMs" not in listed[1]
 
+        # ``limit`` counts runs, newest first, over every job without a name.
         everything = (await client.get("/jobs/events?limit=10", headers=VIEWER)).json()["events"]
-        assert [(e["job"], e["type"]) for e in everything] == [
-            ("report", "RunFailed"),
-            ("other", "RunQueued"),
-            ("report", "RunQueued"),
+        assert [(e["job"], e["status"]) for e in everything] == [
+            ("other", "queued"),
+            ("report", "failed"),
         ]
+        [newest] = (await client.get("/jobs/events?limit=1", headers=VIEWER)).json()["events"]
+        assert newest["job"] == "other"
 
 
 async def test_run_and_delete_need_approval_when_it_is_required(

@@ -106,7 +106,7 @@ async def test_the_seed_body_creates_a_schedule_listed_in_the_seed_shape(
         assert item["factory"] == "reports.daily"
         assert item["payload"] == {}
         assert item["paused"] is False
-        assert item["durable"] is False
+        assert item["durable"] is True  # every schedule is persisted, whatever was sent
         assert item["overlapPolicy"] == "allow"
         assert item["misfireGraceSeconds"] == 5
         assert item["catchUp"] == "none"
@@ -116,9 +116,11 @@ async def test_the_seed_body_creates_a_schedule_listed_in_the_seed_shape(
         assert item["nextRunMs"] == int(next_run.timestamp() * 1000)
         assert next_run.minute % 5 == 0
         assert next_run.second == 0
-        last_run = moment(item["lastRun"])
-        assert item["lastRunMs"] == int(last_run.timestamp() * 1000)
-        assert last_run < next_run
+        # It never fired: no last run, though the spec had ticks before it existed.
+        assert (item["lastRun"], item["lastRunMs"]) == ("", 0)
+        previous_tick = moment(item["previousTick"])
+        assert item["previousTickMs"] == int(previous_tick.timestamp() * 1000)
+        assert previous_tick < next_run
         assert item["lastTaskId"] is None
 
         response = await admin.client.get("/schedules/reports.daily", headers=VIEWER)
@@ -160,8 +162,7 @@ async def test_a_full_body_is_kept_and_an_update_keeps_what_it_leaves_out(
         assert response.status_code == 200
         again = response.json()["schedule"]
         assert (again["payload"], again["paused"], again["status"]) == ({}, True, "paused")
-        assert again["nextRun"] is None
-        assert again["nextRunMs"] is None
+        assert (again["nextRun"], again["nextRunMs"]) == ("", 0)  # never null
 
         entries = await admin.audit_entries(action="schedule.create", target="hourly-report")
         assert statuses(entries) == ["ok", "ok", "ok"]
@@ -285,9 +286,8 @@ async def test_one_schedule_is_paused_by_an_empty_body_and_resumed_by_false(
         assert response.status_code == 200, response.text
         paused = response.json()["schedule"]
         assert (paused["paused"], paused["status"]) == (True, "paused")
-        assert paused["nextRun"] is None
-        assert paused["nextRunMs"] is None
-        assert paused["lastRun"] is not None
+        assert (paused["nextRun"], paused["nextRunMs"]) == ("", 0)  # never null
+        assert paused["previousTick"] != ""
         other = (await admin.client.get("/schedules/reports.daily", headers=VIEWER)).json()
         assert other["schedule"]["status"] == "healthy"
 
@@ -326,7 +326,9 @@ async def test_one_schedule_is_paused_by_an_empty_body_and_resumed_by_false(
         ]
 
 
-async def test_pause_all_and_resume_all(backend: str, queue_location: Any, tmp_path: Path) -> None:
+async def test_pause_all_and_resume_all_leave_each_schedule_as_listed(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
     async with schedules_admin(backend, queue_location, tmp_path) as admin:
         await create(admin, {"name": "builtin.noop", "spec": "* * * * *"})
         await create(admin, {"name": "reports.daily", "spec": "0 9 * * 1-5"})
@@ -335,32 +337,68 @@ async def test_pause_all_and_resume_all(backend: str, queue_location: Any, tmp_p
             "/schedules/pause", json={"paused": True}, headers=OPERATOR
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"paused": True}
+        assert response.json() == {"paused": True, "updated": 2}
         listed = (await admin.client.get("/schedules", headers=VIEWER)).json()["schedules"]
         assert [(s["status"], s["paused"], s["nextRun"]) for s in listed] == [
-            ("paused", False, None),
-            ("paused", False, None),
+            ("paused", True, ""),
+            ("paused", True, ""),
         ]
 
+        # Already paused: nothing changes.
         response = await admin.client.post("/schedules/pause", headers=OPERATOR)
-        assert response.json() == {"paused": True}
+        assert response.json() == {"paused": True, "updated": 0}
+
+        # One schedule resumed on its own after pause-all runs again; the other stays.
+        response = await admin.client.post(
+            "/schedules/builtin.noop/pause", json={"paused": False}, headers=OPERATOR
+        )
+        resumed = response.json()["schedule"]
+        assert (resumed["paused"], resumed["status"]) == (False, "healthy")
+        assert resumed["nextRun"] != ""
+        other = (await admin.client.get("/schedules/reports.daily", headers=VIEWER)).json()
+        assert (other["schedule"]["paused"], other["schedule"]["status"]) == (True, "paused")
 
         response = await admin.client.post(
             "/schedules/pause", json={"paused": False}, headers=OPERATOR
         )
-        assert response.json() == {"paused": False}
+        assert response.json() == {"paused": False, "updated": 1}
         listed = (await admin.client.get("/schedules", headers=VIEWER)).json()["schedules"]
-        assert [s["status"] for s in listed] == ["healthy", "healthy"]
-        assert all(s["nextRun"] is not None for s in listed)
+        assert [(s["status"], s["paused"]) for s in listed] == [
+            ("healthy", False),
+            ("healthy", False),
+        ]
+        assert all(s["nextRun"] != "" for s in listed)
 
         entries = await admin.audit_entries(action="schedule.pause_all")
         assert statuses(entries) == ["ok", "ok", "ok"]
         assert {e.target for e in entries} == {"*"}
         assert [e.detail for e in reversed(entries)] == [
-            "paused=true",
-            "paused=true",
-            "paused=false",
+            "paused=true updated=2",
+            "paused=true updated=0",
+            "paused=false updated=1",
         ]
+
+
+async def test_the_pause_all_switch_of_an_earlier_version_gives_way_to_each_schedules_flag(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with schedules_admin(backend, queue_location, tmp_path) as admin:
+        await create(admin, {"name": "builtin.noop", "spec": "* * * * *"})
+        await create(admin, {"name": "reports.daily", "spec": "0 9 * * 1-5"})
+        await admin.runtime.stores.schedules.set_all_paused(True)
+        listed = (await admin.client.get("/schedules", headers=VIEWER)).json()["schedules"]
+        assert [(s["status"], s["paused"]) for s in listed] == [("paused", True)] * 2
+
+        response = await admin.client.post(
+            "/schedules/builtin.noop/pause", json={"paused": False}, headers=OPERATOR
+        )
+        assert response.json()["schedule"]["status"] == "healthy"
+        listed = (await admin.client.get("/schedules", headers=VIEWER)).json()["schedules"]
+        assert [(s["status"], s["paused"]) for s in listed] == [
+            ("healthy", False),
+            ("paused", True),
+        ]
+        assert not (await admin.runtime.stores.schedules.state()).all_paused
 
 
 # --- run now ----------------------------------------------------------------------------
@@ -390,36 +428,44 @@ async def test_run_now_enqueues_while_paused_and_is_a_schedule_event(
         shown = (await admin.client.get(f"/schedules/{name}", headers=VIEWER)).json()["schedule"]
         assert shown["status"] == "paused"
         assert shown["lastTaskId"] == result["taskId"]
+        # A manual run is a firing: the last run is now, though no tick of the spec fired.
+        assert shown["lastRunMs"] >= task.created_at.timestamp() * 1000 - 1000
+        assert shown["lastRunMs"] == int(moment(shown["lastRun"]).timestamp() * 1000)
 
         response = await admin.client.get(
             "/schedules/events", params={"name": name, "limit": 25}, headers=VIEWER
         )
         assert response.status_code == 200, response.text
         events = response.json()["events"]
-        assert [e["type"] for e in events] == ["ScheduleFired", "SchedulePaused", "ScheduleCreated"]
-        fired = events[0]
-        assert fired["schedule"] == name
+        # Firings only: creating and pausing are in the audit log, not here.
+        [fired] = events
+        assert fired["type"] == "ScheduleFired"
+        assert fired["name"] == fired["schedule"] == name
+        assert (fired["spec"], fired["durable"], fired["queue"]) == ("0 0 1 1 *", True, "default")
         assert fired["taskId"] == result["taskId"]
         assert fired["key"] == result["key"]
         assert fired["trigger"] == "manual"
-        assert fired["reason"] is None
+        assert (fired["status"], fired["reason"], fired["error"]) == ("queued", "", "")
+        assert fired["metadata"]["task.state"] == "ready"
         assert fired["scheduledAtMs"] == int(moment(fired["scheduledAt"]).timestamp() * 1000)
-        assert fired["actualAtMs"] == int(moment(fired["actualAt"]).timestamp() * 1000)
+        assert fired["startedAtMs"] == int(moment(fired["startedAt"]).timestamp() * 1000)
         assert fired["atMs"] == int(moment(fired["at"]).timestamp() * 1000)
-        assert fired["id"] > events[1]["id"] > events[2]["id"]
+        assert "finishedAtMs" not in fired
+        assert fired["durationMs"] == -1
 
+        await admin.client.post(f"/schedules/{name}/run", headers=OPERATOR)
         limited = await admin.client.get(
             "/schedules/events", params={"name": name, "limit": 1}, headers=VIEWER
         )
-        assert [e["id"] for e in limited.json()["events"]] == [fired["id"]]
+        [newest] = limited.json()["events"]
+        assert newest["id"] > fired["id"]
         none = await admin.client.get("/schedules/events", params={"name": "other"}, headers=VIEWER)
         assert none.json() == {"events": []}
-        message = assert_envelope(
-            await admin.client.get("/schedules/events", headers=VIEWER), 400, "invalid_request"
-        )
-        assert "name" in message
+        # Without a name: the newest firings of every schedule.
+        everything = (await admin.client.get("/schedules/events", headers=VIEWER)).json()
+        assert [e["id"] for e in everything["events"]] == [newest["id"], fired["id"]]
 
-        [entry] = await admin.audit_entries(action="schedule.run")
+        entry = (await admin.audit_entries(action="schedule.run"))[-1]
         assert (entry.actor, entry.target, entry.status.value) == ("olga", name, "ok")
         assert result["taskId"] in entry.detail
 
@@ -437,25 +483,29 @@ async def test_run_now_respects_the_overlap_policy(
         first = (await admin.client.post(f"/schedules/{name}/run", headers=OPERATOR)).json()
         assert first["status"] == "enqueued"
 
+        # Nothing enqueued: a conflict saying why, never a 200 a client reads as queued.
         response = await admin.client.post(f"/schedules/{name}/run", headers=OPERATOR)
-        assert response.status_code == 200, response.text
-        second = response.json()
-        assert (second["status"], second["enqueued"], second["taskId"]) == (
-            "skipped",
-            False,
-            None,
-        )
-        assert second["reason"] == "overlap"
-        assert first["taskId"] in second["detail"]
+        message = assert_envelope(response, 409, "schedule_run_skipped")
+        assert "overlap" in message
+        assert f"task {first['taskId']}" in message
 
         events = (
             await admin.client.get("/schedules/events", params={"name": name}, headers=VIEWER)
         ).json()["events"]
-        assert events[0]["type"] == "ScheduleSkipped"
-        assert events[0]["reason"] == "overlap"
-        assert events[0]["taskId"] == first["taskId"]
+        skipped = events[0]
+        assert (skipped["type"], skipped["reason"], skipped["status"]) == (
+            "ScheduleSkipped",
+            "overlap",
+            "cancelled",
+        )
+        assert "overlap" in skipped["error"]
+        # Its own id (items are keyed by taskId); the task it overlapped is in the metadata.
+        assert skipped["taskId"] == f"skipped-{skipped['id']}"
+        assert skipped["metadata"]["skip.task_id"] == first["taskId"]
+        assert skipped["finishedAtMs"] == skipped["startedAtMs"]
         entries = await admin.audit_entries(action="schedule.run")
-        assert entries[0].detail.startswith("skipped reason=overlap")
+        assert entries[0].status.value == "error"
+        assert entries[0].detail.startswith("409 schedule_run_skipped")
 
 
 async def test_run_now_is_capped_per_schedule_and_the_refusal_audited(

@@ -30,13 +30,15 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class RecordedEvents:
-    """Collects appended events (the scheduler only appends)."""
+    """Collects appended events (the scheduler appends; the manager reads a schedule's
+    newest events for its last firing)."""
 
     events: list[NewEvent] = field(default_factory=list)
+    stored: list[Event] = field(default_factory=list)
 
     async def append(self, event: NewEvent) -> Event:
         self.events.append(event)
-        return Event(
+        stored = Event(
             id=len(self.events),
             stream=Stream(event.stream),
             key=event.key,
@@ -44,6 +46,12 @@ class RecordedEvents:
             at=datetime.now(UTC),
             data=event.data,
         )
+        self.stored.append(stored)
+        return stored
+
+    async def latest(self, stream: Stream, key: str, limit: int = 25) -> list[Event]:
+        found = [e for e in self.stored if e.stream is stream and e.key == key]
+        return found[::-1][:limit]
 
     async def append_many(self, events: Sequence[NewEvent]) -> list[Event]:
         return [await self.append(event) for event in events]

@@ -76,6 +76,25 @@ RETURNING name;
 -- name: try_leader_lock
 SELECT pg_try_advisory_lock($1);
 
+-- name: name_leader
+-- The leader's session names itself, so that every process can tell who leads.
+SELECT set_config('application_name', $1, false);
+
+-- name: leader_name
+-- The session holding the leadership lock in this database, by the name it gave itself. A
+-- bigint advisory key shows in pg_locks as classid (its high 32 bits), objid (its low 32
+-- bits) and objsubid 1.
+SELECT a.application_name
+FROM pg_locks AS l
+JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory'
+  AND l.granted
+  AND l.objsubid = 1
+  AND l.classid = ($1::bigint >> 32)::oid
+  AND l.objid = ($1::bigint & 4294967295)::oid
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1;
+
 -- name: ping
 SELECT 1;
 
