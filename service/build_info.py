@@ -105,8 +105,13 @@ def _installed_at(dist: metadata.Distribution | None) -> str:
     """When the distribution was installed: the time its ``METADATA`` file was written."""
     if dist is None:
         return ""
+    # An installed distribution has ``*.dist-info/METADATA``; a source checkout on the path
+    # (an editable install run from its root) has ``*.egg-info/PKG-INFO``.
     for file in dist.files or ():
-        if file.name == "METADATA" and file.parent.name.endswith(".dist-info"):
+        if (file.name, file.parent.suffix) in (
+            ("METADATA", ".dist-info"),
+            ("PKG-INFO", ".egg-info"),
+        ):
             try:
                 written = Path(str(dist.locate_file(file))).stat().st_mtime
             except OSError:

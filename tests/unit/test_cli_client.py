@@ -95,8 +95,8 @@ def test_connection_defaults_to_the_local_listener_and_the_token_file(tmp_path: 
 
 
 def test_flags_win_over_settings_and_a_certificate_replaces_the_token(tmp_path: Path) -> None:
-    settings = load_settings({}, data_dir=tmp_path, admin_token="ops:from-env")
-    assert resolve_connection(ConnectionFlags(), settings).token == "from-env"
+    settings = load_settings({}, data_dir=tmp_path, admin_token="ops:from-env-0123456789-abcdefgh")
+    assert resolve_connection(ConnectionFlags(), settings).token == "from-env-0123456789-abcdefgh"
     flags = ConnectionFlags(
         url="https://api.example:8443", cert=tmp_path / "c.pem", key=tmp_path / "k.pem"
     )
