@@ -219,6 +219,11 @@ class PostgresTaskQueue:
         count: int = await self._db.fetchval(self._sql["delete_dead"], list(task_ids))
         return count
 
+    async def delete_dead_by_key(self, key: str) -> int:
+        """See :meth:`TaskQueue.delete_dead_by_key`."""
+        count: int = await self._db.fetchval(self._sql["delete_dead_by_key"], key)
+        return count
+
     async def purge_dead(self, older_than: datetime) -> int:
         """See :meth:`TaskQueue.purge_dead`."""
         count: int = await self._db.fetchval(self._sql["purge_dead"], older_than)

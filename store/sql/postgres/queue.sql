@@ -227,6 +227,12 @@ WITH deleted AS (
 )
 SELECT count(*)::integer FROM deleted;
 
+-- name: delete_dead_by_key
+WITH deleted AS (
+    DELETE FROM tasks WHERE state = 'dead' AND (key = $1 OR released_key = $1) RETURNING 1
+)
+SELECT count(*)::integer FROM deleted;
+
 -- name: purge_dead
 WITH deleted AS (
     DELETE FROM tasks WHERE state = 'dead' AND dead_at < $1 RETURNING 1
