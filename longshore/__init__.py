@@ -24,6 +24,7 @@ from longshore.context import Context
 from longshore.errors import InvalidPayload, LibraryError
 from longshore.handlers import Plugin, Registry, TypedHandler
 from longshore.hooks import CronTick, Hook, TaskEvent
+from longshore.plugins import DlqCleanup
 from longshore.tasks import new_task
 from longshore.worker import Worker
 from store.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "Context",
     "CronTick",
     "DeadStats",
+    "DlqCleanup",
     "EnqueueOutcome",
     "EnqueueResult",
     "Hook",

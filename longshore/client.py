@@ -282,6 +282,11 @@ class Client:
         """Delete dead tasks; returns how many were deleted."""
         return await self.queue.delete_dead(list(task_ids))
 
+    async def delete_dead_by_key(self, key: str) -> int:
+        """Delete the dead tasks of an idempotency key (also those whose key a newer task
+        took over); returns how many were deleted."""
+        return await self.queue.delete_dead_by_key(key)
+
     async def dead_stats(self) -> DeadStats:
         """Counts of the dead-letter queue by queue and by handler."""
         return await self.queue.dead_stats()

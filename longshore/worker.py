@@ -138,8 +138,8 @@ class Worker:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Worker]:
         """Run in the background for the duration of the block; entering returns once the
-        worker is registered (a database it cannot reach fails here), leaving stops it as
-        gracefully as :meth:`run` does on a signal."""
+        database is open (one that cannot be reached fails here), leaving stops the worker
+        as gracefully as :meth:`run` does on a signal."""
         stop = asyncio.Event()
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         async with TaskOwner("longshore-worker") as owner:
