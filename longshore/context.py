@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from store.queue.models import Task
 
@@ -18,6 +18,14 @@ RenewLease = Callable[[int], Awaitable[bool]]
 """Renews this worker's leases now; says whether the given task is still leased to it."""
 
 
+class CancelSignals(Protocol):
+    """Hands out ``cancelled`` events that the worker sets when it stops."""
+
+    def new(self) -> asyncio.Event: ...
+
+    def discard(self, event: asyncio.Event) -> None: ...
+
+
 class Context:
     """The running task, its worker and a cancellation signal.
 
@@ -27,7 +35,7 @@ class Context:
     handlers run in a thread and may poll ``cancelled.is_set()`` from there.
     """
 
-    __slots__ = ("_renew", "cancelled", "client", "task", "worker_id")
+    __slots__ = ("_cancelled", "_renew", "_signals", "client", "task", "worker_id")
 
     def __init__(
         self,
@@ -35,7 +43,7 @@ class Context:
         task: Task,
         worker_id: str,
         client: Client,
-        cancelled: asyncio.Event,
+        signals: CancelSignals,
         renew: RenewLease,
     ) -> None:
         self.task = task
@@ -43,8 +51,22 @@ class Context:
         self.worker_id = worker_id
         self.client = client
         """The worker's client, e.g. to enqueue follow-up work."""
-        self.cancelled = cancelled
+        self._signals = signals
         self._renew = renew
+        self._cancelled: asyncio.Event | None = None
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        """Set when the worker stops or the lease was found lost (see the class)."""
+        # Made on first use: most handlers never look, and a run should not pay for it.
+        if self._cancelled is None:
+            self._cancelled = self._signals.new()
+        return self._cancelled
+
+    def release(self) -> None:
+        """The handler has returned: its ``cancelled`` event is no longer tracked."""
+        if self._cancelled is not None:
+            self._signals.discard(self._cancelled)
 
     @property
     def task_id(self) -> int:

@@ -113,8 +113,14 @@ class Worker:
         self._cron = dict(cron or {})
         self._scheduler = bool(registry.factories) if scheduler is None else scheduler
         self._stop: asyncio.Event | None = None
-        self.processed = 0
+        self._current: QueueWorker | None = None
+        self._finished_runs = 0
+
+    @property
+    def processed(self) -> int:
         """Tasks run (whatever their outcome) since the worker was created."""
+        current = self._current.processed if self._current is not None else 0
+        return self._finished_runs + current
 
     @property
     def worker_id(self) -> str:
@@ -184,10 +190,12 @@ class Worker:
             )
             if started is not None and not started.done():
                 started.set_result(None)
+            self._current = worker
             try:
                 await worker.run(stop)
             finally:
-                self.processed += worker.processed
+                self._current = None
+                self._finished_runs += worker.processed
             return worker.processed
 
     async def _client(self, stack: AsyncExitStack) -> Client:
@@ -250,19 +258,16 @@ def _adapt(
     """The typed handler behind the worker's handler contract."""
 
     async def handle(context: TaskContext) -> None:
-        cancelled = cancellation.new()
+        ctx = Context(
+            task=context.task,
+            worker_id=context.worker_id,
+            client=client,
+            signals=cancellation,
+            renew=renew,
+        )
         try:
-            await typed.run(
-                context.task.payload,
-                Context(
-                    task=context.task,
-                    worker_id=context.worker_id,
-                    client=client,
-                    cancelled=cancelled,
-                    renew=renew,
-                ),
-            )
+            await typed.run(context.task.payload, ctx)
         finally:
-            cancellation.discard(cancelled)
+            ctx.release()
 
     return handle
