@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
@@ -73,8 +73,10 @@ class TypedHandler(Generic[P]):
         args = (self.parse(payload), context) if self.takes_context else (self.parse(payload),)
         if self.is_async:
             await self.function(*args)
-        else:
-            await asyncio.to_thread(self.function, *args)
+            return
+        if self.takes_context:
+            _ = context.cancelled  # made here, on the event loop, not in the handler's thread
+        await asyncio.to_thread(self.function, *args)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +170,7 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[TypedHandler[Any]]:
         return iter([self._handlers[name] for name in self.names()])
 
     # --- schedule factories ------------------------------------------------------------------
