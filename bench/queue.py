@@ -348,7 +348,7 @@ async def running_worker(
 async def measure_throughput(harness: Harness, tasks: int) -> dict[str, Any]:
     """Run the worker over ``tasks`` pre-enqueued noop tasks; time start -> clean stop."""
     queue = harness.queue
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     async with harness.running() as worker:
         progress, last_change = 0, started
         while worker.processed < tasks:
@@ -358,7 +358,7 @@ async def measure_throughput(harness: Harness, tasks: int) -> dict[str, Any]:
             elif time.perf_counter() - last_change > STALL_SECONDS:
                 raise BenchError(f"worker stalled after {progress}/{tasks} tasks")
         handled = time.perf_counter()
-    finished = time.perf_counter()
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
     info = await queue.get_queue(THROUGHPUT_QUEUE)
     completed = info.completed if info else 0
     if completed != tasks or (info is not None and (info.ready or info.running)):
@@ -368,6 +368,9 @@ async def measure_throughput(harness: Harness, tasks: int) -> dict[str, Any]:
         "throughput_per_s": round(tasks / seconds, 1),
         "drain_seconds": round(seconds, 3),
         "handlers_done_seconds": round(handled - started, 3),
+        # This process's CPU time per task: what the worker costs, little swayed by other
+        # work on a shared machine (unlike the wall-clock throughput).
+        "cpu_us_per_task": round(cpu / tasks * 1e6, 1),
     }
 
 
