@@ -13,12 +13,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/longshore
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY longshore ./longshore
 COPY store ./store
 COPY jobrunner ./jobrunner
 COPY scheduler ./scheduler
 COPY admin ./admin
 COPY service ./service
-COPY bench ./bench
 RUN /opt/longshore/bin/pip install . \
     && /opt/longshore/bin/longshore --help > /dev/null
 

@@ -121,8 +121,11 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
             api.include_router(router)
 
     @api.get("/openapi.json", include_in_schema=False)
-    async def openapi(_: RequireViewer) -> dict[str, Any]:
-        return _openapi(app)
+    async def openapi(request: Request, _: RequireViewer) -> dict[str, Any]:
+        # Mounted under a prefix in another app, the paths are relative to that prefix.
+        prefix = request.scope.get("root_path", "").rstrip("/")
+        document = _openapi(app)
+        return {**document, "servers": [{"url": prefix}]} if prefix else document
 
     app.include_router(api)
     app.add_exception_handler(LongshoreError, _longshore_error)

@@ -1,10 +1,12 @@
 """Who is calling and what they may do.
 
-Identity comes from the TLS client certificate (its subject CN, put into
-``scope["extensions"]["tls"]["client_cert"]`` by :class:`admin.tls.ClientCertH11Protocol`)
-or, when no certificate was presented, from a bearer token (``Authorization: Bearer``,
-compared in constant time; the actor is the token's name). The role is looked up by actor
-in :attr:`AdminConfig.roles`, else :attr:`AdminConfig.default_role`.
+Identity comes from the host application's callable when the API is mounted in one
+(:attr:`AdminConfig.host_auth`); otherwise from the TLS client certificate (its subject
+CN, put into ``scope["extensions"]["tls"]["client_cert"]`` by
+:class:`admin.tls.ClientCertH11Protocol`) or, when no certificate was presented, from a
+bearer token (``Authorization: Bearer``, compared in constant time; the actor is the
+token's name). The role is looked up by actor in :attr:`AdminConfig.roles`, else
+:attr:`AdminConfig.default_role`.
 
 Routes declare what they need with the ``Annotated`` aliases :data:`RequireViewer`,
 :data:`RequireOperator` and :data:`RequireAdmin`; mutations use :mod:`admin.mutations`,
@@ -29,7 +31,7 @@ class Identity:
 
     actor: str
     role: Role
-    via: str  # "certificate" | "token"
+    via: str  # "certificate" | "token" | "host"
 
 
 def certificate_cn(cert: Any) -> str | None:
@@ -65,6 +67,8 @@ def _token_name(config: AdminConfig, presented: str) -> str | None:
 def authenticate(request: Request, config: AdminConfig) -> Identity:
     """The caller's identity; raises :class:`NotAuthenticated` (401) without valid
     credentials."""
+    if config.host_auth is not None:
+        return _host_identity(request, config)
     tls = request.scope.get("extensions", {}).get("tls") or {}
     cn = certificate_cn(tls.get("client_cert"))
     if cn is not None:
@@ -76,6 +80,17 @@ def authenticate(request: Request, config: AdminConfig) -> Identity:
     if name is None:
         raise NotAuthenticated("invalid bearer token")
     return Identity(actor=name, role=config.role_of(name), via="token")
+
+
+def _host_identity(request: Request, config: AdminConfig) -> Identity:
+    assert config.host_auth is not None
+    found = config.host_auth(request)
+    if found is None:
+        raise NotAuthenticated("authentication required")
+    actor, role = found
+    return Identity(
+        actor=actor, role=role if isinstance(role, Role) else Role.parse(role), via="host"
+    )
 
 
 def config_of(request: Request) -> AdminConfig:

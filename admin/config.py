@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_BODY_BYTES = 1024 * 1024
 """Request bodies above this are refused with 413 (SPEC §7), never truncated."""
@@ -79,13 +80,19 @@ def parse_tokens(text: str) -> dict[str, str]:
     return tokens
 
 
+HostAuth = Callable[[Any], "tuple[str, Role | str] | None"]
+"""The host application's authentication of a mounted admin API: called with each
+request (a Starlette ``Request``), returns ``(actor, role)`` or ``None`` to refuse (401)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class AdminConfig:
     """Everything the admin API needs to know besides its collaborators.
 
     ``tokens`` maps bearer-token names (the actor) to secrets; empty means bearer auth is
     off (mTLS only). ``roles`` maps certificate CNs or token names to roles; everyone else
-    who authenticates gets ``default_role``.
+    who authenticates gets ``default_role``. ``host_auth``, when set (an admin API mounted in
+    another application), replaces all of that: it alone names the actor and the role.
     """
 
     tokens: Mapping[str, str] = field(default_factory=dict)
@@ -102,6 +109,7 @@ class AdminConfig:
     version: str = "0.0.0"
     commit: str = ""
     build_time: str = ""
+    host_auth: HostAuth | None = None
 
     def __post_init__(self) -> None:
         if self.require_approval and not self.approval_token:

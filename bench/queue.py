@@ -1,7 +1,7 @@
 """Queue benchmark: drain throughput and wake-up latency of the real Longshore worker.
 
     python -m bench.queue --backend sqlite|postgres [--database-url URL] [--tasks N]
-                          [--backlog N] [--compare-pgqueuer] [--reuse] [--json]
+                          [--backlog N] [--library] [--compare-pgqueuer] [--reuse] [--json]
 
 What it measures (see docs/benchmarks.md):
 
@@ -15,6 +15,9 @@ What it measures (see docs/benchmarks.md):
   before ``enqueue`` was called (carried in the payload). Same process, same clock.
 - ``--backlog N`` first loads N tasks into another queue, scheduled a year ahead (waiting,
   never claimable), to show whether the worker's cost grows with the size of the table.
+- ``--library`` runs both phases through the public library instead (``bench._library``):
+  a :class:`longshore.Client`, typed handlers (a pydantic payload, a context) and
+  :class:`longshore.Worker` with the same settings, to show what the library path costs.
 
 Every run gets a fresh database (a temporary SQLite file, or ``bench_<random>`` created on
 the PostgreSQL server named by ``--database-url`` and dropped afterwards) unless
@@ -36,12 +39,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from service.backends import open_queue
@@ -61,6 +64,8 @@ BACKLOG_QUEUE = "bench-backlog"
 PROBE_HANDLER = "bench.probe"
 NOOP_HANDLER = "builtin.noop"
 ENQUEUE_CHUNK = 5_000
+# A worker that runs no task for this long is stuck (or dead): the run is aborted.
+STALL_SECONDS = 60.0
 
 # The issue's targets on the reference machine (2 cores, PostgreSQL local). A target that
 # is absent for a backend is not checked.
@@ -201,16 +206,15 @@ async def enqueue_in_chunks(
     queue_name: str,
     run_at: datetime | None = None,
     chunk: int = ENQUEUE_CHUNK,
+    handler: str = NOOP_HANDLER,
 ) -> float:
-    """Enqueue ``count`` ``builtin.noop`` tasks with ``enqueue_many``; return the seconds."""
+    """Enqueue ``count`` no-op tasks with ``enqueue_many``; return the seconds."""
     started = time.perf_counter()
     done = 0
     last_report = started
     while done < count:
         size = min(chunk, count - done)
-        batch = [
-            NewTask(handler=NOOP_HANDLER, queue=queue_name, run_at=run_at) for _ in range(size)
-        ]
+        batch = [NewTask(handler=handler, queue=queue_name, run_at=run_at) for _ in range(size)]
         await queue.enqueue_many(batch)
         done += size
         now = time.perf_counter()
@@ -272,8 +276,12 @@ class LatencyProbe:
         self._arrived: asyncio.Future[None] | None = None
 
     async def handle(self, context: TaskContext) -> None:
+        self.record(context.task.payload)
+
+    def record(self, payload: dict[str, Any]) -> None:
+        """A probe started now: record its latency (``payload["t"]``: when it was sent)."""
         started = time.perf_counter()
-        sent = context.task.payload.get("t")
+        sent = payload.get("t")
         if isinstance(sent, int | float):
             self.samples_ms.append((started - float(sent)) * 1000.0)
         if self._arrived is not None and not self._arrived.done():
@@ -291,6 +299,38 @@ def bench_registry(probe: LatencyProbe) -> HandlerRegistry:
     return registry
 
 
+class Counting(Protocol):
+    """A running worker, as the measurements see it."""
+
+    @property
+    def processed(self) -> int: ...
+
+
+RunningWorker = Callable[[], AbstractAsyncContextManager[Counting]]
+"""Starts a worker for the duration of a block (stopping it cleanly at the end)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Harness:
+    """What the phases run on: the queue, the no-op handler's name, the worker to start."""
+
+    queue: TaskQueue
+    noop_handler: str
+    running: RunningWorker
+
+
+@asynccontextmanager
+async def builtin_harness(settings: Settings, probe: LatencyProbe) -> AsyncIterator[Harness]:
+    """The built-in handlers (what ``longshore serve`` runs) on :class:`service.worker.Worker`."""
+    registry = bench_registry(probe)
+    async with open_queue(settings) as queue:
+        yield Harness(
+            queue=queue,
+            noop_handler=NOOP_HANDLER,
+            running=lambda: running_worker(queue, registry, settings),
+        )
+
+
 @asynccontextmanager
 async def running_worker(
     queue: TaskQueue, registry: HandlerRegistry, settings: Settings
@@ -305,23 +345,20 @@ async def running_worker(
         await runner
 
 
-async def measure_throughput(
-    queue: TaskQueue, registry: HandlerRegistry, settings: Settings, tasks: int
-) -> dict[str, Any]:
+async def measure_throughput(harness: Harness, tasks: int) -> dict[str, Any]:
     """Run the worker over ``tasks`` pre-enqueued noop tasks; time start -> clean stop."""
-    worker = Worker(queue, registry, worker_options(settings))
-    stop = asyncio.Event()
-    started = time.perf_counter()
-    runner = asyncio.create_task(worker.run(stop), name="bench-worker")
-    while worker.processed < tasks:
-        if runner.done():
-            runner.result()
-            raise BenchError(f"worker stopped after {worker.processed}/{tasks} tasks")
-        await asyncio.sleep(0.005)
-    handled = time.perf_counter()
-    stop.set()
-    await runner
-    finished = time.perf_counter()
+    queue = harness.queue
+    started, cpu_started = time.perf_counter(), time.process_time()
+    async with harness.running() as worker:
+        progress, last_change = 0, started
+        while worker.processed < tasks:
+            await asyncio.sleep(0.005)
+            if worker.processed != progress:
+                progress, last_change = worker.processed, time.perf_counter()
+            elif time.perf_counter() - last_change > STALL_SECONDS:
+                raise BenchError(f"worker stalled after {progress}/{tasks} tasks")
+        handled = time.perf_counter()
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
     info = await queue.get_queue(THROUGHPUT_QUEUE)
     completed = info.completed if info else 0
     if completed != tasks or (info is not None and (info.ready or info.running)):
@@ -331,21 +368,23 @@ async def measure_throughput(
         "throughput_per_s": round(tasks / seconds, 1),
         "drain_seconds": round(seconds, 3),
         "handlers_done_seconds": round(handled - started, 3),
+        # This process's CPU time per task: what the worker costs, little swayed by other
+        # work on a shared machine (unlike the wall-clock throughput).
+        "cpu_us_per_task": round(cpu / tasks * 1e6, 1),
     }
 
 
 async def measure_latency(
-    queue: TaskQueue,
-    registry: HandlerRegistry,
+    harness: Harness,
     probe: LatencyProbe,
-    settings: Settings,
     *,
     samples: int,
     warmup: int,
     gap: float,
 ) -> dict[str, Any]:
     """Enqueue probes one at a time on an idle queue; the worker waits between them."""
-    async with running_worker(queue, registry, settings):
+    queue = harness.queue
+    async with harness.running():
         await asyncio.sleep(0.5)  # registered, first claim done, maintenance pass over
         for index in range(warmup + samples):
             if index == warmup:
@@ -381,6 +420,7 @@ class BenchConfig:
     latency_gap_ms: float
     reuse: bool
     compare_pgqueuer: bool
+    library: bool
     phase_order: str
     concurrency: int | None
     claim_batch: int | None
@@ -403,9 +443,16 @@ async def run_longshore(config: BenchConfig) -> dict[str, Any]:
         result["backlog"] = config.backlog
         result["concurrency"] = settings.concurrency
         result["claim_batch"] = settings.claim_batch
+        result["handlers"] = "library" if config.library else "builtin"
         probe = LatencyProbe()
-        registry = bench_registry(probe)
-        async with open_queue(settings) as queue:
+        if config.library:
+            from bench._library import library_harness
+
+            opened = library_harness(settings, url, probe)
+        else:
+            opened = builtin_harness(settings, probe)
+        async with opened as harness:
+            queue = harness.queue
             if config.backlog:
                 method = config.backlog_method or ("sql" if config.backend == "postgres" else "api")
                 started = time.perf_counter()
@@ -417,10 +464,8 @@ async def run_longshore(config: BenchConfig) -> dict[str, Any]:
 
             async def latency_phase() -> dict[str, Any]:
                 latency = await measure_latency(
-                    queue,
-                    registry,
+                    harness,
                     probe,
-                    settings,
                     samples=config.latency_samples,
                     warmup=config.latency_warmup,
                     gap=config.latency_gap_ms / 1000.0,
@@ -429,9 +474,11 @@ async def run_longshore(config: BenchConfig) -> dict[str, Any]:
                 return latency
 
             async def throughput_phase() -> dict[str, Any]:
-                seconds = await enqueue_in_chunks(queue, config.tasks, queue_name=THROUGHPUT_QUEUE)
+                seconds = await enqueue_in_chunks(
+                    queue, config.tasks, queue_name=THROUGHPUT_QUEUE, handler=harness.noop_handler
+                )
                 throughput = {"enqueue_per_s": round(config.tasks / seconds, 1)}
-                throughput.update(await measure_throughput(queue, registry, settings, config.tasks))
+                throughput.update(await measure_throughput(harness, config.tasks))
                 logger.info("throughput: %s", throughput)
                 return throughput
 
@@ -534,6 +581,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, bool, str]:
         "--reuse", action="store_true", help="use the database as given, do not create/drop"
     )
     parser.add_argument(
+        "--library",
+        action="store_true",
+        help="run the handlers through the longshore library (typed handlers, its Worker)",
+    )
+    parser.add_argument(
         "--compare-pgqueuer",
         action="store_true",
         help="postgres only: run PgQueuer (5 consumers x batch 10) in its own fresh database",
@@ -556,6 +608,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, bool, str]:
         latency_gap_ms=args.latency_gap_ms,
         reuse=args.reuse,
         compare_pgqueuer=args.compare_pgqueuer,
+        library=args.library,
         phase_order=args.phase_order,
         concurrency=args.concurrency,
         claim_batch=args.claim_batch,
@@ -565,7 +618,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, bool, str]:
 
 def summary(result: dict[str, Any]) -> str:
     lines = [
-        f"Longshore {result['backend']}: {result['tasks']} tasks, backlog {result['backlog']}, "
+        f"Longshore {result['backend']} ({result['handlers']} handlers): {result['tasks']} tasks, "
+        f"backlog {result['backlog']}, "
         f"concurrency {result['concurrency']}, claim batch {result['claim_batch']}",
         f"  throughput  {result['throughput_per_s']:>10.1f} tasks/s "
         f"(drained in {result['drain_seconds']:.2f} s; enqueue {result['enqueue_per_s']:.0f}/s)",

@@ -10,7 +10,8 @@ background loops:
 - the *heartbeat* renews every lease this worker holds at a third of the lease length;
 - the *maintenance* loop returns expired leases and stale workers' tasks to the queue.
 
-A handler that raises never takes the worker down: the error is recorded on the task,
+An optional :class:`~service.observer.TaskObserver` sees each task before and after its
+handler. A handler that raises never takes the worker down: the error is recorded on the task,
 which is retried by its policy or dead-lettered (:class:`PermanentFailure` skips retries).
 Shutdown (``stop`` set): stop claiming, let running handlers finish within the grace period,
 cancel the rest and give their leases back, flush results, deregister.
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.errors import UnknownHandler
+from service.observer import TaskObserver, TaskOutcome, Verdict, notify
 from store.background import TaskOwner
 from store.errors import LongshoreError, PermanentFailure, StoreUnavailable
 from store.queue.handlers import Handler, TaskContext
@@ -81,10 +83,18 @@ class WorkerOptions:
 class Worker:
     """Runs handlers for claimed tasks; see the module docstring."""
 
-    def __init__(self, queue: TaskQueue, registry: HandlerRegistry, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        queue: TaskQueue,
+        registry: HandlerRegistry,
+        options: WorkerOptions,
+        *,
+        observer: TaskObserver | None = None,
+    ) -> None:
         self._queue = queue
         self._registry = registry
         self._options = options
+        self._observer = observer
         self._active: dict[int, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._completed: list[int] = []
@@ -185,6 +195,20 @@ class Worker:
     async def _execute(self, task: Task) -> None:
         context = TaskContext(task=task, worker_id=self.worker_id)
         try:
+            if self._observer is None:
+                await self._run_handler(context)
+            else:
+                await notify(self._observer.before_run, context, task_id=task.id)
+                outcome = await self._run_handler(context)
+                await notify(self._observer.after_run, outcome, task_id=task.id)
+        finally:
+            self.processed += 1
+            self._active.pop(task.id, None)
+            self._slot_freed.set()
+
+    async def _run_handler(self, context: TaskContext) -> TaskOutcome:
+        task = context.task
+        try:
             handler = self._registry.get(task.handler)
             if handler is None:
                 raise UnknownHandler(f"no handler named {task.handler!r} on this worker")
@@ -193,18 +217,17 @@ class Worker:
             # Shutdown after the grace period: the lease is given back by _shutdown.
             raise
         except PermanentFailure as exc:
-            self._record_failure(task, exc, retry=False)
+            return self._record_failure(context, exc, retry=False)
         except Exception as exc:
-            self._record_failure(task, exc, retry=True)
-        else:
-            self._completed.append(task.id)
-            self._results_ready.set()
-        finally:
-            self.processed += 1
-            self._active.pop(task.id, None)
-            self._slot_freed.set()
+            return self._record_failure(context, exc, retry=True)
+        self._completed.append(task.id)
+        self._results_ready.set()
+        return TaskOutcome(context=context, verdict=Verdict.COMPLETED)
 
-    def _record_failure(self, task: Task, exc: BaseException, *, retry: bool) -> None:
+    def _record_failure(
+        self, context: TaskContext, exc: BaseException, *, retry: bool
+    ) -> TaskOutcome:
+        task = context.task
         message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
         retry_at = (
             task.retry.next_run_at(attempts=task.attempts, now=datetime.now(UTC)) if retry else None
@@ -225,6 +248,14 @@ class Worker:
         )
         self._failed.append(Failure(task_id=task.id, error=message, retry_at=retry_at))
         self._results_ready.set()
+        return TaskOutcome(
+            context=context,
+            verdict=Verdict.DEAD if retry_at is None else Verdict.RETRY,
+            error=exc,
+            message=message,
+            retry_at=retry_at,
+            permanent=not retry,
+        )
 
     # --- results ------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from typing import Annotated
 
 import typer
@@ -20,6 +19,7 @@ from service.datadir import secure_data_dir
 from service.lifecycle import Role, open_runtime
 from service.runtime import build_registry, settle_heap, worker_options
 from service.settings import Settings, ignored_variables
+from service.signals import stop_on_signals
 from service.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -114,24 +114,7 @@ async def _run_worker(
 ) -> int:
     _warn_ignored()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            logger.info("shutting down: no new claims, running tasks may finish")
-            stop.set()
-        else:
-            logger.warning("second signal: cancelling running tasks now")
-            main.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    with stop_on_signals(stop):
         # Everything is closed in reverse order of opening once the worker has stopped:
         # admin API, scheduler, factory sync, Docker client, event store, database.
         async with open_runtime(settings, role=role, admin=admin) as runtime:
@@ -141,9 +124,6 @@ async def _run_worker(
             runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)
             await runner.run(stop)
             return runner.processed
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def _warn_ignored() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store.db.postgres import Row
 from store.queue.models import (
     DeadFilter,
+    EnqueueOutcome,
+    EnqueueResult,
     NewTask,
     QueueInfo,
     Task,
@@ -76,8 +80,9 @@ def task_from_row(row: Row, now: datetime | None = None) -> Task:
     )
 
 
-def enqueue_args(tasks: list[NewTask], key_retention: timedelta) -> list[Any]:
-    """The parallel arrays of the ``enqueue`` query, in its parameter order."""
+def enqueue_args(tasks: Sequence[NewTask], key_retention: timedelta) -> list[Any]:
+    """The parallel arrays of the ``enqueue`` query, in its parameter order (payloads and
+    retry policies as JSON text)."""
     return [
         [t.queue for t in tasks],
         [t.handler for t in tasks],
@@ -86,10 +91,26 @@ def enqueue_args(tasks: list[NewTask], key_retention: timedelta) -> list[Any]:
         [t.run_at for t in tasks],
         [t.key for t in tasks],
         [t.key_mode.value for t in tasks],
-        [t.retry.to_json() for t in tasks],
+        [_retry_json(t) for t in tasks],
         [t.retry.max_attempts for t in tasks],
         key_retention,
     ]
+
+
+def _retry_json(task: NewTask) -> str:
+    return json.dumps(task.retry.to_json(), separators=(",", ":"))
+
+
+def enqueue_results(tasks: Sequence[NewTask], found: Sequence[Row]) -> list[EnqueueResult]:
+    """The results of the ``enqueue`` query in input order (its rows carry ``ord``)."""
+    results: list[EnqueueResult | None] = [None] * len(tasks)
+    now = datetime.now(UTC)
+    for row in found:
+        results[row["ord"] - 1] = EnqueueResult(
+            task=task_from_row(row, now), outcome=EnqueueOutcome(row["outcome"])
+        )
+    assert all(result is not None for result in results), "enqueue lost a task"
+    return [result for result in results if result is not None]
 
 
 def like_pattern(search: str | None) -> str | None:

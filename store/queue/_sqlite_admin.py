@@ -140,6 +140,12 @@ class SqliteQueueAdmin:
         params = {"ids": rows.to_json(list(task_ids))}
         return await self._db.write(lambda conn: conn.execute(q("delete_dead"), params).rowcount)
 
+    async def delete_dead_by_key(self, key: str) -> int:
+        params = {"key": key}
+        return await self._db.write(
+            lambda conn: conn.execute(q("delete_dead_by_key"), params).rowcount
+        )
+
     async def purge_dead(self, older_than: datetime) -> int:
         params = {"before": rows.to_us(older_than)}
         return await self._db.write(lambda conn: conn.execute(q("purge_dead"), params).rowcount)

@@ -19,7 +19,6 @@ from store.queue import _pg_rows as rows
 from store.queue.models import (
     DeadFilter,
     DeadStats,
-    EnqueueOutcome,
     EnqueueResult,
     Failure,
     NewTask,
@@ -72,15 +71,8 @@ class PostgresTaskQueue:
         found = await self._db.fetch(
             self._sql["enqueue"], *rows.enqueue_args(batch, self._key_retention)
         )
-        results: list[EnqueueResult | None] = [None] * len(batch)
-        now = datetime.now(UTC)
-        for row in found:
-            results[row["ord"] - 1] = EnqueueResult(
-                task=rows.task_from_row(row, now), outcome=EnqueueOutcome(row["outcome"])
-            )
         self._notifications.poke()
-        assert all(result is not None for result in results), "enqueue lost a task"
-        return [result for result in results if result is not None]
+        return rows.enqueue_results(batch, found)
 
     # --- consuming -----------------------------------------------------------------------
 
@@ -225,6 +217,11 @@ class PostgresTaskQueue:
         if not task_ids:
             return 0
         count: int = await self._db.fetchval(self._sql["delete_dead"], list(task_ids))
+        return count
+
+    async def delete_dead_by_key(self, key: str) -> int:
+        """See :meth:`TaskQueue.delete_dead_by_key`."""
+        count: int = await self._db.fetchval(self._sql["delete_dead_by_key"], key)
         return count
 
     async def purge_dead(self, older_than: datetime) -> int:

@@ -177,6 +177,11 @@ class TaskQueue(Protocol):
         """Delete the given dead tasks; return how many were deleted."""
         ...
 
+    async def delete_dead_by_key(self, key: str) -> int:
+        """Delete the dead tasks holding ``key``, and those that held it until a newer
+        task was enqueued with it (taking the key over); return how many were deleted."""
+        ...
+
     async def purge_dead(self, older_than: datetime) -> int:
         """Delete every dead task dead-lettered before ``older_than``; return the count."""
         ...

@@ -3,9 +3,12 @@
 
 -- name: enqueue
 -- (task).* flattens the composite: asyncpg decodes composites only in binary format.
+-- Payloads and retry policies arrive as JSON text (text[], cast here), so the statement
+-- means the same on a connection whose json codecs are not ours (a caller's connection
+-- enqueueing inside its own transaction, store.queue.in_transaction).
 SELECT ord, outcome, (task).*
-FROM longshore_enqueue($1::text[], $2::text[], $3::jsonb[], $4::integer[],
-                       $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[],
+FROM longshore_enqueue($1::text[], $2::text[], $3::text[]::jsonb[], $4::integer[],
+                       $5::timestamptz[], $6::text[], $7::text[], $8::text[]::jsonb[],
                        $9::integer[], $10::interval);
 
 -- name: claim
@@ -221,6 +224,12 @@ SELECT COALESCE((SELECT array_agg(id ORDER BY dead_at, id) FROM replayed), '{}':
 -- name: delete_dead
 WITH deleted AS (
     DELETE FROM tasks WHERE id = ANY ($1::bigint[]) AND state = 'dead' RETURNING 1
+)
+SELECT count(*)::integer FROM deleted;
+
+-- name: delete_dead_by_key
+WITH deleted AS (
+    DELETE FROM tasks WHERE state = 'dead' AND (key = $1 OR released_key = $1) RETURNING 1
 )
 SELECT count(*)::integer FROM deleted;
 

@@ -58,7 +58,9 @@ CREATE TABLE tasks (
     done_at timestamptz,
     replayed_by text,
     replayed_at timestamptz,
-    replay_count integer NOT NULL DEFAULT 0
+    replay_count integer NOT NULL DEFAULT 0,
+    -- 007: the key a dead task held until a newer task took it over.
+    released_key text
 );
 
 -- The claim order within a queue; only waiting rows are indexed, so the index stays small.
@@ -72,6 +74,7 @@ CREATE INDEX tasks_dead_idx ON tasks (dead_at) WHERE state = 'dead';
 -- 005: dead tasks per queue (the queue counts).
 CREATE INDEX tasks_dead_queue_idx ON tasks (queue) WHERE state = 'dead';
 CREATE INDEX tasks_done_idx ON tasks (done_at) WHERE state = 'done';
+CREATE INDEX tasks_released_key_idx ON tasks (released_key) WHERE released_key IS NOT NULL;
 
 -- Enqueue a batch in one round trip. Arrays are parallel, one element per task, in input
 -- order; returns (ord, outcome, task) per input element, ord being its 1-based position.
@@ -394,3 +397,19 @@ CREATE TABLE schedules_state (
 );
 
 INSERT INTO schedules_state (id, version, all_paused) VALUES (1, 0, false);
+
+-- 007: a dead task whose key a newer task takes over keeps it in released_key.
+CREATE FUNCTION longshore_keep_released_key() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    NEW.released_key := OLD.key;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER tasks_keep_released_key
+    BEFORE UPDATE OF key ON tasks
+    FOR EACH ROW
+    WHEN (OLD.state = 'dead' AND OLD.key IS NOT NULL AND NEW.key IS NULL)
+    EXECUTE FUNCTION longshore_keep_released_key();

@@ -52,7 +52,11 @@ WHERE id = :id AND state = 'waiting'
 RETURNING *
 
 -- name: clear_key
-UPDATE tasks SET key = NULL, updated_at = :now WHERE id = :id
+-- A dead task keeps the key it loses in released_key (delete_dead_by_key finds it there).
+UPDATE tasks
+SET released_key = CASE WHEN state = 'dead' THEN key ELSE released_key END,
+    key = NULL, updated_at = :now
+WHERE id = :id
 
 -- ---------------------------------------------------------------------------- consuming
 
@@ -299,6 +303,9 @@ RETURNING id
 
 -- name: delete_dead
 DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'dead'
+
+-- name: delete_dead_by_key
+DELETE FROM tasks WHERE state = 'dead' AND (key = :key OR released_key = :key)
 
 -- name: purge_dead
 DELETE FROM tasks WHERE state = 'dead' AND dead_at < :before

@@ -32,7 +32,8 @@ CREATE TABLE tasks (
     done_at          INTEGER,
     replayed_by      TEXT,
     replayed_at      INTEGER,
-    replay_count     INTEGER NOT NULL DEFAULT 0
+    replay_count     INTEGER NOT NULL DEFAULT 0,
+    released_key     TEXT
 );
 
 -- Idempotency keys; NULLs do not collide.
@@ -53,6 +54,8 @@ CREATE INDEX tasks_running_expiry ON tasks (lease_expires_at) WHERE state = 'run
 
 CREATE INDEX tasks_dead ON tasks (dead_at) WHERE state = 'dead';
 CREATE INDEX tasks_done ON tasks (done_at) WHERE state = 'done';
+-- 006: the key a dead task held until a newer task took it over (released_key).
+CREATE INDEX tasks_released_key ON tasks (released_key) WHERE released_key IS NOT NULL;
 
 -- One row per queue that ever had a task or a setting. weight is the operator's override
 -- (NULL = use default_weight, the configured one); completed and failed are cumulative.

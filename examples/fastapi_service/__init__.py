@@ -1,0 +1,1 @@
+"""A FastAPI service that uses Longshore as a library (see README.md)."""
