@@ -289,6 +289,10 @@ async def test_a_private_address_is_refused_unless_allowed(
         "https://10.1.2.3/x.tar.gz",  # private
         "https://[::ffff:127.0.0.1]/x.tar.gz",  # loopback dressed as IPv6
         "https://[::1]/x.tar.gz",
+        "https://[::127.0.0.1]/x.tar.gz",  # IPv4-compatible loopback
+        "https://[::ffff:0:127.0.0.1]/x.tar.gz",  # SIIT loopback
+        "https://[64:ff9b:1::a00:1]/x.tar.gz",  # local-use NAT64
+        "https://[fec0::1]/x.tar.gz",  # site-local
         "https://0.0.0.0/x.tar.gz",  # unspecified
         "https://224.0.0.1/x.tar.gz",  # multicast
     ],
