@@ -4,11 +4,13 @@ The run moves ``fetching`` → ``building`` → ``running`` → a final status:
 
 - the definition is loaded and validated again (gone or invalid: failed, permanently);
 - the source is fetched into a per-run directory under ``config.work_dir`` (removed at the
-  end), verified, and stored in the artifact store as the run's *source artifact*: its SHA256
+  end) and verified; its archive is checked entry by entry and written as the build
+  context, and only then stored in the artifact store as the run's *source artifact* (so
+  bytes that are not a sound archive are never stored nor offered for download): its SHA256
   is the run's ``source_sha256`` (the git archive of the resolved commit, or the tarball);
   git runs also record ``commit_sha``;
-- the build context is checked entry by entry and built, cached by the source digest
-  (SHA256 of the commit SHA or tarball SHA256, the context path and the Dockerfile);
+- the image is built from the context, cached by the source digest (SHA256 of the commit SHA
+  or tarball SHA256, the context path and the Dockerfile);
 - the container runs with the definition's limits; a cancel requested on the run store is
   polled every half second and stops it; the retained output is stored in the artifact store
   (``output_sha256``) and the collected artifacts are recorded on the run.
@@ -142,13 +144,21 @@ class AttemptPipeline:
                 await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
                 await recorder.transition(run.run_id, RunStatus.FETCHING, background=True)
                 source_path, identity, fields = await self._fetch(definition, run_dir)
+                context = await asyncio.to_thread(
+                    build_context_file,
+                    source_path,
+                    run_dir,
+                    self._config.archive_limits,
+                    definition.path,
+                    dockerfile=definition.dockerfile,
+                )
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **fields)
                     return
                 stored = await asyncio.to_thread(self._store_file, source_path)
                 fields["source_sha256"] = stored
                 await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
-                built, digest = await self._build(definition, source_path, identity, run_dir, run)
+                built, digest = await self._build(definition, context.path, identity, run)
                 image: RunFields = {"image_id": built.image_id, "build_log": built.log}
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
@@ -191,24 +201,11 @@ class AttemptPipeline:
             return self._artifacts.put_file(source).sha256
 
     async def _build(
-        self,
-        definition: JobDefinition,
-        source_path: Path,
-        identity: str,
-        run_dir: Path,
-        run: Run,
+        self, definition: JobDefinition, context: Path, identity: str, run: Run
     ) -> tuple[BuildResult, str]:
-        context = await asyncio.to_thread(
-            build_context_file,
-            source_path,
-            run_dir,
-            self._config.archive_limits,
-            definition.path,
-            dockerfile=definition.dockerfile,
-        )
         digest = source_digest(identity, definition.path, definition.dockerfile)
         labels = {LABEL_JOB: definition.name}
-        built = await self._engine.build(context.path, definition.dockerfile, digest, labels)
+        built = await self._engine.build(context, definition.dockerfile, digest, labels)
         logger.info(
             "job image ready",
             extra={"job": definition.name, "run_id": run.run_id, "cached": built.cached},

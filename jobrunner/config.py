@@ -8,11 +8,12 @@ from pathlib import Path
 
 @dataclass(frozen=True, kw_only=True)
 class SourceLimits:
-    """Caps applied to untrusted archives, entry by entry."""
+    """Caps applied to untrusted archives, entry by entry (``WORKER_JOB_ARCHIVE_*``): the
+    entry count, each file's size and the total of the file sizes, uncompressed."""
 
     max_entries: int = 10_000
     max_file_bytes: int = 256 * 1024 * 1024
-    max_total_bytes: int = 1024 * 1024 * 1024
+    max_total_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -417,6 +417,19 @@ def test_a_tarball_path_escaping_by_symlink_is_refused(
         resolve_tarball_path("dir-link/outside.tar.gz", None, path_config)
 
 
+def test_a_hard_linked_tarball_path_is_refused(
+    path_config: RunnerConfig, tarball_dir: Path, tmp_path: Path, dest: Path
+) -> None:
+    # A hard link made into the tarball dir reads a file that lives outside it.
+    (tmp_path / "outside.tar.gz").write_bytes(TARBALL)
+    os.link(tmp_path / "outside.tar.gz", tarball_dir / "team" / "linked.tar.gz")
+    with pytest.raises(NotAllowed, match="2 hard links"):
+        resolve_tarball_path("team/linked.tar.gz", None, path_config, dest)
+    with pytest.raises(NotAllowed, match="hard links"):
+        resolve_tarball_path("team/linked.tar.gz", SHA, path_config)
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
 def test_a_symlink_staying_inside_the_tarball_dir_is_followed(
     path_config: RunnerConfig, tarball_dir: Path
 ) -> None:
