@@ -27,12 +27,14 @@ import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.docker_engine import sdk
 from jobrunner.docker_engine.artifacts import ArtifactReader
+from jobrunner.docker_engine.build_cgroup import DEFAULT_CGROUP_ROOT
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
 from jobrunner.docker_engine.image_build import ImageBuilder
 from jobrunner.docker_engine.output_pump import OutputPump, consume
 from jobrunner.engine import (
     LABEL_RUN,
     BuildResult,
+    BuildSpec,
     CollectedArtifact,
     OutputCallback,
     RunResult,
@@ -55,7 +57,9 @@ class DockerEngine:
 
     ``base_url`` overrides ``DOCKER_HOST`` (and the TLS settings read from the environment,
     as the docker SDK does). The client is created on first use, never at import or
-    construction. Artifacts are collected into ``artifact_store``.
+    construction. Artifacts are collected into ``artifact_store``. ``build_cgroup_root`` is
+    the cgroup file system under which builds get the cgroup that carries their pids limit
+    (``None``: builds have none; see ``jobrunner.docker_engine.build_cgroup``).
     """
 
     def __init__(
@@ -68,12 +72,16 @@ class DockerEngine:
         build_log_bytes: int = 64 * 1024,
         build_timeout_seconds: float = 1800.0,
         client_timeout_seconds: float = 60.0,
+        build_cgroup_root: Path | None = DEFAULT_CGROUP_ROOT,
     ) -> None:
         self._clients = DockerClients(base_url=base_url, timeout=client_timeout_seconds)
         self._grace = stop_grace_seconds
         self._tmp_size_mb = tmp_size_mb
         self._builder = ImageBuilder(
-            self._clients, log_bytes=build_log_bytes, timeout=build_timeout_seconds
+            self._clients,
+            log_bytes=build_log_bytes,
+            timeout=build_timeout_seconds,
+            cgroup_root=build_cgroup_root,
         )
         self._artifacts = ArtifactReader(self._clients, artifact_store)
         # What outlives the run that started it: creates, connects and container removals.
@@ -99,9 +107,15 @@ class DockerEngine:
         digest: str,
         labels: Mapping[str, str],
         *,
-        network: str = "none",
+        spec: BuildSpec | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> BuildResult:
-        return await self._builder.build(context_tar, dockerfile, digest, labels, network=network)
+        return await self._builder.build(
+            context_tar, dockerfile, digest, labels, spec=spec, cancel=cancel
+        )
+
+    async def cached_image(self, digest: str, *, scope: str | None = None) -> str | None:
+        return await self._builder.cached(digest, scope)
 
     # --- run --------------------------------------------------------------------------------
 

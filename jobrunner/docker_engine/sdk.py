@@ -17,28 +17,35 @@ from typing import Any
 import docker  # type: ignore[import-untyped, unused-ignore]
 from docker.types import LogConfig, Mount  # type: ignore[import-untyped, unused-ignore]
 
-from jobrunner.engine import LABEL_SOURCE_DIGEST, RunSpec
+from jobrunner.engine import LABEL_SCOPE, LABEL_SOURCE_DIGEST, RunSpec
 
 _STAT_HEADER = "X-Docker-Container-Path-Stat"  # the stat of a ``HEAD .../archive``
 
 
-def find_image(api: Any, digest: str) -> str | None:
-    """The newest image labelled ``longshore.source-digest=<digest>``, if any."""
-    images = api.images(filters={"label": f"{LABEL_SOURCE_DIGEST}={digest}"})
+def find_image(api: Any, digest: str, scope: str | None = None) -> str | None:
+    """The newest image labelled ``longshore.source-digest=<digest>`` (and
+    ``longshore.scope=<scope>`` when given), if any."""
+    wanted = [f"{LABEL_SOURCE_DIGEST}={digest}"]
+    if scope is not None:
+        wanted.append(f"{LABEL_SCOPE}={scope}")
+    images = api.images(filters={"label": wanted})
     if not images:
         return None
     newest = max(images, key=lambda image: image.get("Created", 0))
     return str(newest["Id"])
 
 
-def image_if_labelled(api: Any, image_id: str, digest: str) -> str | None:
-    """``image_id`` if that image still exists with ``longshore.source-digest=<digest>``."""
+def image_if_labelled(api: Any, image_id: str, digest: str, scope: str | None = None) -> str | None:
+    """``image_id`` if that image still exists with ``longshore.source-digest=<digest>``
+    (and ``longshore.scope=<scope>`` when given)."""
     try:
         image = api.inspect_image(image_id)
     except docker.errors.NotFound:
         return None
     labels = (image.get("Config") or {}).get("Labels") or {}
-    return image_id if labels.get(LABEL_SOURCE_DIGEST) == digest else None
+    if labels.get(LABEL_SOURCE_DIGEST) != digest:
+        return None
+    return image_id if scope is None or labels.get(LABEL_SCOPE) == scope else None
 
 
 def create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
@@ -80,6 +87,7 @@ def create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
         # setting up the empty sandbox (measured: 460 vs 160 ms); ``NetworkDisabled`` gives
         # the same isolation (a network namespace holding only ``lo``) without that cost.
         network_disabled=spec.network == "none",
+        user=spec.user,
         tty=False,
         stdin_open=False,
     )
