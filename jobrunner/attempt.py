@@ -35,7 +35,7 @@ from typing import Any
 
 from jobrunner.archive import build_context_file
 from jobrunner.build_policy import check_build_context
-from jobrunner.config import BuildPolicy, RunnerConfig
+from jobrunner.config import DEFAULT_USER, BuildPolicy, RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.engine import (
     LABEL_JOB,
@@ -177,9 +177,7 @@ class AttemptPipeline:
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
                     return
                 spec = self._spec(definition, image_id, digest, run.run_id, remaining)
-                running: RunFields = {**image}
-                if spec.user is not None:
-                    running["user"] = spec.user
+                running: RunFields = {**image, "user": spec.user or DEFAULT_USER}
                 started = await recorder.transition(run.run_id, RunStatus.RUNNING, **running)
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
@@ -290,7 +288,7 @@ class AttemptPipeline:
             pids_limit=definition.resources.pids_limit,
             network=definition.network,
             timeout_seconds=timeout,
-            user=definition.user,
+            user=definition.user or DEFAULT_USER,
             artifact_limits=self._config.artifact_limits,
             output_limit=definition.output_bytes or self._config.output_bytes,
             on_output_limit=definition.on_output_limit.value,

@@ -33,6 +33,10 @@ LABEL_SCOPE = "longshore.scope"
 """Label of every job container: its runner's scope (``JobRunner.scope``), i.e. the
 deployment whose orphan sweeps may remove it."""
 
+LABEL_HOLDER = "longshore.artifacts-holder"
+"""Label of the containers (and volumes) that hold job artifacts directories; on a holder
+container, the name of the volume it holds."""
+
 OutputCallback = Callable[[bytes], Awaitable[None]]
 """Receives each piece of merged stdout/stderr as it arrives (live followers)."""
 

@@ -1,23 +1,24 @@
 """Reading a job's artifacts back from its stopped container.
 
-- **Artifacts on a read-only root**: a tmpfs would be size-capped, but its content vanishes
-  when the container stops (and ``get_archive`` of a stopped container then sees an empty
-  directory — tried). So ``artifacts_path`` is an anonymous volume, removed with the
-  container; it survives the exit until ``get_archive`` reads it. Its size is capped only
-  when collected (count, per file, total, and the raw tar read), not while written.
+- **Where the artifacts are read**: ``artifacts_path`` is a tmpfs volume, capped while it
+  is written, that a holder container keeps mounted after the job's exit
+  (:mod:`~jobrunner.docker_engine.artifact_holders`); it is read through the holder. On an
+  engine without holders it is an anonymous volume of the job's container, read from the
+  stopped container. Either way the collection is capped too (count, per file, total, and
+  the raw tar read).
 - **An untouched artifacts directory is not read back.** ``get_archive`` costs ~55 ms even
   for an empty directory (the daemon re-executes itself to make the tar); its ``HEAD`` form
   (the directory's stat only) ~4 ms. The volume is a fresh directory at ``create``, filled
   then with the image's own content at that path, if any; anything the job adds, removes or
   renames directly in it changes its mtime, and anything deeper needs a subdirectory made
   there first. So when the image leaves that directory empty (checked once per image id
-  with one ``get_archive`` of a created, unstarted container) and the stat taken before
-  ``start`` equals the stat after the exit (name, size, mode, mtime with sub-second digits,
-  i.e. a file system with fine timestamps), the directory is still empty: nothing to
-  collect. Any difference, an image not named by its id, or a failed stat means the full
-  ``get_archive``. The job can only hide its own artifacts this way (by resetting the
-  mtime), never reach anything else; the container is unchanged (same volume, same
-  read-only root, no host mounts).
+  with one ``get_archive`` once the job's container is created, before it starts) and the
+  stat taken before ``start`` equals the stat after the exit (name, size, mode, mtime with
+  sub-second digits, i.e. a file system with fine timestamps), the directory is still
+  empty: nothing to collect. Any difference, an image not named by its id, or a failed stat
+  means the full ``get_archive``. The job can only hide its own artifacts this way (by
+  resetting the mtime), never reach anything else; the container is unchanged (same
+  volume, same read-only root, no host mounts).
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ class ArtifactReader:
         # (image id, artifacts path) -> whether a new container's volume there starts empty
         self._empty_artifacts: dict[tuple[str, str], bool] = {}
 
-    async def baseline(self, container_id: str, spec: RunSpec) -> dict[str, Any] | None:
-        """The stat of the created (unstarted) container's artifacts directory when it starts
-        empty, else ``None`` (then the artifacts are always read back in full)."""
-        path = spec.artifacts_path
-        if path is None or not spec.image.startswith("sha256:"):
+    async def baseline(self, container_id: str, path: str, spec: RunSpec) -> dict[str, Any] | None:
+        """The stat of the artifacts directory at ``path`` of ``container_id`` (the created,
+        unstarted job container, or its holder) when it starts empty, else ``None`` (then
+        the artifacts are always read back in full)."""
+        if spec.artifacts_path is None or not spec.image.startswith("sha256:"):
             return None  # a tag may name another image tomorrow: nothing to remember
-        key = (spec.image, path)
+        key = (spec.image, spec.artifacts_path)
         empty = self._empty_artifacts.get(key)
         if empty is None:
             try:
@@ -76,28 +77,22 @@ class ArtifactReader:
         except EngineUnavailable:
             return None  # read back in full after the exit
 
-    async def untouched(
-        self, container_id: str, spec: RunSpec, before: dict[str, Any] | None
-    ) -> bool:
+    async def untouched(self, container_id: str, path: str, before: dict[str, Any] | None) -> bool:
         """Whether the artifacts directory is still as the empty one stat'ed before the start
         (see the module docstring); ``False`` when unsure."""
-        if before is None or spec.artifacts_path is None:
+        if before is None:
             return False
         try:
-            after = await self._clients.call(
-                "stat the artifacts", path_stat, container_id, spec.artifacts_path
-            )
+            after = await self._clients.call("stat the artifacts", path_stat, container_id, path)
         except EngineUnavailable:
             return False  # the full read back says what is wrong
         return after == before
 
     async def collect(
-        self, container_id: str, spec: RunSpec
+        self, container_id: str, path: str, spec: RunSpec
     ) -> tuple[tuple[CollectedArtifact, ...], tuple[str, ...]]:
-        """Read the artifacts directory back and store its files (within
-        ``spec.artifact_limits``); the artifacts and the problems met."""
-        assert spec.artifacts_path is not None
-        path = spec.artifacts_path
+        """Read the artifacts directory at ``path`` of ``container_id`` back and store its
+        files (within ``spec.artifact_limits``); the artifacts and the problems met."""
 
         def collect() -> tuple[tuple[CollectedArtifact, ...], tuple[str, ...]]:
             with closing(self._clients.one_off(self._clients.timeout)) as one_off:
@@ -105,7 +100,7 @@ class ArtifactReader:
                 try:
                     chunks, _stat = api.get_archive(container_id, path)
                 except docker.errors.NotFound:
-                    return (), (f"{path} does not exist in the container",)
+                    return (), (f"{spec.artifacts_path} does not exist in the container",)
                 return collect_artifacts(
                     chunks, self._store, spec.artifact_limits, root=Path(path).name
                 )

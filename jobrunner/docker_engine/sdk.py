@@ -48,13 +48,16 @@ def image_if_labelled(api: Any, image_id: str, digest: str, scope: str | None = 
     return image_id if scope is None or labels.get(LABEL_SCOPE) == scope else None
 
 
-def create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
-    """Create (not start) the container of ``spec``; its id."""
+def create_container(
+    api: Any, spec: RunSpec, tmp_size_mb: int, artifacts_volume: str | None = None
+) -> str:
+    """Create (not start) the container of ``spec``; its id. ``artifacts_volume`` is the
+    capped volume of the artifacts directory (``jobrunner.docker_engine.artifact_holders``);
+    without one it is an anonymous volume, uncapped."""
     mounts = []
     if spec.artifacts_path is not None:
-        # An anonymous volume: writable on a read-only root and, unlike a tmpfs, still
-        # there after the exit for ``get_archive`` (see ``jobrunner.docker_engine.artifacts``).
-        mounts.append(Mount(target=spec.artifacts_path, source=None, type="volume"))
+        # Writable on a read-only root and still there after the exit for ``get_archive``.
+        mounts.append(Mount(target=spec.artifacts_path, source=artifacts_volume, type="volume"))
     memory = f"{spec.memory_mb}m"
     host_config = api.create_host_config(
         network_mode=spec.network,
