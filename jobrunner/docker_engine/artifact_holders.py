@@ -86,10 +86,19 @@ class ArtifactHolders:
             self._tasks.spawn(self._remove(spare), name=f"holder-retire-{spare.volume[-12:]}")
         return await self._make(scope, size_bytes)
 
-    async def release(self, holder: Holder, job_removed: Awaitable[object]) -> None:
+    async def release(
+        self, holder: Holder, job_removed: Awaitable[object], *, reuse: bool = False
+    ) -> None:
         """Remove ``holder`` while ``job_removed`` (the removal of the job's container)
         runs, then its volume (in use until both are gone), then start a spare in its
-        place in the background."""
+        place in the background. With ``reuse`` (the run left the volume as new, see
+        ``ArtifactReader.left_clean``) the holder itself becomes a spare, if one is wanted."""
+        key = (holder.scope, holder.size_bytes)
+        spares = self._spares.setdefault(key, [])
+        if reuse and len(spares) < self._wanted:
+            await job_removed
+            spares.append(holder)
+            return
         try:
             await asyncio.gather(
                 self._clients.call(
@@ -100,8 +109,7 @@ class ArtifactHolders:
             self.mine.discard(holder.container_id)
             await self._clients.call("remove an artifacts volume", remove_volume, holder.volume)
         finally:
-            key = (holder.scope, holder.size_bytes)
-            if len(self._spares.get(key, [])) < self._wanted:
+            if len(spares) < self._wanted:
                 self._tasks.spawn(self._refill(key), name=f"holder-spare-{holder.volume[-12:]}")
 
     async def close(self) -> None:

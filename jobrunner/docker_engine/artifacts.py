@@ -19,11 +19,18 @@
   means the full ``get_archive``. The job can only hide its own artifacts this way (by
   resetting the mtime), never reach anything else; the container is unchanged (same
   volume, same read-only root, no host mounts).
+- **A holder left clean is used again** (:meth:`ArtifactReader.left_clean`): when the
+  directory was left untouched (its size, which on tmpfs grows with every entry, included),
+  the image leaves the volume's root as a fresh holder has it (empty, ``root``-owned, mode
+  ``1777``), and the job ran as a numeric user other than 0 (who cannot change a directory
+  owned by root: no ``chmod``, no extended attributes on a sticky directory), the volume is
+  as new and its holder becomes the next spare instead of being replaced.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from contextlib import closing
 from pathlib import Path
@@ -39,6 +46,7 @@ from jobrunner.errors import EngineUnavailable
 from store.artifacts import ArtifactStore
 
 _EMPTY_TAR_BYTES = 64 * 1024  # an empty directory's tar is ~1.5 KiB; past this: not empty
+_UNPRIVILEGED = re.compile(r"^[1-9][0-9]*(:[0-9]+)?$")
 
 
 class ArtifactReader:
@@ -48,8 +56,16 @@ class ArtifactReader:
     def __init__(self, clients: DockerClients, store: ArtifactStore) -> None:
         self._clients = clients
         self._store = store
-        # (image id, artifacts path) -> whether a new container's volume there starts empty
+        # (image id, artifacts path) -> whether a new container's volume there starts empty,
+        # and whether also as a fresh holder's (root-owned, mode 1777)
         self._empty_artifacts: dict[tuple[str, str], bool] = {}
+        self._pristine: dict[tuple[str, str], bool] = {}
+
+    def left_clean(self, spec: RunSpec) -> bool:
+        """Whether a directory this run left untouched is as a fresh holder's (see the module
+        docstring)."""
+        key = (spec.image, spec.artifacts_path or "")
+        return self._pristine.get(key, False) and bool(_UNPRIVILEGED.fullmatch(spec.user or ""))
 
     async def baseline(self, container_id: str, path: str, spec: RunSpec) -> dict[str, Any] | None:
         """The stat of the artifacts directory at ``path`` of ``container_id`` (the created,
@@ -61,14 +77,15 @@ class ArtifactReader:
         empty = self._empty_artifacts.get(key)
         if empty is None:
             try:
-                empty = await in_thread(
+                found = await in_thread(
                     lambda: self._is_empty_directory(container_id, path),
                     name=f"docker-artifacts-{container_id[:12]}",
                 )
             except EngineUnavailable:
-                empty = None
-            if empty is None:
+                found = None
+            if found is None:
                 return None  # the engine failed to answer: not remembered, tried next time
+            empty, self._pristine[key] = found
             self._empty_artifacts[key] = empty
         if not empty:
             return None
@@ -110,9 +127,10 @@ class ArtifactReader:
         except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"docker engine failed to copy artifacts: {exc}") from exc
 
-    def _is_empty_directory(self, container_id: str, path: str) -> bool | None:
-        """Whether ``path`` in the container is an empty directory, from its tar (read up to
-        ``_EMPTY_TAR_BYTES``; anything unexpected: ``False``); ``None`` if the engine failed."""
+    def _is_empty_directory(self, container_id: str, path: str) -> tuple[bool, bool] | None:
+        """Whether ``path`` in the container is an empty directory, and whether also
+        root-owned with mode 1777, from its tar (read up to ``_EMPTY_TAR_BYTES``; anything
+        unexpected: not empty); ``None`` if the engine failed."""
         with closing(self._clients.one_off(self._clients.timeout)) as one_off:
             try:
                 chunks, _stat = one_off.api.get_archive(container_id, path)
@@ -120,11 +138,14 @@ class ArtifactReader:
                 for chunk in chunks:
                     data += chunk
                     if len(data) > _EMPTY_TAR_BYTES:
-                        return False
+                        return False, False
                 with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:") as tar:
                     members = tar.getmembers()
             except ENGINE_ERRORS:
                 return None
             except (tarfile.TarError, OSError):
-                return False
-        return len(members) == 1 and members[0].isdir()
+                return False, False
+        if len(members) != 1 or not members[0].isdir():
+            return False, False
+        root = members[0]
+        return True, (root.uid, root.gid, root.mode & 0o7777) == (0, 0, 0o1777)

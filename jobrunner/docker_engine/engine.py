@@ -161,6 +161,7 @@ class DockerEngine:
         container_id: str | None = None
         attach_client: ClosingClient | None = None
         helpers: list[asyncio.Future[Any]] = []
+        reusable: Holder | None = None  # the holder, when the run left its volume as new
         async with TaskOwner(f"docker-run {run_tag}") as tasks:
             try:
                 container_id = cid = await asyncio.shield(create)
@@ -210,12 +211,11 @@ class DockerEngine:
                     status, error = await self._judge_exit(container_id, exit_code, spec, buffer)
                 artifacts: tuple[CollectedArtifact, ...] = ()
                 problems: tuple[str, ...] = ()
-                if (
-                    spec.artifacts_path is not None
-                    and status is not RunStatus.CANCELLED
-                    and not await untouched
-                ):
-                    artifacts, problems = await self._artifacts.collect(*where, spec)
+                if spec.artifacts_path is not None and status is not RunStatus.CANCELLED:
+                    if not await untouched:
+                        artifacts, problems = await self._artifacts.collect(*where, spec)
+                    elif holder is not None and self._artifacts.left_clean(spec):
+                        reusable = holder
                 return RunResult(
                     status=status,
                     exit_code=exit_code,
@@ -239,7 +239,8 @@ class DockerEngine:
                 else:
                     connect.add_done_callback(_close_connected)  # made (or making) but unused
                 cleanup = self._tasks.spawn(
-                    self._dispose(create, holder), name=f"docker-remove-{run_tag}"
+                    self._dispose(create, holder, reuse=reusable is not None),
+                    name=f"docker-remove-{run_tag}",
                 )
                 # Shielded: a cancelled run still removes its container before it unwinds.
                 await asyncio.shield(cleanup)
@@ -341,9 +342,11 @@ class DockerEngine:
             return RunStatus.FAILED, f"killed: out of memory (limit {spec.memory_mb} MiB)"
         return RunStatus.FAILED, f"exited with code {exit_code}"
 
-    async def _dispose(self, create: asyncio.Future[str], holder: Holder | None) -> None:
-        """Remove the container (and its artifacts volume and holder), however the run
-        ended."""
+    async def _dispose(
+        self, create: asyncio.Future[str], holder: Holder | None, *, reuse: bool
+    ) -> None:
+        """Remove the container and its artifacts volume and holder (a holder left as new:
+        kept as a spare), however the run ended."""
         try:
             container_id: str | None = await create
         except BaseException:
@@ -353,7 +356,7 @@ class DockerEngine:
             if holder is None:
                 await removal
             else:
-                await self._holders.release(holder, removal)
+                await self._holders.release(holder, removal, reuse=reuse)
         except EngineUnavailable:
             # Left for ``cleanup_orphans``; the run's outcome stands.
             logger.exception("could not remove container", extra={"container_id": container_id})

@@ -140,3 +140,38 @@ async def test_the_orphan_sweep_removes_the_holder_of_a_dead_run(
     assert removed == [container]
     assert holders_of(docker_api, scope) == []
     assert volumes_of(docker_api, scope) == []
+
+
+async def test_a_holder_left_as_new_by_an_unprivileged_run_is_the_next_spare(
+    docker_api: Any, tmp_path: Path
+) -> None:
+    scope = uuid.uuid4().hex[:16]
+    engine = DockerEngine(ArtifactStore(tmp_path / "artifacts"), artifact_holder_spares=1)
+    image = docker_api.inspect_image(BUSYBOX_IMAGE)["Id"]  # by id: the image is known
+
+    async def holder_after(command: str, **overrides: Any) -> str:
+        await engine.run(spec(scope, command, image=image, **overrides), None, asyncio.Event())
+        for _ in range(50):  # a replacement is started in the background
+            holders = holders_of(docker_api, scope)
+            if len(holders) == 1 and holders[0]["State"] == "running":
+                return str(holders[0]["Id"])
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no single spare holder: {holders}")
+
+    try:
+        first = await holder_after("true")
+        assert await holder_after("true") == first  # untouched: the same volume, as new
+        written = await holder_after("echo x > /artifacts/x")
+        assert written != first  # written to: replaced
+        emptied = await holder_after("touch /artifacts/y && rm /artifacts/y")
+        assert emptied != written  # changed, even if empty again: replaced
+        as_root = await holder_after("true", user="0")
+        assert as_root != emptied  # root could have changed what a stat does not show
+        result = await engine.run(
+            spec(scope, "ls -A /artifacts", image=image), None, asyncio.Event()
+        )
+        assert result.output == b""  # what every run finds: an empty directory
+    finally:
+        await engine.aclose()
+    assert holders_of(docker_api, scope) == []
+    assert volumes_of(docker_api, scope) == []
