@@ -72,6 +72,8 @@ class JobRequest(Schema):
     artifacts_path: str | None = None
     output_bytes: StrictInt | None = None
     on_output_limit: str | None = None
+    user: str | None = None
+    """Who the container runs as (``uid[:gid]`` or names); default: an unprivileged user."""
 
     def definition(self, *, default_queue: str) -> JobDefinition:
         """The definition as sent, not yet validated (the store's types, loosely filled:
@@ -98,6 +100,7 @@ class JobRequest(Schema):
             "artifacts_path": self.artifacts_path or "/artifacts",
             "output_bytes": self.output_bytes,
             "on_output_limit": self.on_output_limit or OutputLimitAction.TRUNCATE.value,
+            "user": self.user or None,
         }
         # ``on_output_limit`` stays a plain string here on purpose, as do the source fields:
         # the validator turns them into their types or names the field in a 400.
@@ -131,6 +134,7 @@ class JobBody(Schema):
     artifacts_path: str
     output_bytes: int | None
     on_output_limit: str
+    user: str | None
     revision: int
     created_at: str | None
     created_at_ms: int | None
@@ -155,6 +159,7 @@ class JobBody(Schema):
             artifacts_path=job.artifacts_path,
             output_bytes=job.output_bytes,
             on_output_limit=OutputLimitAction(job.on_output_limit).value,
+            user=job.user,
             revision=job.revision,
             created_at=rfc3339(job.created_at),
             created_at_ms=epoch_ms(job.created_at),

@@ -59,6 +59,8 @@ class RunBody(Schema):
     output_truncated: bool
     output_sha256: str | None
     artifacts: list[RunArtifactBody]
+    user: str | None
+    """Who the container ran as (``null`` until the run reached ``running``)."""
 
     @classmethod
     def of(cls, run: Run) -> RunBody:
@@ -110,6 +112,7 @@ def _run_fields(run: Run) -> dict[str, Any]:
         "output_truncated": run.output_truncated,
         "output_sha256": run.output_sha256,
         "artifacts": [RunArtifactBody.of(artifact) for artifact in run.artifacts],
+        "user": run.user,
     }
 
 

@@ -279,7 +279,7 @@ async def run(*, runs_count: int, reruns: int, events: bool, tmp: Path) -> dict[
         allow_private_hosts=True,
     )
     artifacts = ArtifactStore(tmp / "artifacts")
-    engine = DockerEngine(artifacts)
+    engine = DockerEngine(artifacts, artifact_holder_spares=1)
     db = await SqliteDatabase.open(str(tmp / "longshore.db"))
     await db.migrate()
     queue = SqliteTaskQueue(db, key_retention=timedelta(days=1))
@@ -346,7 +346,7 @@ async def run(*, runs_count: int, reruns: int, events: bool, tmp: Path) -> dict[
             await event_store.close()
         await queue.close()
         await db.close()
-        engine.close()
+        await engine.aclose()  # its spare artifacts holder too
         git.close()
         api.close()
 

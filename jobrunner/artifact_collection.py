@@ -85,7 +85,7 @@ def collect_artifacts(
                     continue
                 if member.isdir():
                     continue
-                if not member.isreg():
+                if not member.isreg() or member.issparse():
                     problems.append(f"skipped {name!r}: not a regular file")
                     continue
                 if name in seen:

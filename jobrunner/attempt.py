@@ -4,11 +4,17 @@ The run moves ``fetching`` → ``building`` → ``running`` → a final status:
 
 - the definition is loaded and validated again (gone or invalid: failed, permanently);
 - the source is fetched into a per-run directory under ``config.work_dir`` (removed at the
-  end), verified, and stored in the artifact store as the run's *source artifact*: its SHA256
+  end) and verified; its archive is checked entry by entry and written as the build
+  context, and only then stored in the artifact store as the run's *source artifact* (so
+  bytes that are not a sound archive are never stored nor offered for download): its SHA256
   is the run's ``source_sha256`` (the git archive of the resolved commit, or the tarball);
   git runs also record ``commit_sha``;
-- the build context is checked entry by entry and built, cached by the source digest
-  (SHA256 of the commit SHA or tarball SHA256, the context path and the Dockerfile);
+- the image is built from the context, cached by the source digest (SHA256 of the commit SHA
+  or tarball SHA256, the context path, the Dockerfile and the build policy's settings).
+  Only when no image is cached is the Dockerfile checked against the policy
+  (:mod:`jobrunner.build_policy`) and the image built, inside the job's sandbox: its
+  limits, no network, and the job's deadline and cancel (``timeoutSeconds`` covers the
+  build and the run together);
 - the container runs with the definition's limits; a cancel requested on the run store is
   polled every half second and stops it; the retained output is stored in the artifact store
   (``output_sha256``) and the collected artifacts are recorded on the run.
@@ -28,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.archive import build_context_file
-from jobrunner.config import RunnerConfig
+from jobrunner.build_policy import check_build_context
+from jobrunner.config import DEFAULT_USER, BuildPolicy, RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.engine import (
     LABEL_JOB,
@@ -36,6 +43,7 @@ from jobrunner.engine import (
     LABEL_SCOPE,
     LABEL_SOURCE_DIGEST,
     BuildResult,
+    BuildSpec,
     ContainerEngine,
     RunResult,
     RunSpec,
@@ -142,19 +150,35 @@ class AttemptPipeline:
                 await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
                 await recorder.transition(run.run_id, RunStatus.FETCHING, background=True)
                 source_path, identity, fields = await self._fetch(definition, run_dir)
+                context = await asyncio.to_thread(
+                    build_context_file,
+                    source_path,
+                    run_dir,
+                    self._config.archive_limits,
+                    definition.path,
+                    dockerfile=definition.dockerfile,
+                )
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **fields)
                     return
                 stored = await asyncio.to_thread(self._store_file, source_path)
                 fields["source_sha256"] = stored
                 await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
-                built, digest = await self._build(definition, source_path, identity, run_dir, run)
-                image: RunFields = {"image_id": built.image_id, "build_log": built.log}
+                # ``timeoutSeconds`` covers the build and the run.
+                deadline = asyncio.get_running_loop().time() + definition.timeout_seconds
+                built, digest = await self._build(definition, context.path, identity, run, cancel)
+                image_id = built.image_id
+                remaining = deadline - asyncio.get_running_loop().time()
+                if built.stopped is not None or image_id is None or remaining <= 0:
+                    await self._build_stopped(run, definition, built)
+                    return
+                image: RunFields = {"image_id": image_id, "build_log": built.log}
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
                     return
-                started = await recorder.transition(run.run_id, RunStatus.RUNNING, **image)
-                spec = self._spec(definition, built.image_id, digest, run.run_id)
+                spec = self._spec(definition, image_id, digest, run.run_id, remaining)
+                running: RunFields = {**image, "user": spec.user or DEFAULT_USER}
+                started = await recorder.transition(run.run_id, RunStatus.RUNNING, **running)
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
                 result = await self._engine.run(spec, None if live is None else live.feed, cancel)
@@ -193,29 +217,61 @@ class AttemptPipeline:
     async def _build(
         self,
         definition: JobDefinition,
-        source_path: Path,
+        context: Path,
         identity: str,
-        run_dir: Path,
         run: Run,
+        cancel: asyncio.Event,
     ) -> tuple[BuildResult, str]:
-        context = await asyncio.to_thread(
-            build_context_file,
-            source_path,
-            run_dir,
-            self._config.archive_limits,
-            definition.path,
-            dockerfile=definition.dockerfile,
+        """The image of the source: the cached one, or one built after the Dockerfile
+        passed the policy (a cached image was checked when it was built, under the same
+        policy settings, which are part of the digest)."""
+        policy = self._config.build
+        digest = source_digest(identity, definition.path, definition.dockerfile, policy)
+        cached = await self._engine.cached_image(digest, scope=self._scope)
+        if cached is not None:
+            return BuildResult(image_id=cached, cached=True, log=""), digest
+        plan = await asyncio.to_thread(
+            check_build_context,
+            context,
+            definition.dockerfile,
+            allowed_images=policy.base_images,
         )
-        digest = source_digest(identity, definition.path, definition.dockerfile)
-        labels = {LABEL_JOB: definition.name}
-        built = await self._engine.build(context.path, definition.dockerfile, digest, labels)
+        resources = definition.resources
+        spec = BuildSpec(
+            base_images=plan.images,
+            pull=policy.pull,
+            pull_timeout=policy.pull_timeout,
+            memory_mb=resources.memory_mb,
+            cpus=resources.cpus,
+            pids_limit=resources.pids_limit,
+            timeout_seconds=float(definition.timeout_seconds),
+        )
+        labels = {LABEL_JOB: definition.name, LABEL_SCOPE: self._scope}
+        built = await self._engine.build(
+            context, definition.dockerfile, digest, labels, spec=spec, cancel=cancel
+        )
         logger.info(
-            "job image ready",
+            "job image ready" if built.stopped is None else "job image build stopped",
             extra={"job": definition.name, "run_id": run.run_id, "cached": built.cached},
         )
         return built, digest
 
-    def _spec(self, definition: JobDefinition, image: str, digest: str, run_id: str) -> RunSpec:
+    async def _build_stopped(self, run: Run, definition: JobDefinition, built: BuildResult) -> None:
+        """Record a build that was cancelled (the run is ``cancelled``) or that used up the
+        job's time (``timed_out``, retried like a run that timed out)."""
+        status = _RUN_STATUS[built.stopped or EngineStatus.TIMED_OUT]
+        error = f"timed out after {definition.timeout_seconds} s while building"
+        if status is RunStatus.CANCELLED:
+            error = built.error or "cancelled while building"
+        await self._recorder.finish(run.run_id, status, error=error, build_log=built.log)
+        if status is RunStatus.TIMED_OUT:
+            raise JobRunFailed(
+                f"run {run.run_id} of job {definition.name!r} {status.value}: {error}"
+            )
+
+    def _spec(
+        self, definition: JobDefinition, image: str, digest: str, run_id: str, timeout: float
+    ) -> RunSpec:
         labels: Mapping[str, str] = {
             LABEL_JOB: definition.name,
             LABEL_RUN: run_id,
@@ -231,7 +287,9 @@ class AttemptPipeline:
             cpus=definition.resources.cpus,
             pids_limit=definition.resources.pids_limit,
             network=definition.network,
-            timeout_seconds=float(definition.timeout_seconds),
+            timeout_seconds=timeout,
+            user=definition.user or DEFAULT_USER,
+            artifact_limits=self._config.artifact_limits,
             output_limit=definition.output_bytes or self._config.output_bytes,
             on_output_limit=definition.on_output_limit.value,
             artifacts_path=definition.artifacts_path or None,
@@ -279,7 +337,13 @@ class AttemptPipeline:
                 cancel.set()
 
 
-def source_digest(identity: str, path: str | None, dockerfile: str) -> str:
-    """The image cache key: SHA256 of the source identity, context path and Dockerfile."""
-    text = "\0".join((identity, path or "", dockerfile))
+def source_digest(
+    identity: str, path: str | None, dockerfile: str, policy: BuildPolicy | None = None
+) -> str:
+    """The image cache key: SHA256 of the source identity, context path and Dockerfile,
+    and of the build policy's settings (allowed bases, pulls), so that an image is reused
+    only under the policy that checked it."""
+    policy = policy or BuildPolicy()
+    settings = f"bases={','.join(policy.base_images)};pull={policy.pull}"
+    text = "\0".join((identity, path or "", dockerfile, settings))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

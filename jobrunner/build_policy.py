@@ -22,6 +22,11 @@ package wraps the Go parser the engine uses) and refused, naming the line, when 
 ``ONBUILD`` triggers are checked as if they were instructions of the stage. The images the
 build needs (:attr:`DockerfilePlan.images`) are returned so that the engine can make sure
 each one is present (no silent pull) and was not built by Longshore for another scope.
+
+:func:`check_build_context` reads the Dockerfile out of a build context made by
+:mod:`jobrunner.archive` and checks it; the runner calls it only when no image is cached for
+the source (the cache key includes the policy's settings, so a stricter policy builds, and
+checks, again).
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ import fnmatch
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import dockerfile
 
+from jobrunner.archive import read_context_file
 from jobrunner.errors import SourceRejected
 
-__all__ = ["DockerfilePlan", "check_dockerfile", "normalise_image"]
+__all__ = ["DockerfilePlan", "check_build_context", "check_dockerfile", "normalise_image"]
 
 MAX_DOCKERFILE_BYTES: Final = 1024 * 1024
 """A Dockerfile larger than this is refused before it is parsed."""
@@ -127,10 +134,24 @@ def check_dockerfile(
     return _Checker(name, allowed_images).check(commands)
 
 
+def check_build_context(
+    context_tar: Path, name: str, *, allowed_images: Sequence[str]
+) -> DockerfilePlan:
+    """:func:`check_dockerfile` of the Dockerfile ``name`` in a build context (blocking:
+    async callers use ``asyncio.to_thread``)."""
+    data = read_context_file(context_tar, name, max_bytes=MAX_DOCKERFILE_BYTES)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceRejected(f"{name}: is not UTF-8 text") from None
+    return check_dockerfile(text, allowed_images=allowed_images, name=name)
+
+
 def _check_directives(text: str, name: str) -> None:
     """Parser directives sit at the very top, one per line, before any other comment,
-    blank line or instruction; the first line that is not one ends them."""
-    for number, line in enumerate(text.splitlines(), start=1):
+    blank line or instruction; the first line that is not one ends them. Docker's parser
+    drops a leading byte order mark first, so it is dropped here too."""
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         found = _DIRECTIVE.match(line)
         if found is None:
             return

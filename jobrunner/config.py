@@ -4,15 +4,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from jobrunner.engine import ArtifactLimits
+
+DEFAULT_USER = "65534:65534"
+"""Who a job's container runs as unless its definition names a user: ``nobody``, by number
+(an image need not have an ``/etc/passwd`` entry for it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SourceLimits:
-    """Caps applied to untrusted archives, entry by entry."""
+    """Caps applied to untrusted archives, entry by entry (``WORKER_JOB_ARCHIVE_*``): the
+    entry count, each file's size and the total of the file sizes, uncompressed."""
 
     max_entries: int = 10_000
     max_file_bytes: int = 256 * 1024 * 1024
-    max_total_bytes: int = 1024 * 1024 * 1024
+    max_total_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobCeilings:
+    """The most any definition may ask for (``WORKER_JOB_MAX_*``): above them a definition is
+    refused naming the field, when saved and when run."""
+
+    max_memory_mb: int = 8192
+    max_cpus: float = 4.0
+    max_pids: int = 4096
+    max_timeout_seconds: int = 86_400
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildPolicy:
+    """What a job's Dockerfile may build from (``jobrunner.build_policy``).
+
+    - ``base_images``: patterns of the images ``FROM``, ``COPY --from`` and
+      ``RUN --mount=from=`` may name besides earlier stages (``WORKER_JOB_BASE_IMAGES``;
+      ``*`` admits any image by name, never by id or digest);
+    - ``pull``: ``never`` refuses a base that is not on the engine; ``missing`` pulls it
+      once, with ``pull_timeout`` (``WORKER_JOB_PULL``, ``WORKER_JOB_PULL_TIMEOUT``).
+    """
+
+    base_images: tuple[str, ...] = ("*",)
+    pull: Literal["never", "missing"] = "never"
+    pull_timeout: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +64,8 @@ class RunnerConfig:
     - ``tarball_cache_dir``: where verified downloads are cached by SHA256 (default
       ``work_dir / "tarball-cache"``).
     - ``tarball_max_redirects``: redirects a tarball download may follow, each hop checked.
+    - ``ceilings``: the most a definition may ask for; ``build``: what images may build from;
+      ``artifact_limits``: the caps on what a run leaves in its artifacts directory.
     """
 
     work_dir: Path
@@ -46,3 +83,6 @@ class RunnerConfig:
     archive_limits: SourceLimits = field(default_factory=SourceLimits)
     tarball_cache_dir: Path | None = None
     tarball_max_redirects: int = 5
+    ceilings: JobCeilings = field(default_factory=JobCeilings)
+    build: BuildPolicy = field(default_factory=BuildPolicy)
+    artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)

@@ -32,6 +32,9 @@ from store.queue.models import QUEUE_NAME
 __all__ = ["validate_definition"]
 
 ENV_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER_PART: Final = r"(?:[0-9]{1,10}|[a-z_][a-z0-9_.-]{0,31})"
+USER: Final = re.compile(rf"^{_USER_PART}(?::{_USER_PART})?$")
+"""``uid``, ``uid:gid``, or names the image's ``/etc/passwd`` and ``/etc/group`` know."""
 NETWORK: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 MAX_DESCRIPTION: Final = 4096
@@ -72,12 +75,13 @@ def validate_definition(defn: JobDefinition, config: RunnerConfig) -> JobDefinit
         env=_env(defn.env),
         queue=_queue(defn.queue),
         retries=_int("retries", defn.retries, 0, MAX_RETRIES),
-        timeout_seconds=_int("timeoutSeconds", defn.timeout_seconds, 1, MAX_TIMEOUT_SECONDS),
-        resources=_resources(defn.resources),
+        timeout_seconds=_timeout(defn.timeout_seconds, config),
+        resources=_resources(defn.resources, config),
         network=_network(defn.network, config),
         artifacts_path=_artifacts_path(defn.artifacts_path),
         output_bytes=_output_bytes(defn.output_bytes, config),
         on_output_limit=_on_output_limit(defn.on_output_limit),
+        user=_user(defn.user),
     )
 
 
@@ -186,7 +190,21 @@ def _int(field: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def _resources(value: object) -> Resources:
+def _ceiling(field: str, value: float, ceiling: float, variable: str) -> None:
+    if value > ceiling:
+        raise InvalidDefinition(
+            field, f"{value:g} is above this server's ceiling of {ceiling:g} ({variable})"
+        )
+
+
+def _timeout(value: object, config: RunnerConfig) -> int:
+    seconds = _int("timeoutSeconds", value, 1, MAX_TIMEOUT_SECONDS)
+    ceiling = config.ceilings.max_timeout_seconds
+    _ceiling("timeoutSeconds", seconds, ceiling, "WORKER_JOB_MAX_TIMEOUT_SECONDS")
+    return seconds
+
+
+def _resources(value: object, config: RunnerConfig) -> Resources:
     if not isinstance(value, Resources):
         raise InvalidDefinition("resources", "must be an object with memoryMb, cpus, pidsLimit")
     cpus = value.cpus
@@ -197,11 +215,29 @@ def _resources(value: object) -> Resources:
         or not CPUS[0] <= cpus <= CPUS[1]
     ):
         raise InvalidDefinition("resources.cpus", f"must be a number from {CPUS[0]} to {CPUS[1]}")
-    return Resources(
+    resources = Resources(
         memory_mb=_int("resources.memoryMb", value.memory_mb, *MEMORY_MB),
         cpus=float(cpus),
         pids_limit=_int("resources.pidsLimit", value.pids_limit, *PIDS_LIMIT),
     )
+    ceilings = config.ceilings
+    for field, asked, ceiling, variable in (
+        ("resources.memoryMb", resources.memory_mb, ceilings.max_memory_mb, "MAX_MEMORY_MB"),
+        ("resources.cpus", resources.cpus, ceilings.max_cpus, "MAX_CPUS"),
+        ("resources.pidsLimit", resources.pids_limit, ceilings.max_pids, "MAX_PIDS"),
+    ):
+        _ceiling(field, asked, ceiling, f"WORKER_JOB_{variable}")
+    return resources
+
+
+def _user(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not USER.fullmatch(value):
+        raise InvalidDefinition(
+            "user", "must be a uid, uid:gid, or user[:group] names (e.g. 1000:1000, app)"
+        )
+    return value
 
 
 def _network(value: object, config: RunnerConfig) -> str:

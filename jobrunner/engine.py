@@ -9,9 +9,12 @@ Errors raised (see ``jobrunner.errors``):
 - ``EngineUnavailable`` — the engine cannot be reached or failed to do its part (retry later).
 - ``BuildFailed`` — the job's own Dockerfile/context does not build (permanent: the same
   source will fail the same way, so retrying cannot help).
+- ``SourceRejected`` — a base image the build needs may not be used (missing while pulls
+  are off, or built by Longshore for another scope); ``FetchFailed`` — pulling it failed.
 
 A run never raises for what the *job* did (non-zero exit, timeout, cancellation, too much
-output, artifacts over their caps): those are outcomes recorded in ``RunResult``.
+output, artifacts over their caps): those are outcomes recorded in ``RunResult``; nor does a
+build for its deadline or a cancel (``BuildResult.stopped``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ LABEL_SOURCE_DIGEST = "longshore.source-digest"
 LABEL_SCOPE = "longshore.scope"
 """Label of every job container: its runner's scope (``JobRunner.scope``), i.e. the
 deployment whose orphan sweeps may remove it."""
+
+LABEL_HOLDER = "longshore.artifacts-holder"
+"""Label of the containers (and volumes) that hold job artifacts directories; on a holder
+container, the name of the volume it holds."""
 
 OutputCallback = Callable[[bytes], Awaitable[None]]
 """Receives each piece of merged stdout/stderr as it arrives (live followers)."""
@@ -67,6 +74,7 @@ class RunSpec:
       container as soon as more was printed and fails the run.
     - ``artifacts_path``: absolute directory whose regular files are collected after exit
       (``None``: collect nothing).
+    - ``user``: who the container's processes run as (``None``: the image's ``USER``).
     """
 
     image: str
@@ -82,15 +90,42 @@ class RunSpec:
     on_output_limit: Literal["truncate", "fail"] = "truncate"
     artifacts_path: str | None = "/artifacts"
     artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    user: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BuildSpec:
+    """How a new image is built: the build is execution, so it gets the run's sandbox.
+
+    - ``base_images``: the images the Dockerfile names (``jobrunner.build_policy``); each
+      must be on the engine and not built by Longshore for another scope, or, with
+      ``pull="missing"``, is pulled first (within ``pull_timeout``);
+    - ``memory_mb``, ``cpus``, ``pids_limit``: limits of every ``RUN`` step (``None``: the
+      engine's defaults); ``network``: the network of ``RUN`` steps;
+    - ``timeout_seconds``: the build's deadline, pulls included.
+    """
+
+    base_images: tuple[str, ...] = ()
+    pull: Literal["never", "missing"] = "never"
+    pull_timeout: float = 300.0
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network: str = "none"
+    timeout_seconds: float = 1800.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BuildResult:
-    """An image ready to run: its id, whether it was reused, and the (bounded) build log."""
+    """An image ready to run: its id, whether it was reused, and the (bounded) build log;
+    or a build that was stopped (``stopped`` is ``TIMED_OUT`` or ``CANCELLED``, ``error``
+    says so, ``image_id`` is ``None``)."""
 
-    image_id: str
+    image_id: str | None
     cached: bool
     log: str
+    stopped: RunStatus | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -131,6 +166,14 @@ class ContainerEngine(Protocol):
         """Check that the engine answers; raises ``EngineUnavailable`` if it does not."""
         ...
 
+    async def cached_image(self, digest: str, *, scope: str | None = None) -> str | None:
+        """The image built for ``digest`` (labelled ``longshore.source-digest=<digest>`` and,
+        when ``scope`` is given, ``longshore.scope=<scope>``), if there is one. A rerun of an
+        unchanged source asks only this: nothing is parsed, checked or built again.
+
+        Raises ``EngineUnavailable`` when the engine fails."""
+        ...
+
     async def build(
         self,
         context_tar: Path,
@@ -138,19 +181,24 @@ class ContainerEngine(Protocol):
         digest: str,
         labels: Mapping[str, str],
         *,
-        network: str = "none",
+        spec: BuildSpec | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> BuildResult:
         """Return an image for the source identified by ``digest``.
 
-        If an image labelled ``longshore.source-digest=<digest>`` exists it is reused
-        (``cached=True``, nothing is built). Otherwise the tar (plain or compressed) is the
-        build context as is, ``dockerfile`` a path inside it; base images are never pulled;
-        the image carries ``labels`` plus ``longshore.source-digest``. ``network`` is the
-        network of ``RUN`` steps (``"none"`` by default).
+        If :meth:`cached_image` finds one (of ``labels``' ``longshore.scope``, when they
+        carry one) it is reused (``cached=True``, nothing is built). Otherwise the tar
+        (plain or compressed) is the build context as is, ``dockerfile`` a path inside it,
+        built as ``spec`` says (default: no base image checks, no limits, no network,
+        the engine's build timeout); the engine never pulls an image on its own; the image
+        carries ``labels`` plus ``longshore.source-digest``. At ``spec.timeout_seconds``,
+        or when ``cancel`` is set, the build is stopped and the result says so; a stopped
+        or failed build leaves no container and no image of its own behind.
 
         Raises ``BuildFailed`` (permanent) when the Dockerfile or context does not build —
-        its message ends with the tail of the build log — and ``EngineUnavailable`` when the
-        engine fails.
+        its message ends with the tail of the build log —, ``SourceRejected`` or
+        ``FetchFailed`` for a base image (see the module docstring), and
+        ``EngineUnavailable`` when the engine fails.
         """
         ...
 

@@ -60,6 +60,7 @@ def run_event_data(run: Run) -> dict[str, Any]:
         "commitSha": run.commit_sha,
         "sourceSha256": run.source_sha256,
         "imageId": run.image_id,
+        "user": run.user,
         "outputBytes": run.output_bytes,
         "outputTruncated": run.output_truncated,
     }

@@ -101,7 +101,9 @@ async def open_runtime(
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
-        engine = DockerEngine(artifacts)
+        engine = DockerEngine(
+            artifacts, build_cgroup_root=settings.job_build_cgroup_root, artifact_holder_spares=1
+        )
         stack.push_async_callback(engine.aclose)
         job_runner = JobRunner(
             queue=stores.queue,

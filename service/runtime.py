@@ -6,7 +6,8 @@ from __future__ import annotations
 import gc
 from datetime import timedelta
 
-from jobrunner.config import RunnerConfig
+from jobrunner.config import BuildPolicy, JobCeilings, RunnerConfig, SourceLimits
+from jobrunner.engine import ArtifactLimits
 from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
 from jobrunner.runner import JobRunner
 from service.builtins import register_builtins
@@ -73,6 +74,34 @@ def runner_config(settings: Settings) -> RunnerConfig:
         allow_private_hosts=settings.job_allow_private_hosts,
         network_allowlist=settings.job_network,
         output_bytes=settings.job_output_bytes,
+        archive_limits=SourceLimits(
+            max_entries=settings.job_archive_max_entries,
+            max_file_bytes=settings.job_archive_max_file_bytes,
+            max_total_bytes=settings.job_archive_max_bytes,
+        ),
+        ceilings=JobCeilings(
+            max_memory_mb=settings.job_max_memory_mb,
+            max_cpus=settings.job_max_cpus,
+            max_pids=settings.job_max_pids,
+            max_timeout_seconds=settings.job_max_timeout_seconds,
+        ),
+        build=BuildPolicy(
+            base_images=settings.job_base_images,
+            pull=settings.job_pull,
+            pull_timeout=settings.job_pull_timeout,
+        ),
+        artifact_limits=_artifact_limits(settings.job_artifacts_max_bytes),
+    )
+
+
+def _artifact_limits(max_total_bytes: int) -> ArtifactLimits:
+    """The artifacts caps with ``WORKER_JOB_ARTIFACTS_MAX_BYTES`` in all (a file may not be
+    larger than the whole)."""
+    default = ArtifactLimits()
+    return ArtifactLimits(
+        max_files=default.max_files,
+        max_file_bytes=min(default.max_file_bytes, max_total_bytes),
+        max_total_bytes=max_total_bytes,
     )
 
 

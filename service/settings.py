@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from admin.config import Role, parse_roles, parse_tokens
 from scheduler.factories import parse_names, parse_presets
 from scheduler.spec import parse_spec
 from service.addresses import parse_listen_addr
 from service.errors import SettingsError
-from service.units import parse_duration, parse_size
+from service.job_settings import JobSettings
+from service.units import parse_duration
 from store.queue.models import HANDLER_NAME, QUEUE_NAME
 from store.schedules.models import SCHEDULE_NAME
 
@@ -81,8 +82,9 @@ def check_token_strength(name: str, secret: str) -> None:
         )
 
 
-class Settings(BaseSettings):
-    """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``."""
+class Settings(JobSettings):
+    """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``; the container
+    jobs' ``WORKER_JOB_*`` are declared in :class:`~service.job_settings.JobSettings`."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
@@ -107,18 +109,7 @@ class Settings(BaseSettings):
     admin_default_queue: str = "default"
     admin_queue_weights: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
 
-    # Container jobs (seed 003 names, plus WORKER_JOB_CA_FILE and WORKER_JOB_ALLOW_PRIVATE_HOSTS)
-    job_repo_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
-    job_tarball_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
-    job_tarball_dir: Path | None = None
-    job_tarball_max_bytes: Annotated[int, NoDecode] = Field(default=64 * 1024**2, ge=1)
-    job_tarball_timeout: Annotated[float, NoDecode] = Field(default=30.0, gt=0.0)
-    job_git_timeout: Annotated[float, NoDecode] = Field(default=120.0, gt=0.0)
-    job_network: Annotated[tuple[str, ...], NoDecode] = ()
-    job_workdir: Path | None = None
-    job_output_bytes: Annotated[int, NoDecode] = Field(default=1024**2, ge=1024)
-    job_ca_file: Path | None = None
-    job_allow_private_hosts: bool = False
+    # Container jobs: the fields of ``JobSettings``
 
     # Event store and audit log
     job_event_dir: Path | None = None
@@ -169,8 +160,6 @@ class Settings(BaseSettings):
         "poll_interval_seconds",
         "shutdown_grace_seconds",
         "key_retention_seconds",
-        "job_tarball_timeout",
-        "job_git_timeout",
         "admin_audit_retention",
         "admin_audit_archive_interval",
         "scheduler_lag_seconds",
@@ -182,25 +171,6 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         return _duration(value)
-
-    @field_validator("job_tarball_max_bytes", "job_output_bytes", mode="before")
-    @classmethod
-    def _sizes(cls, value: Any) -> Any:
-        return parse_size(value) if isinstance(value, str) else value
-
-    @field_validator("job_repo_allowlist", "job_tarball_allowlist", "job_network", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        return value
-
-    @field_validator("job_network")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if "host" in value:
-            raise ValueError("the host network cannot be allowed for job containers")
-        return value
 
     @field_validator("admin_queue_weights", mode="before")
     @classmethod

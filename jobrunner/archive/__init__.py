@@ -17,6 +17,7 @@ from jobrunner.archive.context import (
     BuildContext,
     build_context_file,
     inspect_archive,
+    read_context_file,
     write_build_context,
 )
 from jobrunner.archive.reading import detect_compression
@@ -28,5 +29,6 @@ __all__ = [
     "build_context_file",
     "detect_compression",
     "inspect_archive",
+    "read_context_file",
     "write_build_context",
 ]

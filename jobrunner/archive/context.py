@@ -43,6 +43,7 @@ __all__ = [
     "BuildContext",
     "build_context_file",
     "inspect_archive",
+    "read_context_file",
     "write_build_context",
 ]
 
@@ -256,3 +257,22 @@ def build_context_file(
             path.unlink()
         raise
     return BuildContext(path=path, sha256=sha256, size=size, report=report)
+
+
+def read_context_file(context: Path, name: str, *, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``name`` of a build context made here (a plain tar of
+    checked entries); :class:`SourceRejected` when it is missing, not a regular file or
+    larger than ``max_bytes``."""
+    wanted = _relative_setting(name, "dockerfile")
+    with tarfile.open(context, mode="r:") as tar:
+        for info in tar:
+            if info.name != wanted:
+                continue
+            if not info.isreg():
+                break
+            if info.size > max_bytes:
+                raise SourceRejected(f"{wanted}: larger than {max_bytes} bytes")
+            data = tar.extractfile(info)
+            assert data is not None  # a regular file always has data
+            return data.read()
+    raise SourceRejected(f"the build context has no regular file {wanted!r}")

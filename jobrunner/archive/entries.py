@@ -6,7 +6,9 @@ before a byte of its data is read:
   repeated slashes are dropped (``./a//b`` is ``a/b``); names are checked *after* PAX and GNU
   long-name headers have been applied, so a PAX header cannot rename an entry to a bad name;
 - **types**: regular files, directories and symbolic links only. Device nodes, fifos, sparse
-  and contiguous files are refused, and so are **all hard links** (even to an entry inside):
+  files (the old GNU type and the PAX ``GNU.sparse.*`` forms, which tarfile would expand:
+  a few hundred bytes can stand for hundreds of megabytes of zeros) and contiguous files
+  are refused, and so are **all hard links** (even to an entry inside):
   git and GitHub archives never contain them, and a hard link is only ever safe when its
   target has been checked, which a stream reader cannot always know;
 - **symbolic links**: the target is relative, and resolving it from the link's own directory,
@@ -116,6 +118,10 @@ def check_member(info: tarfile.TarInfo, walk: Walk) -> Entry | None:
     if walk.count > limits.max_entries:
         raise refuse(raw, f"more than {limits.max_entries} entries; rule: entry count cap")
     refused = REFUSED_TYPES.get(info.type)
+    if refused is None and (
+        info.sparse is not None or any(key.startswith("GNU.sparse.") for key in info.pax_headers)
+    ):
+        refused = REFUSED_TYPES[tarfile.GNUTYPE_SPARSE]
     if refused is not None:
         target = f" (to {info.linkname!r})" if info.type == tarfile.LNKTYPE else ""
         raise refuse(raw, refused + target)

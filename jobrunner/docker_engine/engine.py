@@ -26,13 +26,18 @@ import docker  # type: ignore[import-untyped, unused-ignore]
 import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.docker_engine import sdk
+from jobrunner.docker_engine.artifact_holders import ArtifactHolders, Holder
 from jobrunner.docker_engine.artifacts import ArtifactReader
+from jobrunner.docker_engine.build_cgroup import DEFAULT_CGROUP_ROOT
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
 from jobrunner.docker_engine.image_build import ImageBuilder
+from jobrunner.docker_engine.orphans import remove_orphans
 from jobrunner.docker_engine.output_pump import OutputPump, consume
 from jobrunner.engine import (
     LABEL_RUN,
+    LABEL_SCOPE,
     BuildResult,
+    BuildSpec,
     CollectedArtifact,
     OutputCallback,
     RunResult,
@@ -55,7 +60,11 @@ class DockerEngine:
 
     ``base_url`` overrides ``DOCKER_HOST`` (and the TLS settings read from the environment,
     as the docker SDK does). The client is created on first use, never at import or
-    construction. Artifacts are collected into ``artifact_store``.
+    construction. Artifacts are collected into ``artifact_store``. ``build_cgroup_root`` is
+    the cgroup file system under which builds get the cgroup that carries their pids limit
+    (``None``: builds have none; see ``jobrunner.docker_engine.build_cgroup``).
+    ``artifact_holder_spares`` artifacts holders are kept started ahead of the runs that
+    need them (``jobrunner.docker_engine.artifact_holders``); :meth:`aclose` removes them.
     """
 
     def __init__(
@@ -68,16 +77,22 @@ class DockerEngine:
         build_log_bytes: int = 64 * 1024,
         build_timeout_seconds: float = 1800.0,
         client_timeout_seconds: float = 60.0,
+        build_cgroup_root: Path | None = DEFAULT_CGROUP_ROOT,
+        artifact_holder_spares: int = 0,
     ) -> None:
         self._clients = DockerClients(base_url=base_url, timeout=client_timeout_seconds)
         self._grace = stop_grace_seconds
         self._tmp_size_mb = tmp_size_mb
         self._builder = ImageBuilder(
-            self._clients, log_bytes=build_log_bytes, timeout=build_timeout_seconds
+            self._clients,
+            log_bytes=build_log_bytes,
+            timeout=build_timeout_seconds,
+            cgroup_root=build_cgroup_root,
         )
         self._artifacts = ArtifactReader(self._clients, artifact_store)
         # What outlives the run that started it: creates, connects and container removals.
         self._tasks = TaskOwner("docker-engine")
+        self._holders = ArtifactHolders(self._clients, self._tasks, spares=artifact_holder_spares)
 
     def close(self) -> None:
         """Close the client's connections (the engine can be used again afterwards)."""
@@ -85,8 +100,10 @@ class DockerEngine:
 
     async def aclose(self) -> None:
         """Wait for what runs left under way (the removal of a container whose run was
-        cancelled while removing it), then close the client. Takes no runs afterwards."""
+        cancelled while removing it, spare artifacts holders), then close the client. Takes
+        no runs afterwards."""
         await self._tasks.close(cancel=False)
+        await self._holders.close()
         self.close()
 
     async def ping(self) -> None:
@@ -99,9 +116,15 @@ class DockerEngine:
         digest: str,
         labels: Mapping[str, str],
         *,
-        network: str = "none",
+        spec: BuildSpec | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> BuildResult:
-        return await self._builder.build(context_tar, dockerfile, digest, labels, network=network)
+        return await self._builder.build(
+            context_tar, dockerfile, digest, labels, spec=spec, cancel=cancel
+        )
+
+    async def cached_image(self, digest: str, *, scope: str | None = None) -> str | None:
+        return await self._builder.cached(digest, scope)
 
     # --- run --------------------------------------------------------------------------------
 
@@ -118,10 +141,16 @@ class DockerEngine:
         stop_waiting = threading.Event()
         limit_passed = asyncio.Event()
         run_tag = spec.labels.get(LABEL_RUN, "")[:12]
+        holder: Holder | None = None
+        if spec.artifacts_path is not None:
+            holder = await self._holders.take(
+                scope=spec.labels.get(LABEL_SCOPE), size_bytes=spec.artifact_limits.max_total_bytes
+            )
+        volume = None if holder is None else holder.volume
         # Owned by the engine, never cancelled: the removal awaits ``create`` however the run
         # ends, and a client made by ``connect`` but not used is closed when it is made.
         create = self._tasks.spawn(
-            call("create a container", sdk.create_container, spec, self._tmp_size_mb),
+            call("create a container", sdk.create_container, spec, self._tmp_size_mb, volume),
             name=f"docker-create-{run_tag}",
         )
         # The output stream's own client, made while the container is created.
@@ -132,12 +161,17 @@ class DockerEngine:
         container_id: str | None = None
         attach_client: ClosingClient | None = None
         helpers: list[asyncio.Future[Any]] = []
+        reusable: Holder | None = None  # the holder, when the run left its volume as new
         async with TaskOwner(f"docker-run {run_tag}") as tasks:
             try:
                 container_id = cid = await asyncio.shield(create)
+                # Where the artifacts are read: through the holder, or in the container.
+                where = (cid, spec.artifacts_path or "")
+                if holder is not None:
+                    where = (holder.container_id, holder.path)
                 # The artifacts directory's stat before the start, alongside the attach.
                 baseline = tasks.spawn(
-                    self._artifacts.baseline(cid, spec), name=f"docker-baseline-{cid[:12]}"
+                    self._artifacts.baseline(*where, spec), name=f"docker-baseline-{cid[:12]}"
                 )
                 helpers.append(baseline)
                 attach_client = await connect
@@ -165,7 +199,7 @@ class DockerEngine:
                 exit_code = await self._exit_after_stop(container_id, exited)
                 # The stopped container's artifacts stat, while the output drains.
                 untouched = tasks.spawn(
-                    self._artifacts.untouched(cid, spec, before), name=f"docker-stat-{cid[:12]}"
+                    self._artifacts.untouched(*where, before), name=f"docker-stat-{cid[:12]}"
                 )
                 helpers.append(untouched)
                 with suppress(TimeoutError):
@@ -177,12 +211,11 @@ class DockerEngine:
                     status, error = await self._judge_exit(container_id, exit_code, spec, buffer)
                 artifacts: tuple[CollectedArtifact, ...] = ()
                 problems: tuple[str, ...] = ()
-                if (
-                    spec.artifacts_path is not None
-                    and status is not RunStatus.CANCELLED
-                    and not await untouched
-                ):
-                    artifacts, problems = await self._artifacts.collect(container_id, spec)
+                if spec.artifacts_path is not None and status is not RunStatus.CANCELLED:
+                    if not await untouched:
+                        artifacts, problems = await self._artifacts.collect(*where, spec)
+                    elif holder is not None and self._artifacts.left_clean(spec):
+                        reusable = holder
                 return RunResult(
                     status=status,
                     exit_code=exit_code,
@@ -205,7 +238,10 @@ class DockerEngine:
                     attach_client.close()
                 else:
                     connect.add_done_callback(_close_connected)  # made (or making) but unused
-                cleanup = self._tasks.spawn(self._dispose(create), name=f"docker-remove-{run_tag}")
+                cleanup = self._tasks.spawn(
+                    self._dispose(create, holder, reuse=reusable is not None),
+                    name=f"docker-remove-{run_tag}",
+                )
                 # Shielded: a cancelled run still removes its container before it unwinds.
                 await asyncio.shield(cleanup)
 
@@ -306,42 +342,41 @@ class DockerEngine:
             return RunStatus.FAILED, f"killed: out of memory (limit {spec.memory_mb} MiB)"
         return RunStatus.FAILED, f"exited with code {exit_code}"
 
-    async def _dispose(self, create: asyncio.Future[str]) -> None:
-        """Remove the container (and its artifacts volume), however the run ended."""
+    async def _dispose(
+        self, create: asyncio.Future[str], holder: Holder | None, *, reuse: bool
+    ) -> None:
+        """Remove the container and its artifacts volume and holder (a holder left as new:
+        kept as a spare), however the run ended."""
         try:
-            container_id = await create
+            container_id: str | None = await create
         except BaseException:
-            return  # nothing was created
+            container_id = None  # nothing was created
+        removal = self._remove(container_id)
         try:
-            await self._clients.call("remove a container", sdk.remove, container_id)
+            if holder is None:
+                await removal
+            else:
+                await self._holders.release(holder, removal, reuse=reuse)
         except EngineUnavailable:
             # Left for ``cleanup_orphans``; the run's outcome stands.
             logger.exception("could not remove container", extra={"container_id": container_id})
+
+    async def _remove(self, container_id: str | None) -> None:
+        if container_id is not None:
+            await self._clients.call("remove a container", sdk.remove, container_id)
 
     # --- orphans ----------------------------------------------------------------------------
 
     async def cleanup_orphans(
         self, owned_run_ids: set[str], *, only_labels: Mapping[str, str] | None = None
     ) -> list[str]:
-        selectors = [LABEL_RUN, *(f"{key}={value}" for key, value in (only_labels or {}).items())]
-        listed = await self._clients.call(
-            "list containers",
-            lambda api: api.containers(all=True, filters={"label": selectors}),
+        return await remove_orphans(
+            self._clients,
+            owned_run_ids,
+            only_labels=only_labels,
+            grace=self._grace,
+            own_holders=self._holders.mine,
         )
-        removed: list[str] = []
-        for container in listed:
-            run_id = (container.get("Labels") or {}).get(LABEL_RUN)
-            if run_id in owned_run_ids:
-                continue
-            container_id = str(container["Id"])
-            await self._clients.call("stop a container", sdk.stop, container_id, self._grace)
-            await self._clients.call("remove a container", sdk.remove, container_id)
-            logger.warning(
-                "removed orphaned container",
-                extra={"container_id": container_id, "run_id": run_id},
-            )
-            removed.append(container_id)
-        return removed
 
 
 def _close_connected(connect: asyncio.Future[ClosingClient]) -> None:

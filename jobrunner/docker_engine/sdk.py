@@ -17,37 +17,47 @@ from typing import Any
 import docker  # type: ignore[import-untyped, unused-ignore]
 from docker.types import LogConfig, Mount  # type: ignore[import-untyped, unused-ignore]
 
-from jobrunner.engine import LABEL_SOURCE_DIGEST, RunSpec
+from jobrunner.engine import LABEL_SCOPE, LABEL_SOURCE_DIGEST, RunSpec
 
 _STAT_HEADER = "X-Docker-Container-Path-Stat"  # the stat of a ``HEAD .../archive``
 
 
-def find_image(api: Any, digest: str) -> str | None:
-    """The newest image labelled ``longshore.source-digest=<digest>``, if any."""
-    images = api.images(filters={"label": f"{LABEL_SOURCE_DIGEST}={digest}"})
+def find_image(api: Any, digest: str, scope: str | None = None) -> str | None:
+    """The newest image labelled ``longshore.source-digest=<digest>`` (and
+    ``longshore.scope=<scope>`` when given), if any."""
+    wanted = [f"{LABEL_SOURCE_DIGEST}={digest}"]
+    if scope is not None:
+        wanted.append(f"{LABEL_SCOPE}={scope}")
+    images = api.images(filters={"label": wanted})
     if not images:
         return None
     newest = max(images, key=lambda image: image.get("Created", 0))
     return str(newest["Id"])
 
 
-def image_if_labelled(api: Any, image_id: str, digest: str) -> str | None:
-    """``image_id`` if that image still exists with ``longshore.source-digest=<digest>``."""
+def image_if_labelled(api: Any, image_id: str, digest: str, scope: str | None = None) -> str | None:
+    """``image_id`` if that image still exists with ``longshore.source-digest=<digest>``
+    (and ``longshore.scope=<scope>`` when given)."""
     try:
         image = api.inspect_image(image_id)
     except docker.errors.NotFound:
         return None
     labels = (image.get("Config") or {}).get("Labels") or {}
-    return image_id if labels.get(LABEL_SOURCE_DIGEST) == digest else None
+    if labels.get(LABEL_SOURCE_DIGEST) != digest:
+        return None
+    return image_id if scope is None or labels.get(LABEL_SCOPE) == scope else None
 
 
-def create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
-    """Create (not start) the container of ``spec``; its id."""
+def create_container(
+    api: Any, spec: RunSpec, tmp_size_mb: int, artifacts_volume: str | None = None
+) -> str:
+    """Create (not start) the container of ``spec``; its id. ``artifacts_volume`` is the
+    capped volume of the artifacts directory (``jobrunner.docker_engine.artifact_holders``);
+    without one it is an anonymous volume, uncapped."""
     mounts = []
     if spec.artifacts_path is not None:
-        # An anonymous volume: writable on a read-only root and, unlike a tmpfs, still
-        # there after the exit for ``get_archive`` (see ``jobrunner.docker_engine.artifacts``).
-        mounts.append(Mount(target=spec.artifacts_path, source=None, type="volume"))
+        # Writable on a read-only root and still there after the exit for ``get_archive``.
+        mounts.append(Mount(target=spec.artifacts_path, source=artifacts_volume, type="volume"))
     memory = f"{spec.memory_mb}m"
     host_config = api.create_host_config(
         network_mode=spec.network,
@@ -80,6 +90,7 @@ def create_container(api: Any, spec: RunSpec, tmp_size_mb: int) -> str:
         # setting up the empty sandbox (measured: 460 vs 160 ms); ``NetworkDisabled`` gives
         # the same isolation (a network namespace holding only ``lo``) without that cost.
         network_disabled=spec.network == "none",
+        user=spec.user,
         tty=False,
         stdin_open=False,
     )

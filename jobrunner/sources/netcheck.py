@@ -10,8 +10,9 @@ Against server-side request forgery a source host is checked three times, on eve
 2. the host is in the allowlist (exact name, case-insensitive, one trailing dot ignored;
    ``*`` allows any host). Entries are compared as written, so internationalised names must
    be listed in their ASCII ``xn--`` form, which is how the URL parser hands them to us;
-3. every address the name resolves to is public (not loopback, private, link-local,
-   unspecified, multicast, reserved or shared), unless ``allow_private_hosts``.
+3. every address the name resolves to is public, unless ``allow_private_hosts``: a positive
+   rule (:func:`is_public_address`), not a list of bad ranges, so a form nobody thought of
+   is refused rather than let through.
 
 :func:`resolve_checked` returns the checked addresses so the caller can connect to exactly
 those (the tarball source does; see :mod:`jobrunner.sources.tarball`), which closes the
@@ -34,6 +35,8 @@ ANY_HOST: Final = "*"
 
 # IPv6 prefixes that embed an IPv4 address the packet may end up at (NAT64 well-known prefix).
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Where the globally routable IPv6 unicast addresses are allocated (RFC 4291, IANA).
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
 def normalise_host(host: str) -> str:
@@ -85,10 +88,20 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 
 def is_public_address(address: IPAddress) -> bool:
-    """Whether ``address`` is globally routable unicast (and so is whatever it embeds)."""
+    """Whether ``address`` is globally routable unicast (and so is whatever it embeds).
+
+    An IPv6 address that embeds an IPv4 address in a form packets are routed by (IPv4-mapped
+    ``::ffff:0:0/96``, the NAT64 prefix ``64:ff9b::/96``, 6to4, Teredo) is public only when
+    that IPv4 address is. Any other IPv6 address must lie in global unicast space
+    (``2000::/3``): this refuses, among others, IPv4-compatible ``::/96``, SIIT
+    ``::ffff:0:0:0/96``, local-use NAT64 ``64:ff9b:1::/48`` and site-local ``fec0::/10``,
+    which Python's ``is_global`` counts as global."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(address)
-        if embedded is not None and not is_public_address(embedded):
+        if embedded is not None:
+            if not is_public_address(embedded):
+                return False
+        elif address not in _GLOBAL_UNICAST:
             return False
     # ``is_global`` is false for loopback, private, link-local, unspecified, reserved and
     # shared (100.64/10) ranges; multicast can be "global", so it is refused explicitly.

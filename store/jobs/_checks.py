@@ -29,7 +29,7 @@ _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ARTIFACT_NAME: Final = 1024
 _MAX_LABEL: Final = 256  # actor, schedule name, commit sha, image id
 
-_TEXT_FIELDS: Final = ("commit_sha", "source_sha256", "image_id", "output_sha256")
+_TEXT_FIELDS: Final = ("commit_sha", "source_sha256", "image_id", "output_sha256", "user")
 
 
 def check_job_name(name: object) -> str:

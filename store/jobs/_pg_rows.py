@@ -26,7 +26,7 @@ def _json(value: Any) -> str:
 
 
 def definition_args(definition: JobDefinition) -> list[Any]:
-    """Parameters $1-$18 of ``upsert_job``."""
+    """Parameters $1-$19 of ``upsert_job``."""
     return [
         definition.name,
         definition.description,
@@ -46,6 +46,7 @@ def definition_args(definition: JobDefinition) -> list[Any]:
         definition.artifacts_path,
         definition.output_bytes,
         OutputLimitAction(definition.on_output_limit).value,
+        definition.user,
     ]
 
 
@@ -70,13 +71,14 @@ def definition_from_row(row: Row) -> JobDefinition:
         artifacts_path=row["artifacts_path"],
         output_bytes=row["output_bytes"],
         on_output_limit=OutputLimitAction(row["on_output_limit"]),
+        user=row["run_user"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 def fields_args(fields: RunFields) -> list[Any]:
-    """Parameters $5-$13 of ``transition_run``: ``None`` keeps the stored value."""
+    """Parameters $5-$14 of ``transition_run``: ``None`` keeps the stored value."""
     artifacts = fields.get("artifacts")
     return [
         fields.get("exit_code"),
@@ -88,6 +90,7 @@ def fields_args(fields: RunFields) -> list[Any]:
         fields.get("output_truncated"),
         fields.get("build_log"),
         None if artifacts is None else _json(artifacts_json(artifacts)),
+        fields.get("user"),
     ]
 
 
@@ -121,5 +124,6 @@ def run_from_row(row: Row) -> Run:
         artifacts=artifacts_from_json(row["artifacts"]),
         build_log=row["build_log"],
         output_sha256=row["output_sha256"],
+        user=row["run_user"],
         updated_at=row["updated_at"],
     )

@@ -48,6 +48,7 @@ def definition_params(definition: JobDefinition, now: int) -> Params:
         "artifacts_path": definition.artifacts_path,
         "output_bytes": definition.output_bytes,
         "on_output_limit": OutputLimitAction(definition.on_output_limit).value,
+        "run_user": definition.user,
         "now": now,
     }
 
@@ -73,6 +74,7 @@ def definition_from_row(row: sqlite3.Row) -> JobDefinition:
         artifacts_path=row["artifacts_path"],
         output_bytes=row["output_bytes"],
         on_output_limit=OutputLimitAction(row["on_output_limit"]),
+        user=row["run_user"],
         created_at=from_us(row["created_at"]),
         updated_at=from_us(row["updated_at"]),
     )
@@ -92,6 +94,7 @@ def fields_params(fields: RunFields) -> Params:
         "output_truncated": None if truncated is None else int(truncated),
         "build_log": fields.get("build_log"),
         "artifacts": None if artifacts is None else to_json(artifacts_json(artifacts)),
+        "run_user": fields.get("user"),
     }
 
 
@@ -121,5 +124,6 @@ def run_from_row(row: sqlite3.Row) -> Run:
         artifacts=artifacts_from_json(json.loads(row["artifacts"])),
         build_log=row["build_log"],
         output_sha256=row["output_sha256"],
+        user=row["run_user"],
         updated_at=from_us(row["updated_at"]),
     )

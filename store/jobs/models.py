@@ -71,7 +71,9 @@ class JobDefinition:
     their fields and rules belong to the job runner (``jobrunner.sources``); the store keeps
     the fields as one JSON object and only checks that they are strings. ``path`` is the
     build context's subdirectory (``None``: the archive root, or its single top-level
-    directory). ``output_bytes`` ``None`` means the server's cap.
+    directory). ``output_bytes`` ``None`` means the server's cap. ``user`` is who the
+    container runs as (``uid[:gid]`` or names the image knows); ``None`` means the job
+    runner's unprivileged default.
 
     ``revision``, ``created_at`` and ``updated_at`` are set by the store: a definition that
     was never saved has revision 0 and no timestamps; each save increments the revision.
@@ -93,6 +95,7 @@ class JobDefinition:
     artifacts_path: str = "/artifacts"
     output_bytes: int | None = None
     on_output_limit: OutputLimitAction = OutputLimitAction.TRUNCATE
+    user: str | None = None
     revision: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -216,6 +219,8 @@ class Run:
     updated_at: datetime | None = None
     output_sha256: str | None = None
     """SHA256 of the retained output (head + tail), whose bytes are in the artifact store."""
+    user: str | None = None
+    """The user the container ran as (set when the run reaches ``running``)."""
 
     def artifact(self, name: str) -> RunArtifact | None:
         """The artifact called ``name``, if the run has one."""
@@ -236,6 +241,7 @@ class RunFields(TypedDict, total=False):
     build_log: str
     artifacts: tuple[RunArtifact, ...] | list[RunArtifact]
     output_sha256: str
+    user: str
 
 
 def bound_text(text: str, limit: int, *, keep: str = "tail") -> str:

@@ -52,6 +52,7 @@ def full_tarball_job() -> JobDefinition:
         artifacts_path="/out/artifacts",
         output_bytes=65536,
         on_output_limit=OutputLimitAction.FAIL,
+        user="1000:1000",
     )
 
 

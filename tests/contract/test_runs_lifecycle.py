@@ -107,7 +107,11 @@ async def test_a_run_goes_through_every_stage_with_its_time_stamped(run_store):
         run.run_id, RunStatus.BUILDING, commit_sha="c0ffee" * 6 + "abcd"
     )
     running = await run_store.transition(
-        run.run_id, RunStatus.RUNNING, image_id="sha256:" + "1" * 64, build_log="Step 1/2\n"
+        run.run_id,
+        RunStatus.RUNNING,
+        image_id="sha256:" + "1" * 64,
+        build_log="Step 1/2\n",
+        user="65534:65534",
     )
     done = await run_store.transition(
         run.run_id, RunStatus.SUCCEEDED, exit_code=0, output_bytes=1234, output_truncated=False
@@ -131,6 +135,8 @@ async def test_a_run_goes_through_every_stage_with_its_time_stamped(run_store):
     assert done.commit_sha == "c0ffee" * 6 + "abcd"
     assert done.image_id == "sha256:" + "1" * 64
     assert done.build_log == "Step 1/2\n"
+    assert building.user is None
+    assert done.user == "65534:65534"
     assert (done.exit_code, done.output_bytes, done.output_truncated) == (0, 1234, False)
     assert done.queued_at == run.queued_at
     assert await run_store.get(run.run_id) == done

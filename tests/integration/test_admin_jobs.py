@@ -80,6 +80,7 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             artifactsPath="/out",
             outputBytes=4096,
             onOutputLimit="fail",
+            user="1000:1000",
         )
         response = await client.post("/jobs", json=full, headers=ADMIN)
         assert response.status_code == 201, response.text
@@ -105,6 +106,7 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             "artifactsPath": "/out",
             "outputBytes": 4096,
             "onOutputLimit": "fail",
+            "user": "1000:1000",
             "revision": 1,
             "createdAt": job["createdAt"],
             "createdAtMs": job["createdAtMs"],
@@ -244,6 +246,11 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
         (git_job("cpus", resources={"cpus": 0}), "resources.cpus"),
         (git_job("retries", retries="3"), "retries"),
         (git_job("timeout", timeoutSeconds=-1), "timeoutSeconds"),
+        (git_job("long", timeoutSeconds=86_401), "timeoutSeconds"),  # over the server ceiling
+        (git_job("memory", resources={"memoryMb": 8193}), "resources.memoryMb"),
+        (git_job("pids", resources={"pidsLimit": 4097}), "resources.pidsLimit"),
+        (git_job("many-cpus", resources={"cpus": 4.5}), "resources.cpus"),
+        (git_job("user", user="root;id"), "user"),
         (git_job("art", artifactsPath="/proc/x"), "artifactsPath"),
         (git_job("limit", onOutputLimit="explode"), "onOutputLimit"),
         (git_job("unknown", colour="blue"), "colour"),

@@ -232,7 +232,7 @@ async def test_a_run_detail_carries_every_field_of_the_record(admin: FullAdmin) 
     )
     await move(admin, run, RunStatus.FETCHING, commit_sha="c" * 40)
     await move(admin, run, RunStatus.BUILDING, source_sha256=SHA, build_log="step 1/2\nok\n")
-    await move(admin, run, RunStatus.RUNNING, image_id="sha256:" + "e" * 64)
+    await move(admin, run, RunStatus.RUNNING, image_id="sha256:" + "e" * 64, user="65534:65534")
     await admin.runtime.stores.runs.request_cancel(run.run_id)
     final = await move(
         admin,
@@ -283,6 +283,7 @@ async def test_a_run_detail_carries_every_field_of_the_record(admin: FullAdmin) 
         "outputTruncated": True,
         "outputSha256": "cd" * 32,
         "artifacts": [{"name": "out/report.txt", "sizeBytes": 7, "sha256": "ef" * 32}],
+        "user": "65534:65534",
         "buildLog": "step 1/2\nok\n",
     }
     stamps = {

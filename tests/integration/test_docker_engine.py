@@ -419,9 +419,9 @@ def _count_collections(engine: DockerEngine, monkeypatch: pytest.MonkeyPatch) ->
     calls: list[str] = []
     collect = engine._artifacts.collect
 
-    async def counted(container_id: str, run_spec: RunSpec) -> Any:
+    async def counted(container_id: str, path: str, run_spec: RunSpec) -> Any:
         calls.append(container_id)
-        return await collect(container_id, run_spec)
+        return await collect(container_id, path, run_spec)
 
     monkeypatch.setattr(engine._artifacts, "collect", counted)
     return calls

@@ -312,6 +312,18 @@ async def test_an_archive_over_the_cap_is_refused(
     assert leftovers(dest) == []
 
 
+async def test_an_archive_over_the_source_byte_cap_is_refused(
+    repo: WorkRepo, url: str, config: RunnerConfig, dest: Path
+) -> None:
+    # The archive limits allow it; the source byte cap (WORKER_JOB_TARBALL_MAX_BYTES) does not.
+    repo.commit({"zeros.bin": bytes(3 << 20)}, "over-source-cap")
+    repo.tag("over-source-cap")
+    config = replace(config, tarball_max_bytes=1 << 20)
+    with pytest.raises(UnsafeArchive, match=f"larger than the cap of {1 << 20} bytes"):
+        await fetch_git_tag(url, "over-source-cap", config, dest)
+    assert leftovers(dest) == []
+
+
 async def test_a_guard_stops_a_running_git_at_once(
     server: GitServer, repo: WorkRepo, tmp_path: Path
 ) -> None:

@@ -289,6 +289,10 @@ async def test_a_private_address_is_refused_unless_allowed(
         "https://10.1.2.3/x.tar.gz",  # private
         "https://[::ffff:127.0.0.1]/x.tar.gz",  # loopback dressed as IPv6
         "https://[::1]/x.tar.gz",
+        "https://[::127.0.0.1]/x.tar.gz",  # IPv4-compatible loopback
+        "https://[::ffff:0:127.0.0.1]/x.tar.gz",  # SIIT loopback
+        "https://[64:ff9b:1::a00:1]/x.tar.gz",  # local-use NAT64
+        "https://[fec0::1]/x.tar.gz",  # site-local
         "https://0.0.0.0/x.tar.gz",  # unspecified
         "https://224.0.0.1/x.tar.gz",  # multicast
     ],
@@ -411,6 +415,19 @@ def test_a_tarball_path_escaping_by_symlink_is_refused(
         resolve_tarball_path("team/file-link.tar.gz", None, path_config)
     with pytest.raises(NotAllowed, match="outside the tarball dir"):
         resolve_tarball_path("dir-link/outside.tar.gz", None, path_config)
+
+
+def test_a_hard_linked_tarball_path_is_refused(
+    path_config: RunnerConfig, tarball_dir: Path, tmp_path: Path, dest: Path
+) -> None:
+    # A hard link made into the tarball dir reads a file that lives outside it.
+    (tmp_path / "outside.tar.gz").write_bytes(TARBALL)
+    os.link(tmp_path / "outside.tar.gz", tarball_dir / "team" / "linked.tar.gz")
+    with pytest.raises(NotAllowed, match="2 hard links"):
+        resolve_tarball_path("team/linked.tar.gz", None, path_config, dest)
+    with pytest.raises(NotAllowed, match="hard links"):
+        resolve_tarball_path("team/linked.tar.gz", SHA, path_config)
+    assert not dest.exists() or list(dest.iterdir()) == []
 
 
 def test_a_symlink_staying_inside_the_tarball_dir_is_followed(

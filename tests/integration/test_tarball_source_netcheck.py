@@ -58,6 +58,15 @@ def test_hosts_match_the_allowlist_exactly(host: str, allowlist: list[str], allo
         ("::ffff:93.184.216.34", True),  # IPv4-mapped goes where its IPv4 address goes
         ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
         ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("::7f00:1", False),  # IPv4-compatible ::127.0.0.1 (::/96)
+        ("::a9fe:a9fe", False),  # IPv4-compatible 169.254.169.254
+        ("::ffff:0:7f00:1", False),  # SIIT IPv4-translated 127.0.0.1 (::ffff:0:0:0/96)
+        ("::ffff:0:5db8:d822", False),  # SIIT, even of a public IPv4 address
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 (64:ff9b:1::/48)
+        ("64:ff9b:1:5db8:d8:2200::", False),
+        ("fec0::1", False),  # site-local (fec0::/10)
+        ("64:ff9b::5db8:d822", True),  # NAT64 of a public address goes there
+        ("2002:5db8:d822::1", True),  # 6to4 of a public address
     ],
 )
 def test_only_public_unicast_addresses_are_public(address: str, public: bool) -> None:

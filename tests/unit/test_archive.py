@@ -492,3 +492,39 @@ def test_an_oversized_pax_header_is_refused_before_it_is_read() -> None:
 def test_a_truncated_archive_is_refused() -> None:
     archive = make_tar(dockerfile(), E("big", b"x" * 5000), gz=True)
     assert "corrupt or truncated" in refused(archive[: len(archive) // 2])
+
+
+def pax_sparse_tar(real_size: int, *, gz: bool = True) -> bytes:
+    """A tar whose one file is a PAX (format 1.0) sparse file: a few hundred bytes that
+    tarfile would expand to ``real_size`` bytes of mostly zeros."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(DOCKERFILE)
+        tar.addfile(info, io.BytesIO(DOCKERFILE))
+        # The sparse map (one region: 512 bytes of data at the end) precedes the data.
+        sparse_map = f"1\n{real_size - 512}\n512\n".encode().ljust(512, b"\0")
+        data = sparse_map + b"x" * 512
+        info = tarfile.TarInfo("GNUSparseFile.0/big")
+        info.size = len(data)
+        info.pax_headers = {
+            "GNU.sparse.major": "1",
+            "GNU.sparse.minor": "0",
+            "GNU.sparse.name": "big",
+            "GNU.sparse.realsize": str(real_size),
+        }
+        tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0) if gz else raw.getvalue()
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_a_pax_sparse_file_is_refused_before_it_is_expanded(gz: bool) -> None:
+    archive = pax_sparse_tar(200 << 20, gz=gz)  # 200 MiB from a few hundred bytes
+    assert len(archive) < 1024 or not gz
+    message = refused(archive)
+    assert "'big'" in message
+    assert "sparse files are not allowed" in message
+
+
+def test_the_default_total_cap_fits_a_build_context() -> None:
+    assert SourceLimits().max_total_bytes == 256 << 20

@@ -3,9 +3,18 @@ Docker's own parser before anything reaches the engine."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
+
 import pytest
 
-from jobrunner.build_policy import check_dockerfile, image_allowed, normalise_image
+from jobrunner.build_policy import (
+    check_build_context,
+    check_dockerfile,
+    image_allowed,
+    normalise_image,
+)
 from jobrunner.errors import SourceRejected
 
 ANY = ("*",)
@@ -115,6 +124,9 @@ def test_buildkit_escapes_from_the_sandbox_are_refused(flag: str, word: str) -> 
 def test_a_syntax_directive_is_refused_but_escape_is_fine() -> None:
     assert "syntax" in refused("# syntax=docker/dockerfile:1\nFROM busybox\n")
     assert "check" in refused("# check=skip=all\nFROM busybox\n")
+    # Docker's parser drops a byte order mark before it reads the directives.
+    assert "syntax" in refused("\ufeff# syntax=docker/dockerfile:1\nFROM busybox\n")
+    assert "syntax" in refused("#  SYNTAX = docker/dockerfile:1\nFROM busybox\n")
     check_dockerfile("# escape=`\nFROM busybox\n", allowed_images=ANY)
     # After the first other line, "# syntax=" is only a comment.
     check_dockerfile(
@@ -171,3 +183,26 @@ def test_patterns_are_normalised_like_image_names() -> None:
     assert image_allowed("busybox:1", ("docker.io/library/busybox:*",))
     assert not image_allowed("busybox:1", ("busybox",))
     assert not image_allowed("evil/busybox:1", ("busybox:*",))
+
+
+def test_the_dockerfile_of_a_build_context_is_read_and_checked(tmp_path: Path) -> None:
+    context = tmp_path / "context.tar"
+    with tarfile.open(context, "w") as tar:
+        for name, data in (
+            ("Dockerfile", b"FROM busybox\nADD http://127.0.0.1:1/x /x\n"),
+            ("ok/Dockerfile", b"FROM busybox:1.36\nCOPY . /\n"),
+            ("latin1/Dockerfile", "FROM busybox\n# caf\xe9\n".encode("latin-1")),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(
+        SourceRejected, match=r"Dockerfile line 2: ADD of 'http://127\.0\.0\.1:1/x'"
+    ):
+        check_build_context(context, "Dockerfile", allowed_images=ANY)
+    plan = check_build_context(context, "ok/Dockerfile", allowed_images=ANY)
+    assert plan.images == ("busybox:1.36",)
+    with pytest.raises(SourceRejected, match="not UTF-8"):
+        check_build_context(context, "latin1/Dockerfile", allowed_images=ANY)
+    with pytest.raises(SourceRejected, match="no regular file 'missing'"):
+        check_build_context(context, "missing", allowed_images=ANY)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.config import RunnerConfig
+from jobrunner.config import JobCeilings, RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition
 from store.jobs.models import JobDefinition, OutputLimitAction, Resources
@@ -22,6 +22,8 @@ CONFIG = RunnerConfig(
     tarball_dir=Path("/srv/tarballs"),
     network_allowlist=("etl-net",),
     output_bytes=1_000_000,
+    # As high as the rules allow: the server ceilings have tests of their own.
+    ceilings=JobCeilings(max_timeout_seconds=7 * 24 * 3600),
 )
 
 
@@ -535,3 +537,53 @@ def test_the_output_cap_may_not_exceed_the_servers():
 def test_on_output_limit_is_truncate_or_fail():
     assert "truncate" in refused(git_job(on_output_limit="drop"), "onOutputLimit")
     refused(git_job(on_output_limit=None), "onOutputLimit")
+
+
+# --- server ceilings and the run user ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "variable"),
+    [
+        ({"resources": Resources(memory_mb=8193)}, "resources.memoryMb", "MAX_MEMORY_MB"),
+        ({"resources": Resources(cpus=4.5)}, "resources.cpus", "MAX_CPUS"),
+        ({"resources": Resources(pids_limit=4097)}, "resources.pidsLimit", "MAX_PIDS"),
+        ({"timeout_seconds": 86_401}, "timeoutSeconds", "MAX_TIMEOUT_SECONDS"),
+    ],
+)
+def test_a_definition_above_the_server_ceilings_is_refused(overrides, field, variable):
+    message = refused(
+        git_job(**overrides), field, dataclasses.replace(CONFIG, ceilings=JobCeilings())
+    )
+    assert f"WORKER_JOB_{variable}" in message
+    assert "ceiling" in message
+
+
+def test_the_ceilings_are_the_servers_settings():
+    lower = dataclasses.replace(
+        CONFIG,
+        ceilings=JobCeilings(max_memory_mb=256, max_cpus=0.5, max_pids=64, max_timeout_seconds=60),
+    )
+    refused(
+        git_job(resources=Resources(memory_mb=512), timeout_seconds=60), "resources.memoryMb", lower
+    )
+    refused(git_job(timeout_seconds=61), "timeoutSeconds", lower)
+    at_the_ceiling = git_job(
+        resources=Resources(memory_mb=256, cpus=0.5, pids_limit=64), timeout_seconds=60
+    )
+    assert validate_definition(at_the_ceiling, lower).resources.memory_mb == 256
+
+
+@pytest.mark.parametrize("user", ["0", "1000", "1000:1000", "app", "app:staff", "_svc.x-1"])
+def test_a_run_user_by_number_or_name_passes(user):
+    assert validate_definition(git_job(user=user), CONFIG).user == user
+
+
+def test_no_run_user_means_the_runners_default():
+    assert validate_definition(git_job(), CONFIG).user is None
+    assert validate_definition(git_job(user=""), CONFIG).user is None
+
+
+@pytest.mark.parametrize("user", ["root;id", "1000:", ":1000", "a b", "1:2:3", "-u", 5, "A"])
+def test_a_run_user_docker_could_misread_is_refused(user):
+    refused(git_job(user=user), "user")

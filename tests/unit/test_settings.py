@@ -126,6 +126,53 @@ def test_job_settings_reach_the_runner_config():
     assert config.allow_private_hosts is True
 
 
+def test_sandbox_settings_reach_the_runner_config():
+    from service.runtime import runner_config
+
+    config = runner_config(
+        load_settings(
+            {
+                "WORKER_JOB_ARCHIVE_MAX_ENTRIES": "500",
+                "WORKER_JOB_ARCHIVE_MAX_FILE_BYTES": "8MiB",
+                "WORKER_JOB_ARCHIVE_MAX_BYTES": "32MiB",
+                "WORKER_JOB_ARTIFACTS_MAX_BYTES": "16MiB",
+                "WORKER_JOB_BASE_IMAGES": "busybox:*, registry.example/base/*",
+                "WORKER_JOB_PULL": "missing",
+                "WORKER_JOB_PULL_TIMEOUT": "2m",
+                "WORKER_JOB_MAX_MEMORY_MB": "2048",
+                "WORKER_JOB_MAX_CPUS": "2.5",
+                "WORKER_JOB_MAX_PIDS": "512",
+                "WORKER_JOB_MAX_TIMEOUT_SECONDS": "2h",
+            }
+        )
+    )
+    limits = config.archive_limits
+    assert (limits.max_entries, limits.max_file_bytes, limits.max_total_bytes) == (
+        500,
+        8 << 20,
+        32 << 20,
+    )
+    assert config.artifact_limits.max_total_bytes == 16 << 20
+    assert config.artifact_limits.max_file_bytes == 16 << 20
+    assert config.build.base_images == ("busybox:*", "registry.example/base/*")
+    assert config.build.pull == "missing"
+    assert config.build.pull_timeout == 120.0
+    ceilings = config.ceilings
+    assert (ceilings.max_memory_mb, ceilings.max_cpus, ceilings.max_pids) == (2048, 2.5, 512)
+    assert ceilings.max_timeout_seconds == 7200
+
+
+def test_sandbox_defaults_never_pull_and_cap_archives_and_artifacts():
+    from service.runtime import runner_config
+
+    config = runner_config(load_settings({}))
+    assert config.build.pull == "never"
+    assert config.build.base_images == ("*",)
+    assert config.archive_limits.max_total_bytes == 256 << 20
+    assert config.artifact_limits.max_total_bytes == 256 << 20
+    assert config.ceilings.max_timeout_seconds == 86_400
+
+
 def test_private_hosts_and_http_are_refused_by_default():
     from service.runtime import runner_config
 
@@ -168,6 +215,12 @@ def test_event_settings_reach_the_event_store_options():
         ({"WORKER_JOB_ALLOW_PRIVATE_HOSTS": "maybe"}, "WORKER_JOB_ALLOW_PRIVATE_HOSTS"),
         ({"WORKER_JOB_EVENT_DURABILITY": "sometimes"}, "WORKER_JOB_EVENT_DURABILITY"),
         ({"WORKER_ADMIN_AUDIT_RETENTION": "a week"}, "WORKER_ADMIN_AUDIT_RETENTION"),
+        ({"WORKER_JOB_PULL": "always"}, "WORKER_JOB_PULL"),
+        ({"WORKER_JOB_BASE_IMAGES": "busybox:$TAG"}, "WORKER_JOB_BASE_IMAGES"),
+        ({"WORKER_JOB_MAX_CPUS": "0"}, "WORKER_JOB_MAX_CPUS"),
+        ({"WORKER_JOB_MAX_TIMEOUT_SECONDS": "30d"}, "WORKER_JOB_MAX_TIMEOUT_SECONDS"),
+        ({"WORKER_JOB_ARTIFACTS_MAX_BYTES": "1KiB"}, "WORKER_JOB_ARTIFACTS_MAX_BYTES"),
+        ({"WORKER_JOB_ARCHIVE_MAX_BYTES": "lots"}, "WORKER_JOB_ARCHIVE_MAX_BYTES"),
     ],
 )
 def test_bad_job_and_event_settings_name_their_variable(env, named):

@@ -18,7 +18,8 @@ address of the host passed :mod:`jobrunner.sources.netcheck` (unless
 3. otherwise, in a fresh bare repository in a temporary directory under ``dest_dir``:
    ``git init --bare``, ``git fetch --depth 1 --no-tags -- <url> +refs/tags/T:refs/tags/T``
    (objects checked with ``transfer.fsckObjects``; the repository's size is watched and the
-   fetch stopped past the archive cap), ``git rev-parse --verify refs/tags/T^{commit}``, which
+   fetch stopped past the archive cap, :func:`archive_cap`: the source byte cap
+   ``WORKER_JOB_TARBALL_MAX_BYTES``), ``git rev-parse --verify refs/tags/T^{commit}``, which
    must equal what ``ls-remote`` said (else the tag moved meanwhile: :class:`FetchFailed`, a
    retry resolves it again), and ``git archive --format=tar <sha>`` streamed to a file with a
    byte cap. The temporary directory is removed whatever happens.
@@ -41,7 +42,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobrunner.config import RunnerConfig, SourceLimits
+from jobrunner.config import RunnerConfig
 from jobrunner.errors import FetchFailed, SourceRejected
 from jobrunner.hashing import HashingWriter
 from jobrunner.sources.git.cache import cache_lookup, cache_store
@@ -123,12 +124,16 @@ def _tree_size(root: Path) -> int:
     return total
 
 
-def archive_cap(limits: SourceLimits) -> int:
-    """Largest ``git archive`` output (and fetched repository) accepted: the archive's total
-    file-size cap plus room for tar headers (the same allowance as the archive reader's)."""
+def archive_cap(config: RunnerConfig) -> int:
+    """Largest ``git archive`` output (and fetched repository) accepted: the source byte cap
+    (``tarball_max_bytes``, the cap of every source's bytes), and never more than the
+    archive's total file-size cap plus room for tar headers (the same allowance as the
+    archive reader's)."""
+    limits = config.archive_limits
     # Per entry: a header, a PAX header for long names and padding; then the PAX global
     # header git writes (the commit id), the end-of-archive blocks and record padding.
-    return limits.max_total_bytes + limits.max_entries * 2048 + (1 << 20)
+    headers = limits.max_entries * 2048 + (1 << 20)
+    return min(config.tarball_max_bytes, limits.max_total_bytes + headers)
 
 
 async def _fetch_and_archive(
@@ -295,8 +300,6 @@ async def _fetch_to(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as raw:
         out = HashingWriter(raw)
-        await _fetch_and_archive(
-            git, repo, tag, host, commit, workspace, out, archive_cap(config.archive_limits)
-        )
+        await _fetch_and_archive(git, repo, tag, host, commit, workspace, out, archive_cap(config))
     os.replace(tmp, dest)
     return out.digest.hexdigest(), out.size

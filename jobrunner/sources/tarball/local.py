@@ -4,7 +4,9 @@
 ``tarball_dir`` with symbolic links followed and the result required to stay inside; the file
 is opened without following a final link, checked again through the open descriptor (so a
 link swapped in after the check does not count), and hashed (or copied and hashed) from that
-descriptor, capped at ``tarball_max_bytes``.
+descriptor, capped at ``tarball_max_bytes``. A file with more than one hard link, or on
+another file system than ``tarball_dir`` (a mount inside it), is refused: its bytes could
+be anybody's file outside the directory, which the path rules cannot see.
 
 :func:`check_inside` is the lighter check made when a definition is saved.
 
@@ -92,8 +94,19 @@ def resolve_tarball_path(
     except OSError as exc:
         raise SourceRejected(f"tarball path {relative_path!r}: cannot open: {exc}") from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        opened_stat = os.fstat(fd)
+        if not stat.S_ISREG(opened_stat.st_mode):
             raise SourceRejected(f"tarball path {relative_path!r}: not a regular file")
+        if opened_stat.st_nlink != 1:
+            raise NotAllowed(
+                f"tarball path {relative_path!r}: the file has {opened_stat.st_nlink} hard "
+                "links; a hard-linked file may be a file from outside the tarball dir"
+            )
+        if opened_stat.st_dev != root.stat().st_dev:
+            raise NotAllowed(
+                f"tarball path {relative_path!r}: the file is on another file system than the "
+                "tarball dir"
+            )
         # Checked again through the descriptor: a component swapped for a link after
         # resolve() is caught here.
         opened = _fd_path(fd)

@@ -9,10 +9,10 @@
 INSERT INTO job_definitions (
     name, revision, description, source, source_fields, path, dockerfile, command, env,
     queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
-    output_bytes, on_output_limit
+    output_bytes, on_output_limit, run_user
 ) VALUES (
     $1, 1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15,
-    $16, $17, $18
+    $16, $17, $18, $19
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
@@ -33,6 +33,7 @@ ON CONFLICT (name) DO UPDATE SET
     artifacts_path = excluded.artifacts_path,
     output_bytes = excluded.output_bytes,
     on_output_limit = excluded.on_output_limit,
+    run_user = excluded.run_user,
     updated_at = now()
 RETURNING *;
 
@@ -78,6 +79,7 @@ UPDATE runs SET
     output_truncated = coalesce($11::boolean, output_truncated),
     build_log = coalesce($12::text, build_log),
     artifacts = coalesce($13::jsonb, artifacts),
+    run_user = coalesce($14::text, run_user),
     updated_at = now()
 WHERE run_id = $1 AND status = ANY ($3::text[])
 RETURNING *;

@@ -413,3 +413,7 @@ CREATE TRIGGER tasks_keep_released_key
     FOR EACH ROW
     WHEN (OLD.state = 'dead' AND OLD.key IS NOT NULL AND NEW.key IS NULL)
     EXECUTE FUNCTION longshore_keep_released_key();
+
+-- 008: the user a job's container runs as (see migrations/008_run_user.sql).
+ALTER TABLE job_definitions ADD COLUMN run_user text;
+ALTER TABLE runs ADD COLUMN run_user text;

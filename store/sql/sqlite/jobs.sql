@@ -10,11 +10,11 @@
 INSERT INTO job_definitions (
     name, revision, description, source, source_fields, path, dockerfile, command, env,
     queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
-    output_bytes, on_output_limit, created_at, updated_at
+    output_bytes, on_output_limit, run_user, created_at, updated_at
 ) VALUES (
     :name, 1, :description, :source, :source_fields, :path, :dockerfile, :command, :env,
     :queue, :retries, :timeout_seconds, :memory_mb, :cpus, :pids_limit, :network,
-    :artifacts_path, :output_bytes, :on_output_limit, :now, :now
+    :artifacts_path, :output_bytes, :on_output_limit, :run_user, :now, :now
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
@@ -35,6 +35,7 @@ ON CONFLICT (name) DO UPDATE SET
     artifacts_path = excluded.artifacts_path,
     output_bytes = excluded.output_bytes,
     on_output_limit = excluded.on_output_limit,
+    run_user = excluded.run_user,
     updated_at = excluded.updated_at
 RETURNING *
 
@@ -84,6 +85,7 @@ UPDATE runs SET
     output_truncated = coalesce(:output_truncated, output_truncated),
     build_log = coalesce(:build_log, build_log),
     artifacts = coalesce(:artifacts, artifacts),
+    run_user = coalesce(:run_user, run_user),
     updated_at = :now
 WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:sources))
 RETURNING *

@@ -195,3 +195,7 @@ CREATE TABLE schedules_state (
 );
 
 INSERT INTO schedules_state (id, version, all_paused) VALUES (1, 0, 0);
+
+-- 007: the user a job's container runs as (see migrations/007_run_user.sql).
+ALTER TABLE job_definitions ADD COLUMN run_user TEXT;
+ALTER TABLE runs ADD COLUMN run_user TEXT;
