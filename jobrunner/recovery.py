@@ -11,13 +11,14 @@ runner's scope (``longshore.scope``) and the run (``longshore.run``).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from jobrunner.engine import LABEL_RUN, LABEL_SCOPE, ContainerEngine
 from jobrunner.errors import describe
 from jobrunner.run_events import RunRecorder
 from store.jobs.models import Run, RunStatus
 from store.jobs.protocol import RunStore
-from store.queue.models import TaskState
+from store.queue.models import Task, TaskState
 from store.queue.protocol import TaskQueue
 
 logger = logging.getLogger(__name__)
@@ -119,11 +120,15 @@ class CrashRecovery:
         """The ids of the runs live workers own, and the unfinished runs no one owns (not
         ``queued``)."""
         live = {record.info.worker_id for record in await self._queue.list_workers()}
+        now = datetime.now(UTC)
         owned: set[str] = set()
         interrupted: list[Run] = []
         for run in await self._runs.active_runs():
             task = None if run.task_id is None else await self._queue.get_task(run.task_id)
-            if task is not None and task.state is TaskState.RUNNING and task.lease_owner in live:
+            # A lease still in force means its owner renewed it lately, listed or not (a
+            # live worker swept during a store outage registers again with its next
+            # heartbeat): missing from the registry alone never ends a run.
+            if task is not None and _held(task, live, now):
                 owned.add(run.run_id)
             elif run.status is not RunStatus.QUEUED:
                 interrupted.append(run)
@@ -136,3 +141,12 @@ class CrashRecovery:
                 "marked an interrupted run failed",
                 extra={"run_id": run.run_id, "job": run.job, "status": run.status.value},
             )
+
+
+def _held(task: Task, live: set[str], now: datetime) -> bool:
+    """Whether ``task`` is running under a worker that is alive: listed, or renewing."""
+    if task.state is not TaskState.RUNNING:
+        return False
+    if task.lease_owner in live:
+        return True
+    return task.lease_expires_at is not None and task.lease_expires_at > now

@@ -7,8 +7,9 @@ background loops:
   (LISTEN/NOTIFY or an in-process event) with polling only as the fallback;
 - the *result flusher* writes completions and failures in batches, so a burst of short
   tasks costs one round trip per batch, not one per task;
-- the *heartbeat* renews every lease this worker holds at a third of the lease length;
-- the *maintenance* loop returns expired leases and stale workers' tasks to the queue.
+- the *heartbeat* renews every lease this worker holds at a third of the lease length and
+  keeps it registered, and the *maintenance* loop returns expired leases and stale workers'
+  tasks to the queue, fairly after a store outage (:mod:`service.liveness`).
 
 An optional :class:`~service.observer.TaskObserver` sees each task before and after its
 handler. A handler that raises never takes the worker down: the error is recorded on the task,
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.errors import UnknownHandler
+from service.liveness import Liveness
 from service.observer import TaskObserver, TaskOutcome, Verdict, notify
 from store.background import TaskOwner
 from store.errors import LongshoreError, PermanentFailure, StoreUnavailable
@@ -105,6 +107,20 @@ class Worker:
         # or deregistering would give back leases of tasks whose completion is unwritten.
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._liveness = Liveness(
+            queue,
+            WorkerInfo(
+                worker_id=options.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=options.concurrency,
+                queues=options.queues,
+            ),
+            lease=options.lease,
+            heartbeat_interval=options.heartbeat_interval,
+            stale_after=options.stale_after,
+            key_retention=options.key_retention,
+        )
         self.processed = 0
 
     @property
@@ -114,15 +130,15 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set (or, in drain mode, until no work is left)."""
         opts = self._options
-        await self._retrying("register", self._register)
+        await self._retrying("register", self._liveness.register)
         logger.info(
             "worker started",
             extra={"worker_id": self.worker_id, "concurrency": opts.concurrency},
         )
         loops = TaskOwner("worker")
         loops.spawn(self._flush_loop(), name="worker-flush")
-        loops.spawn(self._heartbeat_loop(), name="worker-heartbeat")
-        loops.spawn(self._maintenance_loop(), name="worker-maintenance")
+        loops.spawn(self._liveness.heartbeat_loop(), name="worker-heartbeat")
+        loops.spawn(self._liveness.maintenance_loop(), name="worker-maintenance")
         handlers = TaskOwner("worker-handlers")
         try:
             await self._claim_loop(stop, handlers)
@@ -291,45 +307,6 @@ class Worker:
             self._results_flushed.clear()
             self._results_ready.set()
             await self._results_flushed.wait()
-
-    # --- leases and housekeeping ------------------------------------------------------------
-
-    async def _register(self) -> None:
-        opts = self._options
-        await self._queue.register_worker(
-            WorkerInfo(
-                worker_id=self.worker_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                concurrency=opts.concurrency,
-                queues=opts.queues,
-            )
-        )
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._options.heartbeat_interval)
-            try:
-                await self._queue.heartbeat(self.worker_id, self._options.lease)
-            except StoreUnavailable as exc:
-                logger.warning("heartbeat failed", extra={"error": str(exc)})
-
-    async def _maintenance_loop(self) -> None:
-        opts = self._options
-        interval = max(min(opts.lease.total_seconds() / 2, 30.0), 0.5)
-        while True:
-            try:
-                reclaimed = await self._queue.reclaim_expired()
-                stale = await self._queue.sweep_stale_workers(opts.stale_after)
-                await self._queue.purge_done(datetime.now(UTC) - opts.key_retention)
-                if reclaimed or stale:
-                    logger.info(
-                        "returned abandoned tasks to the queue",
-                        extra={"expired_leases": reclaimed, "stale_workers": stale},
-                    )
-            except StoreUnavailable as exc:
-                logger.warning("queue maintenance failed", extra={"error": str(exc)})
-            await asyncio.sleep(interval)
 
     # --- shutdown -----------------------------------------------------------------------
 

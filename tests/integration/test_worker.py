@@ -18,7 +18,7 @@ from typing import Any
 from jobrunner.errors import JobRunFailed
 from service.builtins import register_builtins
 from service.worker import HandlerRegistry, Worker, WorkerOptions
-from store.errors import PermanentFailure
+from store.errors import PermanentFailure, StoreUnavailable
 from store.queue.handlers import TaskContext
 from store.queue.models import NewTask, TaskFilter, TaskState
 from store.queue.retry import RetryPolicy
@@ -464,3 +464,66 @@ async def _within(seconds: float, check: Callable[[], bool], what: str) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {seconds} s: {what}")
         await asyncio.sleep(0.02)
+
+
+# --- store outages ----------------------------------------------------------------------
+
+
+class FlakyQueue:
+    """The queue, out of reach while ``down`` is set (every call raises StoreUnavailable)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._queue, name)
+        if not callable(attribute) or not asyncio.iscoroutinefunction(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("the store is out of reach (test)")
+            return await attribute(*args, **kwargs)
+
+        return call
+
+
+async def test_a_live_worker_swept_from_the_registry_is_listed_again(queue):
+    async with running(queue, registry(), heartbeat_interval=0.2) as handle:
+        await eventually(
+            lambda: _listed(queue, handle.worker.worker_id), "the worker is registered"
+        )
+        # Another worker's sweep that took this one for dead (its heartbeat looked stale).
+        assert handle.worker.worker_id in await queue.sweep_stale_workers(timedelta(0))
+        await eventually(
+            lambda: _listed(queue, handle.worker.worker_id), "the worker registers again"
+        )
+
+
+async def test_after_a_store_outage_no_lease_is_reclaimed_before_its_owner_could_renew(queue):
+    # Another worker's task whose lease ran out while the store was out of reach.
+    [task_id] = await enqueue(queue, "builtin.noop")
+    assert len(await queue.claim("other-worker", 1, lease=timedelta(seconds=1))) == 1
+    flaky = FlakyQueue(queue)
+    async with running(flaky, registry(), heartbeat_interval=1.0, lease=timedelta(seconds=1)):
+        await asyncio.sleep(0.2)
+        flaky.down = True
+        await asyncio.sleep(2.5)  # the lease expires during the outage
+        flaky.down = False
+        back = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.2)
+        task = await queue.get_task(task_id)
+        assert task.state is TaskState.RUNNING, "reclaimed before its owner could renew"
+        assert task.lease_owner == "other-worker"
+
+        async def reclaimed() -> bool:
+            task = await queue.get_task(task_id)  # None once run again and completed
+            return task is None or task.lease_owner != "other-worker"
+
+        await eventually(reclaimed, "the lease of a worker that never renewed is reclaimed")
+        assert asyncio.get_running_loop().time() - back >= 2.0
+
+
+async def _listed(queue: Any, worker_id: str) -> bool:
+    return worker_id in {record.info.worker_id for record in await queue.list_workers()}
