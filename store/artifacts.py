@@ -29,7 +29,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -154,6 +154,14 @@ class ArtifactStore:
             return self.path(sha256).open("rb")
         except FileNotFoundError as exc:
             raise ArtifactNotFound(f"no blob {sha256}") from exc
+
+    def digests(self) -> Iterator[str]:
+        """The digest of every stored blob, in no particular order (blocking)."""
+        for shard in os.scandir(self.root / "sha256"):
+            if shard.is_dir(follow_symlinks=False):
+                for entry in os.scandir(shard.path):
+                    if _SHA256.fullmatch(entry.name):
+                        yield entry.name
 
     def discard(self, sha256: str, *, written_before: float) -> int:
         """Remove the blob unless it was written at or after ``written_before`` (a POSIX
