@@ -76,6 +76,26 @@ class PruneReport:
     by_job: Mapping[str, int]
 
 
+@dataclass
+class RetentionCounters:
+    """Totals since the process started, for the metrics (``longshore_retention_*``)."""
+
+    passes: int = 0
+    runs_deleted: int = 0
+    blobs_freed: int = 0
+    bytes_freed: int = 0
+    last_pass_seconds: float = 0.0
+    leftovers_removed: int = 0
+    leftover_bytes_freed: int = 0
+
+    def count_pass(self, report: PruneReport) -> None:
+        self.passes += 1
+        self.runs_deleted += report.runs_deleted
+        self.blobs_freed += report.blobs_freed
+        self.bytes_freed += report.bytes_freed
+        self.last_pass_seconds = report.seconds
+
+
 class RunPruner:
     """Applies a :class:`RunRetention` to a run store and its artifact store (see the module
     docstring). ``pause`` seconds are slept between batches to leave the database to others.
