@@ -35,6 +35,9 @@ artifact store's file times may differ by this much."""
 DEFERRED_MAX = 100_000
 """The most young blobs remembered for the next pass; beyond, the sweep at start frees them."""
 _SWEEP_CHUNK = 500
+BATCH_PAUSE = 0.05
+"""Seconds slept between two batches in the background: a pass shares the database and the
+event loop with the API (``longshore runs prune`` does not pause)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +112,7 @@ class RunPruner:
         artifacts: ArtifactStore,
         retention: RunRetention,
         batch_size: int = 200,
-        pause: float = 0.0,
+        pause: float = BATCH_PAUSE,
         clock_margin: timedelta = CLOCK_MARGIN,
     ) -> None:
         self._runs = runs

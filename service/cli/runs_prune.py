@@ -37,6 +37,7 @@ def prune(
                 runs=stores.runs,
                 artifacts=ArtifactStore(settings.data_dir / "artifacts"),
                 retention=run_retention(settings),
+                pause=0.0,
             )
             return await pruner.prune(dry_run=dry_run)
 
