@@ -31,6 +31,14 @@ Observed from the event store (with one), since the metrics were made:
 - ``longshore_schedule_fire_lag_seconds`` histogram: how late a tick (or a caught-up tick)
   was enqueued after its scheduled time. Manual runs are not observed.
 
+Counted by the process's run retention and removal of crash leftovers (with them;
+``longshore serve`` prunes only while its scheduler leads, so on PostgreSQL the numbers are
+those of the leading ``serve``):
+
+- ``longshore_retention_passes_total``, ``longshore_retention_runs_deleted_total``,
+  ``longshore_retention_freed_bytes_total{kind}`` (``blobs`` of deleted runs, crash
+  ``leftovers``), ``longshore_retention_last_pass_seconds`` gauge.
+
 The events are not pushed to this object: each scrape first reads the run and schedule
 events appended since the previous one (``EventStore.since`` from a cursor, at most
 :data:`CATCH_UP_PAGES` pages, the rest on the next scrape). So nothing runs in the
@@ -61,6 +69,7 @@ from prometheus_client.registry import Collector
 from starlette.types import Scope
 
 from admin.services import AdminServices
+from jobrunner.run_retention import RetentionCounters
 from scheduler.status import ScheduleStatus
 from store.events.models import EventFilter, EventType, Stream
 from store.jobs.models import RunStatus
@@ -157,6 +166,10 @@ class AdminMetrics:
             registry=registry,
         )
         registry.register(_StoreCollector(self))
+
+    @property
+    def services(self) -> AdminServices:
+        return self._services
 
     @property
     def last_read(self) -> _Snapshot:
@@ -305,6 +318,7 @@ class _StoreCollector(Collector):
             for status, count in snap.unfinished_runs.items():
                 runs.add_metric([status], count)
             yield runs
+        yield from _retention_families(self._metrics.services.retention)
         if snap.schedules is not None:
             schedules = GaugeMetricFamily(
                 "longshore_schedules", "Schedules by status.", labels=["status"]
@@ -312,6 +326,29 @@ class _StoreCollector(Collector):
             for status, count in snap.schedules.items():
                 schedules.add_metric([status], count)
             yield schedules
+
+
+def _retention_families(counters: RetentionCounters | None) -> Iterator[Metric]:
+    if counters is None:
+        return
+    yield CounterMetricFamily(
+        "longshore_retention_passes", "Run retention passes.", value=counters.passes
+    )
+    deleted = counters.runs_deleted
+    yield CounterMetricFamily("longshore_retention_runs_deleted", "Runs deleted.", value=deleted)
+    freed = CounterMetricFamily(
+        "longshore_retention_freed_bytes",
+        "Bytes freed: blobs of deleted runs, crash leftovers.",
+        labels=["kind"],
+    )
+    freed.add_metric(["blobs"], counters.bytes_freed)
+    freed.add_metric(["leftovers"], counters.leftover_bytes_freed)
+    yield freed
+    yield GaugeMetricFamily(
+        "longshore_retention_last_pass_seconds",
+        "How long the last run retention pass took.",
+        value=counters.last_pass_seconds,
+    )
 
 
 def _seconds(start: object, end: object) -> float | None:

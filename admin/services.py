@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobrunner.run_retention import RetentionCounters
 from jobrunner.runner import JobRunner
 from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
@@ -34,3 +35,5 @@ class AdminServices:
     artifacts: ArtifactStore | None = None
     """Run artifacts and source artifacts, by sha256."""
     schedules: ScheduleManager | None = None
+    retention: RetentionCounters | None = None
+    """What run retention and the removal of crash leftovers did (for the metrics)."""

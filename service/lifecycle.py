@@ -8,7 +8,10 @@ order, and how it is closed.
    ``serve`` only, ``worker`` opens it with retention off);
 3. the artifact store and the Docker engine, the job runner (emitting run events), and
    its sweep of interrupted runs (every ``effective_stale_worker_seconds``: runs no live
-   worker owns are marked failed and their containers removed);
+   worker owns are marked failed and their containers removed); the removal of crash
+   leftovers every ``LEFTOVERS_INTERVAL`` (the pass at start is the command's, after crash
+   recovery) and, in ``serve``, run retention while its scheduler leads
+   (:mod:`service.retention`);
 4. the factory registry: one handler factory per ``WORKER_DURABLE_CRON_HANDLERS`` name and
    one job factory per job definition, kept in sync with the job store by
    :class:`~service.job_schedules.JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and
@@ -20,12 +23,12 @@ order, and how it is closed.
    owned task ``admin-api`` (:func:`service.api_server.start_admin_api`).
 
 Leaving the context closes everything in reverse: the admin API stops listening (open
-requests get a few seconds), the scheduler stops (ticks in flight finish), the factory sync
-and the sweep stop (both owned by one :class:`~store.background.TaskOwner`), the job runner
-sends its last run events, the Docker engine finishes the container removals under way and
-closes its client, the event store writes what is queued and closes, the database closes
-last. The worker itself runs inside the context, so
-its graceful stop comes first.
+requests get a few seconds), the scheduler stops (ticks in flight finish), the factory sync,
+the sweep and the retention passes stop (owned by one :class:`~store.background.TaskOwner`),
+the job runner sends its last run events, the Docker engine finishes the container removals
+under way and closes its client, the event store writes what is queued and closes, the
+database closes last. The worker itself runs inside the context, so its graceful stop comes
+first.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from typing import Literal
 
 from admin.services import AdminServices
 from jobrunner.docker_engine import DockerEngine
+from jobrunner.run_retention import RetentionCounters, RunPruner
 from jobrunner.runner import JobRunner
+from jobrunner.sources.tarball.download import cache_dir
 from scheduler.errors import UnknownFactory
 from scheduler.factories import FactoryRegistry, handler_factory
 from scheduler.manager import ScheduleManager
@@ -52,6 +57,7 @@ from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.job_schedules import JobFactories, SyncingScheduleManager
+from service.retention import CrashLeftovers, prune_runs_periodically, run_retention
 from service.runtime import event_store_options, runner_config
 from service.settings import Settings
 from store.artifacts import ArtifactStore
@@ -81,6 +87,8 @@ class Runtime:
     job_factories: JobFactories
     manager: ScheduleManager
     scheduler: SchedulerService | None
+    leftovers: CrashLeftovers
+    retention: RetentionCounters
     admin_api: AdminApi | None = None
 
 
@@ -105,13 +113,14 @@ async def open_runtime(
             artifacts, build_cgroup_root=settings.job_build_cgroup_root, artifact_holder_spares=1
         )
         stack.push_async_callback(engine.aclose)
+        config = runner_config(settings)
         job_runner = JobRunner(
             queue=stores.queue,
             jobs=stores.jobs,
             runs=stores.runs,
             engine=engine,
             artifacts=artifacts,
-            config=runner_config(settings),
+            config=config,
             default_queue=settings.admin_default_queue,
             events=events,
         )
@@ -123,6 +132,15 @@ async def open_runtime(
             _sweep_interrupted(job_runner, settings.effective_stale_worker_seconds),
             name="orphan-sweep",
         )
+        counters = RetentionCounters()
+        leftovers = CrashLeftovers(
+            work_dir=config.work_dir,
+            cache_dir=cache_dir(config),
+            artifacts=artifacts,
+            runs=stores.runs,
+            counters=counters,
+        )
+        background.spawn(leftovers.remove_periodically(), name="crash-leftovers")
 
         factories = FactoryRegistry()
         for handler in settings.durable_cron_handlers:
@@ -154,6 +172,19 @@ async def open_runtime(
                 instance=instance_name(),
             )
             await stack.enter_async_context(scheduler)
+            if settings.run_retention_interval > 0:
+                pruner = RunPruner(
+                    runs=stores.runs, artifacts=artifacts, retention=run_retention(settings)
+                )
+                background.spawn(
+                    prune_runs_periodically(
+                        pruner,
+                        scheduler,
+                        interval=settings.run_retention_interval,
+                        counters=counters,
+                    ),
+                    name="run-retention",
+                )
         admin_api: AdminApi | None = None
         if admin is not None:
             services = AdminServices(
@@ -165,6 +196,7 @@ async def open_runtime(
                 runner=job_runner,
                 artifacts=artifacts,
                 schedules=manager,
+                retention=counters,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(
@@ -190,6 +222,8 @@ async def open_runtime(
             job_factories=job_factories,
             manager=manager,
             scheduler=scheduler,
+            leftovers=leftovers,
+            retention=counters,
             admin_api=admin_api,
         )
 

@@ -7,7 +7,6 @@ a :class:`SettingsError` whose message names the variable, e.g.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +20,7 @@ from scheduler.spec import parse_spec
 from service.addresses import parse_listen_addr
 from service.errors import SettingsError
 from service.job_settings import JobSettings
-from service.units import parse_duration
+from service.units import duration_seconds, parse_pairs, parse_retention_rules
 from store.queue.models import HANDLER_NAME, QUEUE_NAME
 from store.schedules.models import SCHEDULE_NAME
 
@@ -41,33 +40,6 @@ API socket)."""
 _SECRET_FIELDS = frozenset({"admin_token", "admin_approval_token"})
 """Fields whose value is never shown, not even in an error message."""
 _TLS_VARIABLES = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
-_PAIR = re.compile(r"^\s*([^=\s]+)\s*=\s*([^=\s]+)\s*$")
-
-
-def _parse_pairs(value: Any, what: str) -> dict[str, int]:
-    """``name=number,name=number`` into a dict; names must be valid queue names."""
-    if isinstance(value, Mapping):
-        return {str(k): int(v) for k, v in value.items()}
-    if not isinstance(value, str):
-        raise ValueError(f"expected 'name={what},...'")
-    result: dict[str, int] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        match = _PAIR.match(item)
-        if not match or not match[2].isdigit():
-            raise ValueError(f"{item!r} is not 'name={what}'")
-        name, number = match[1], int(match[2])
-        if not QUEUE_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a valid queue name")
-        result[name] = number
-    return result
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return parse_duration(str(value))
-
-
 MIN_TOKEN_CHARS = 24
 """The shortest admin token accepted: a guessable token is an open door to every mutation."""
 
@@ -121,6 +93,14 @@ class Settings(JobSettings):
     admin_audit_archive_interval: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
     admin_audit_export_limit_max: int = Field(default=1_000_000, ge=1)
 
+    # Run retention and crash leftovers (docs/operations.md, "Disk")
+    run_retention_keep_last: int = Field(default=100, ge=1)
+    run_retention_keep_for: Annotated[float, NoDecode] = Field(default=86400.0, ge=0.0)
+    run_retention_interval: Annotated[float, NoDecode] = Field(default=600.0, ge=0.0)
+    run_retention_jobs: Annotated[dict[str, tuple[int, float]], NoDecode] = Field(
+        default_factory=dict
+    )
+
     # Admin API: transport and authentication (SPEC §7; docs/security.md)
     admin_http_addr: str = "127.0.0.1:8081"
     admin_tls_cert: Path | None = None
@@ -164,18 +144,20 @@ class Settings(JobSettings):
         "admin_audit_archive_interval",
         "scheduler_lag_seconds",
         "admin_schedule_run_window",
+        "run_retention_keep_for",
+        "run_retention_interval",
         mode="before",
     )
     @classmethod
     def _durations(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        return _duration(value)
+        return duration_seconds(value)
 
     @field_validator("admin_queue_weights", mode="before")
     @classmethod
     def _weights(cls, value: Any) -> dict[str, int]:
-        weights = _parse_pairs(value, "weight")
+        weights = parse_pairs(value, "weight")
         for name, weight in weights.items():
             if not 1 <= weight <= 1000:
                 raise ValueError(f"weight of {name!r} must be between 1 and 1000")
@@ -184,11 +166,16 @@ class Settings(JobSettings):
     @field_validator("queue_concurrency", mode="before")
     @classmethod
     def _limits(cls, value: Any) -> dict[str, int]:
-        limits = _parse_pairs(value, "limit")
+        limits = parse_pairs(value, "limit")
         for name, limit in limits.items():
             if limit < 1:
                 raise ValueError(f"concurrency limit of {name!r} must be at least 1")
         return limits
+
+    @field_validator("run_retention_jobs", mode="before")
+    @classmethod
+    def _retention_jobs(cls, value: Any) -> Any:
+        return parse_retention_rules(value) if isinstance(value, str) else value
 
     @field_validator("admin_default_queue")
     @classmethod

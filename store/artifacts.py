@@ -7,7 +7,13 @@ the digest, checks it is exactly 64 lowercase hex digits, and builds the path it
 Writing is crash-safe: bytes go to a temporary file in ``<root>/tmp`` (same filesystem) while
 being hashed and counted, the file is fsynced, renamed onto its final name (atomic; an existing
 blob with the same digest is simply replaced by identical bytes) and the directory fsynced. A
-write over ``max_bytes`` stops at the first byte too many and leaves nothing behind.
+write over ``max_bytes`` stops at the first byte too many and leaves nothing behind. The writer
+holds an ``flock`` on its temporary file until the rename, so that a temporary file nobody
+holds is known to be the leftover of a crash (:meth:`ArtifactStore.remove_abandoned`).
+
+Blobs are removed only by retention (:meth:`ArtifactStore.discard`), once no run references
+them, and never one written since a given time: a run stores its blobs a little before it
+records them, so a blob that looks unreferenced may be about to be referenced again.
 
 Errors (under ``store.errors.StoreError``): ``ArtifactTooLarge`` (also a ``ValueError``),
 ``ArtifactNotFound`` (also a ``LookupError``); a malformed digest is a ``ValueError``.
@@ -16,11 +22,14 @@ Errors (under ``store.errors.StoreError``): ``ArtifactTooLarge`` (also a ``Value
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
+import secrets
 import tempfile
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -29,6 +38,9 @@ from store.errors import StoreError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _READ_CHUNK = 1024 * 1024
+TEMPORARY_PREFIX = "blob-"
+"""Temporary files of blobs being written: ``<root>/tmp/blob-*``."""
+_ASIDE_PREFIX = "discard-"
 
 
 class ArtifactTooLarge(StoreError, ValueError):
@@ -65,7 +77,8 @@ class BlobWriter:
         self._max = max_bytes
         self._hash = hashlib.sha256()
         self._size = 0
-        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix="blob-")
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=TEMPORARY_PREFIX)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed (or we die)
         self._path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
@@ -84,21 +97,21 @@ class BlobWriter:
         """Make the blob durable under its digest and return its reference."""
         if self._file is None:
             raise RuntimeError("the blob writer is closed")
+        ref = BlobRef(sha256=self._hash.hexdigest(), size=self._size)
+        final = self._store.path(ref.sha256)
+        # Closed (and so unlocked) only once renamed: an unlocked temporary file is a leftover.
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-            self._file = None
-        ref = BlobRef(sha256=self._hash.hexdigest(), size=self._size)
-        final = self._store.path(ref.sha256)
-        try:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self._path, 0o444)
             os.replace(self._path, final)
         except BaseException:
             self._path.unlink(missing_ok=True)
             raise
+        finally:
+            self._file.close()
+            self._file = None
         _fsync_dir(final.parent)
         return ref
 
@@ -142,6 +155,74 @@ class ArtifactStore:
         except FileNotFoundError as exc:
             raise ArtifactNotFound(f"no blob {sha256}") from exc
 
+    def digests(self) -> Iterator[str]:
+        """The digest of every stored blob, in no particular order (blocking)."""
+        for shard in os.scandir(self.root / "sha256"):
+            if shard.is_dir(follow_symlinks=False):
+                for entry in os.scandir(shard.path):
+                    if _SHA256.fullmatch(entry.name):
+                        yield entry.name
+
+    def discard(self, sha256: str, *, written_before: float) -> int:
+        """Remove the blob unless it was written at or after ``written_before`` (a POSIX
+        time); return the bytes freed (0 when kept or absent). Blocking.
+
+        The caller has checked that no run references the blob. The blob is renamed aside
+        before its time is read, so that a writer storing the same bytes at that moment is
+        never lost: either the rename took the old file and the writer's new one stays, or it
+        took the new one, which is too young and goes back.
+        """
+        final = self.path(sha256)
+        aside = self.root / "tmp" / f"{_ASIDE_PREFIX}{sha256}-{secrets.token_hex(4)}"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            return 0
+        status = aside.stat()
+        if status.st_mtime >= written_before:
+            os.rename(aside, final)
+            return 0
+        aside.unlink()
+        return status.st_size
+
+    def remove_abandoned(self, *, older_than: float) -> tuple[int, int]:
+        """Remove the temporary files of writes that will never finish; return how many
+        files and bytes. Blocking.
+
+        A ``blob-*`` file goes when no writer holds its lock (the writer crashed) and it was
+        last written before ``older_than`` (which also spares one created a moment ago whose
+        writer is about to lock it). A blob left aside by a :meth:`discard` that was cut
+        short goes back to its name (or goes, when the name is taken again).
+        """
+        files = size = 0
+        for entry in os.scandir(self.root / "tmp"):
+            if entry.name.startswith(TEMPORARY_PREFIX):
+                freed = _remove_unlocked(Path(entry.path), older_than)
+            elif entry.name.startswith(_ASIDE_PREFIX):
+                freed = self._restore_aside(Path(entry.path), older_than)
+            else:
+                continue
+            if freed is not None:
+                files += 1
+                size += freed
+        return files, size
+
+    def _restore_aside(self, aside: Path, older_than: float) -> int | None:
+        digest = aside.name[len(_ASIDE_PREFIX) :].partition("-")[0]
+        try:
+            status = aside.stat()
+            # The rename aside set its ctime: a discard under way (any process) is young.
+            if status.st_ctime >= older_than or not _SHA256.fullmatch(digest):
+                return None
+            final = self.path(digest)
+            if final.exists():
+                aside.unlink()
+                return status.st_size
+            os.rename(aside, final)
+        except FileNotFoundError:
+            pass
+        return None
+
     def writer(self, *, max_bytes: int | None = None) -> BlobWriter:
         """Start writing a blob of at most ``max_bytes`` (``None``: no cap)."""
         return BlobWriter(self, max_bytes)
@@ -183,6 +264,29 @@ class ArtifactStore:
         if isinstance(source, Iterable) and not hasattr(source, "read"):
             return await asyncio.to_thread(self.put_chunks, source, max_bytes=max_bytes)
         return await asyncio.to_thread(self.put_file, cast(BinaryIO, source), max_bytes=max_bytes)
+
+
+def _remove_unlocked(path: Path, older_than: float) -> int | None:
+    """Remove ``path`` if no one holds its lock and it is older than ``older_than``; the
+    bytes freed, or ``None`` when it stays."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, OSError):
+        return None
+    try:
+        status = os.fstat(fd)
+        if status.st_mtime >= older_than:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a live writer
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            return status.st_size
+        return None
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

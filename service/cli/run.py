@@ -119,6 +119,7 @@ async def _run_worker(
         # admin API, scheduler, factory sync, Docker client, event store, database.
         async with open_runtime(settings, role=role, admin=admin) as runtime:
             await _cleanup_orphans(runtime.job_runner)
+            await runtime.leftovers.remove()  # the runs of a crashed process are ended now
             settle_heap()  # this process now runs until it is stopped
             options = worker_options(settings, drain=drain, queues=queues)
             runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)

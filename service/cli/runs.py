@@ -23,12 +23,15 @@ from service.cli.common import (
     print_table,
 )
 from service.cli.follow import follow_run
+from service.cli.runs_prune import prune
 from service.cli.terminal import inline, safe_chunks
 
 app = command_group(
-    "Inspect runs, read their output, cancel them, fetch artifacts (over the admin API).",
+    "Inspect runs, read their output, cancel them, fetch artifacts (over the admin API); "
+    "prune them (on the database).",
     callback=connection_callback,
 )
+app.command("prune")(prune)
 artifacts_app = command_group("A run's artifacts.")
 app.add_typer(artifacts_app, name="artifacts")
 

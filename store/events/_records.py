@@ -85,7 +85,9 @@ def encode_event(event: NewEvent) -> tuple[bytes, bytes]:
         if event.run_id is None:
             line = f',"key":{key},"type":"{event.type}","data":{encoded}}}\n'
         else:
-            run = _STRINGS.get(event.run_id) or _string(event.run_id)
+            # Not cached: a run id comes back for a handful of events only, and caching it
+            # would evict the keys, which come back all the time.
+            run = _ENCODER.encode(event.run_id)
             line = f',"key":{key},"type":"{event.type}","runId":{run},"data":{encoded}}}\n'
         return line.encode(), csv
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
@@ -96,7 +98,7 @@ _STRINGS: dict[str, str] = {}
 
 
 def _string(text: str) -> str:
-    """JSON of a key or run id; cached, as the same few keys come back all the time."""
+    """JSON of a key; cached, as the same few keys come back all the time."""
     encoded = _STRINGS.get(text)
     if encoded is None:
         if len(_STRINGS) > 4096:

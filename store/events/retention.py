@@ -109,15 +109,16 @@ def compact(
         for stream, stream_plan in plans.items():
             outcome.cuts[stream] = stream_plan.cuts
             removed = 0
+            archiving = stream is Stream.AUDIT and archive_dir is not None
             for seg in stream_plan.segments:
                 if seg.name == disk.active_name(stream):
                     outcome.rolls.append(disk.roll(stream))
-                kept, gone = _rewrite(seg, stream_plan.cuts)
-                if stream is Stream.AUDIT and archive_dir is not None and gone:
-                    outcome.archive_file = _archive(archive_dir, gone)
-                    outcome.archived += len(gone)
+                kept = _rewrite(seg, stream_plan.cuts, collect_gone=archiving)
+                if archiving and archive_dir is not None and kept.gone:
+                    outcome.archive_file = _archive(archive_dir, kept.gone)
+                    outcome.archived += len(kept.gone)
                 outcome.swaps.append((stream, seg, _replace_file(seg, kept)))
-                removed += len(gone)
+                removed += kept.removed
             outcome.removed[stream] = removed
         disk.bump_compactions()
     return outcome
@@ -125,52 +126,63 @@ def compact(
 
 @dataclass(slots=True)
 class _Kept:
-    lines: list[bytes] = field(default_factory=list)
+    """A segment rewritten to ``tmp``: the positions and lengths of the records kept, how
+    many went, and (for the audit archive) the lines that went."""
+
+    tmp: Path
+    ino: int = 0
     positions: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    removed: int = 0
+    gone: list[bytes] = field(default_factory=list)
 
 
-def _rewrite(seg: Segment, cuts: dict[int, int]) -> tuple[_Kept, list[bytes]]:
-    with open(seg.path, "rb") as handle:
+def _rewrite(seg: Segment, cuts: dict[int, int], *, collect_gone: bool) -> _Kept:
+    """Copy the records of ``seg`` that stay to ``<name>.tmp`` (fsynced), one record at a
+    time: a pass holds one record in memory, not the segment (up to ``segment_bytes``),
+    so compacting does not raise the process's memory high-water mark."""
+    kept = _Kept(tmp=seg.path.with_suffix(".tmp"))
+    with open(seg.path, "rb") as handle, open(kept.tmp, "wb") as out:
         if os.fstat(handle.fileno()).st_ino != seg.ino:
             raise RuntimeError(f"segment {seg.path} changed under the lock")
-        data = handle.read(seg.end)
-    kept = _Kept()
-    gone: list[bytes] = []
-    for pos, event_id in enumerate(seg.ids):
-        start, stop = seg.span(pos)
-        line = data[start:stop]
-        if event_id < cuts.get(seg.keys[pos], 0):
-            gone.append(line)
-        else:
-            kept.lines.append(line)
-            kept.positions.append(pos)
-    return kept, gone
+        for pos, event_id in enumerate(seg.ids):
+            start, stop = seg.span(pos)
+            if handle.tell() != start:
+                handle.seek(start)
+            line = handle.read(stop - start)
+            if event_id < cuts.get(seg.keys[pos], 0):
+                kept.removed += 1
+                if collect_gone:
+                    kept.gone.append(line)
+            else:
+                out.write(line)
+                kept.positions.append(pos)
+                kept.lengths.append(len(line))
+        out.flush()
+        os.fsync(out.fileno())
+        kept.ino = os.fstat(out.fileno()).st_ino
+    return kept
 
 
 def _replace_file(seg: Segment, kept: _Kept) -> Segment | None:
     directory = seg.path.parent
-    if not kept.lines:
+    if not kept.positions:
+        kept.tmp.unlink()
         seg.path.unlink()
         with contextlib.suppress(FileNotFoundError):
             sidecar_path(seg.path).unlink()
         fsync_dir(directory)
         return None
-    tmp = seg.path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(b"".join(kept.lines))
-        handle.flush()
-        os.fsync(handle.fileno())
-        ino = os.fstat(handle.fileno()).st_ino
-    os.replace(tmp, seg.path)
+    os.replace(kept.tmp, seg.path)
     fsync_dir(directory)
-    new = Segment(name=seg.name, path=seg.path, ino=ino)
+    new = Segment(name=seg.name, path=seg.path, ino=kept.ino)
     offset = 0
-    for pos, line in zip(kept.positions, kept.lines, strict=True):
+    for pos, length in zip(kept.positions, kept.lengths, strict=True):
         new.ids.append(seg.ids[pos])
         new.ats.append(seg.ats[pos])
         new.keys.append(seg.keys[pos])
         new.offsets.append(offset)
-        offset += len(line)
+        offset += length
     new.end = offset
     return new
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Final
 
 from store.jobs.errors import InvalidJobRecord
 from store.jobs.models import (
     BUILD_LOG_MAX_CHARS,
+    DELETE_RUNS_MAX,
     ERROR_MAX_CHARS,
     JOB_NAME,
     JobDefinition,
@@ -45,6 +47,22 @@ def check_page(limit: int, offset: int) -> None:
     for label, value in (("limit", limit), ("offset", offset)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidJobRecord(f"{label} must be a non-negative integer, got {value!r}")
+
+
+def check_retention(keep_last: int, keep_for: timedelta) -> None:
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        raise InvalidJobRecord(f"keep_last must be an integer of at least 1, got {keep_last!r}")
+    if not isinstance(keep_for, timedelta) or keep_for < timedelta(0):
+        raise InvalidJobRecord(f"keep_for must be a duration of at least 0, got {keep_for!r}")
+
+
+def check_run_ids(run_ids: Sequence[str]) -> list[str]:
+    ids = list(run_ids)
+    if len(ids) > DELETE_RUNS_MAX:
+        raise InvalidJobRecord(f"at most {DELETE_RUNS_MAX} runs per call, got {len(ids)}")
+    if not all(isinstance(run_id, str) for run_id in ids):
+        raise InvalidJobRecord("run ids must be strings")
+    return ids
 
 
 def run_listing(job: str | None, status: object) -> str:

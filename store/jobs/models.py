@@ -20,8 +20,10 @@ from store.queue.models import DEFAULT_QUEUE, Page
 
 __all__ = [
     "BUILD_LOG_MAX_CHARS",
+    "DELETE_RUNS_MAX",
     "ERROR_MAX_CHARS",
     "JOB_NAME",
+    "DeletedRuns",
     "JobDefinition",
     "NewRun",
     "OutputLimitAction",
@@ -43,6 +45,9 @@ BUILD_LOG_MAX_CHARS: Final = 64 * 1024
 
 ERROR_MAX_CHARS: Final = 8 * 1024
 """A run's error message is cut to this length."""
+
+DELETE_RUNS_MAX: Final = 1000
+"""The most runs one ``RunStore.delete_runs`` call deletes: one short transaction."""
 
 
 class OutputLimitAction(enum.StrEnum):
@@ -225,6 +230,15 @@ class Run:
     def artifact(self, name: str) -> RunArtifact | None:
         """The artifact called ``name``, if the run has one."""
         return next((a for a in self.artifacts if a.name == name), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeletedRuns:
+    """What ``RunStore.delete_runs`` deleted: the runs' ids and the SHA256 of every blob
+    (output, source artifact, artifacts) those runs referenced."""
+
+    run_ids: tuple[str, ...] = ()
+    blobs: frozenset[str] = frozenset()
 
 
 class RunFields(TypedDict, total=False):

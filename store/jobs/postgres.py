@@ -8,14 +8,24 @@ explicit transaction is needed; the SQL is in ``store/sql/postgres/jobs.sql``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Unpack
 
 from store.db.postgres import PostgresDatabase, Row
 from store.jobs import _checks as checks
 from store.jobs import _pg_rows as rows
 from store.jobs.errors import IllegalTransition, RunAlreadyExists, RunNotFound
-from store.jobs.models import JobDefinition, NewRun, Page, Run, RunArtifact, RunFields, RunStatus
+from store.jobs.models import (
+    DeletedRuns,
+    JobDefinition,
+    NewRun,
+    Page,
+    Run,
+    RunArtifact,
+    RunFields,
+    RunStatus,
+)
 from store.sqlfiles import queries
 
 # Migration 003's column, set in the same transaction as the transition that records it.
@@ -166,6 +176,35 @@ class PostgresRunStore:
         """See :meth:`RunStore.find_by_task`."""
         found = await self._db.fetch(self._sql["runs_by_task"], task_id)
         return [rows.run_from_row(row) for row in found]
+
+    async def jobs_with_runs(self) -> list[str]:
+        """See :meth:`RunStore.jobs_with_runs`."""
+        return [str(row["job"]) for row in await self._db.fetch(self._sql["jobs_with_runs"])]
+
+    async def prunable_runs(
+        self, job: str, *, keep_last: int, keep_for: timedelta, limit: int, offset: int = 0
+    ) -> list[str]:
+        """See :meth:`RunStore.prunable_runs`."""
+        checks.check_retention(keep_last, keep_for)
+        checks.check_page(limit, offset)
+        found = await self._db.fetch(
+            self._sql["prunable_runs"], job, keep_last, keep_for, limit, offset
+        )
+        return [str(row["run_id"]) for row in found]
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+        """See :meth:`RunStore.delete_runs`."""
+        ids = checks.check_run_ids(run_ids)
+        if not ids:
+            return DeletedRuns()
+        row = await self._db.fetchrow(self._sql["delete_runs"], ids)
+        assert row is not None
+        return DeletedRuns(run_ids=tuple(row["run_ids"]), blobs=frozenset(row["digests"]))
+
+    async def referenced_blobs(self, digests: Collection[str]) -> set[str]:
+        """See :meth:`RunStore.referenced_blobs`."""
+        found = await self._db.fetch(self._sql["referenced_blobs"], sorted(set(digests)))
+        return {str(row["sha256"]) for row in found}
 
     async def _refusal(self, run_id: str, target: RunStatus | None) -> Exception:
         """Why a conditional update matched nothing: no such run, or its status forbids it

@@ -13,6 +13,14 @@ never fetches) but never revisited, and a final run never changes again. Enterin
 stamps its time (``fetching_at``, ...); entering a final status stamps ``finished_at``.
 Times come from the database's clock on PostgreSQL and the process's clock on SQLite.
 
+Retention
+---------
+Runs are deleted only by retention (:meth:`RunStore.prunable_runs` picks them,
+:meth:`RunStore.delete_runs` deletes them), and only final runs: an unfinished run is never
+deleted. The store also keeps, for every run, the digests of the artifact-store blobs the
+run references (``output_sha256``, ``source_sha256``, each artifact's ``sha256``), so that
+:meth:`RunStore.referenced_blobs` answers by an index whether a blob is still needed.
+
 Errors
 ------
 Every method may raise :class:`store.errors.StoreUnavailable` when the database cannot be
@@ -25,10 +33,20 @@ anything is written. The store does not apply the job runner's definition rules
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Protocol, Unpack
 
-from store.jobs.models import JobDefinition, NewRun, Page, Run, RunArtifact, RunFields, RunStatus
+from store.jobs.models import (
+    DeletedRuns,
+    JobDefinition,
+    NewRun,
+    Page,
+    Run,
+    RunArtifact,
+    RunFields,
+    RunStatus,
+)
 
 
 class JobStore(Protocol):
@@ -137,4 +155,43 @@ class RunStore(Protocol):
 
     async def find_by_task(self, task_id: int) -> list[Run]:
         """The runs recorded for the queue task ``task_id`` (one per attempt), oldest first."""
+        ...
+
+    async def jobs_with_runs(self) -> list[str]:
+        """The names of the jobs that have at least one run, in name order (whether or not
+        they are still defined: runs outlive their definitions)."""
+        ...
+
+    async def prunable_runs(
+        self, job: str, *, keep_last: int, keep_for: timedelta, limit: int, offset: int = 0
+    ) -> list[str]:
+        """The ids of the runs of ``job`` that retention may delete, oldest first, ``limit``
+        from ``offset``. Reads only.
+
+        A run may be deleted when all of these hold: it is final; it is not among the
+        ``keep_last`` most recently created runs of the job (of any status); it was created
+        (``queued_at``) more than ``keep_for`` ago; and it is neither the job's most recent
+        ``succeeded`` run nor its most recent failure (``failed`` or ``timed_out``).
+        ``keep_last`` below 1 or a negative ``keep_for`` raise ``InvalidJobRecord``.
+        """
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+        """Delete the final runs among ``run_ids`` in one short transaction and return their
+        ids and the digests of the blobs they referenced.
+
+        Unknown ids and unfinished runs are skipped (an unfinished run is never deleted).
+        More than :data:`~store.jobs.models.DELETE_RUNS_MAX` ids raise ``InvalidJobRecord``.
+        The blobs themselves are not the store's: the caller frees those that
+        :meth:`referenced_blobs` no longer lists.
+        """
+        ...
+
+    async def referenced_blobs(self, digests: Collection[str]) -> set[str]:
+        """Those of ``digests`` that some run references (its ``output_sha256``, its
+        ``source_sha256`` or one of its artifacts), as of now.
+
+        A blob stored for a run that has not recorded it yet is not listed: a caller
+        freeing blobs must spare those written recently (see ``store.artifacts``).
+        """
         ...

@@ -9,14 +9,24 @@ SQL is in ``store/sql/sqlite/jobs.sql``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
 from typing import Unpack
 
 from store.db.sqlite import SqliteDatabase
 from store.jobs import _checks as checks
 from store.jobs import _sqlite_rows as rows
 from store.jobs.errors import IllegalTransition, RunAlreadyExists, RunNotFound
-from store.jobs.models import JobDefinition, NewRun, Page, Run, RunArtifact, RunFields, RunStatus
+from store.jobs.models import (
+    DeletedRuns,
+    JobDefinition,
+    NewRun,
+    Page,
+    Run,
+    RunArtifact,
+    RunFields,
+    RunStatus,
+)
 from store.queue._sqlite_rows import to_json
 from store.sqlfiles import queries
 
@@ -168,6 +178,50 @@ class SqliteRunStore:
         params = {"task_id": task_id}
         found = await self._db.read(lambda conn: conn.execute(q("runs_by_task"), params).fetchall())
         return [rows.run_from_row(row) for row in found]
+
+    async def jobs_with_runs(self) -> list[str]:
+        found = await self._db.read(lambda conn: conn.execute(q("jobs_with_runs")).fetchall())
+        return [str(row[0]) for row in found]
+
+    async def prunable_runs(
+        self, job: str, *, keep_last: int, keep_for: timedelta, limit: int, offset: int = 0
+    ) -> list[str]:
+        checks.check_retention(keep_last, keep_for)
+        checks.check_page(limit, offset)
+        params = {
+            "job": job,
+            "keep_last": keep_last,
+            "cutoff": rows.now_us() - keep_for // timedelta(microseconds=1),
+            "limit": limit,
+            "offset": offset,
+        }
+        found = await self._db.read(
+            lambda conn: conn.execute(q("prunable_runs"), params).fetchall()
+        )
+        return [str(row[0]) for row in found]
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+        ids = checks.check_run_ids(run_ids)
+        if not ids:
+            return DeletedRuns()
+
+        def run(conn: sqlite3.Connection) -> DeletedRuns:
+            gone = conn.execute(q("delete_runs"), {"run_ids": to_json(ids)}).fetchall()
+            seqs = to_json([row["seq"] for row in gone])
+            blobs = conn.execute(q("delete_run_blobs"), {"seqs": seqs}).fetchall()
+            return DeletedRuns(
+                run_ids=tuple(row["run_id"] for row in gone),
+                blobs=frozenset(row["sha256"] for row in blobs),
+            )
+
+        return await self._db.write(run)
+
+    async def referenced_blobs(self, digests: Collection[str]) -> set[str]:
+        params = {"digests": to_json(sorted(set(digests)))}
+        found = await self._db.read(
+            lambda conn: conn.execute(q("referenced_blobs"), params).fetchall()
+        )
+        return {str(row[0]) for row in found}
 
 
 _Outcome = tuple[sqlite3.Row | None, sqlite3.Row | None]

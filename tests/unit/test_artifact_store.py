@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -197,4 +199,74 @@ def test_a_truncated_archive_keeps_what_was_complete(store: ArtifactStore) -> No
     assert [a.name for a in collected] == ["a"]
     assert problems
     assert "collection stopped" in problems[0]
+    assert leftovers(store) == []
+
+
+# --- removal: retention and crash leftovers --------------------------------------------------
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make ``path`` look last written ``seconds`` ago."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_discard_frees_an_old_blob_and_spares_a_young_one(store: ArtifactStore) -> None:
+    old = store.put_chunks([b"old bytes"])
+    young = store.put_chunks([b"young bytes"])
+    age(store.path(old.sha256), 3600)
+
+    freed = store.discard(old.sha256, written_before=time.time() - 60)
+    kept = store.discard(young.sha256, written_before=time.time() - 60)
+    absent = store.discard(old.sha256, written_before=time.time())
+
+    assert (freed, kept, absent) == (old.size, 0, 0)
+    assert not store.exists(old.sha256)
+    assert store.exists(young.sha256)
+    assert leftovers(store) == []
+
+
+def test_a_blob_written_again_during_discard_survives(store: ArtifactStore) -> None:
+    ref = store.put_chunks([b"same bytes"])
+    age(store.path(ref.sha256), 3600)
+    # A writer replaced the blob with the same bytes just now: it is young again.
+    store.put_chunks([b"same bytes"])
+
+    assert store.discard(ref.sha256, written_before=time.time() - 60) == 0
+    with store.open(ref.sha256) as blob:
+        assert blob.read() == b"same bytes"
+
+
+def test_abandoned_temporary_blobs_go_and_a_live_writers_stays(store: ArtifactStore) -> None:
+    live = store.writer()
+    live.write(b"being written")
+    crashed = store.root / "tmp" / "blob-crashed"
+    crashed.write_bytes(b"x" * 1000)
+    age(crashed, 3600)
+    age(next(p for p in leftovers(store) if p != crashed), 3600)
+
+    files, size = store.remove_abandoned(older_than=time.time() - 60)
+
+    assert (files, size) == (1, 1000)
+    assert not crashed.exists()
+    ref = live.commit()  # the live writer was not disturbed
+    assert store.exists(ref.sha256)
+
+
+def test_a_recent_temporary_blob_is_left_for_its_writer(store: ArtifactStore) -> None:
+    fresh = store.root / "tmp" / "blob-fresh"
+    fresh.write_bytes(b"x")
+
+    assert store.remove_abandoned(older_than=time.time() - 60) == (0, 0)
+    assert fresh.exists()
+
+
+def test_a_blob_left_aside_by_an_interrupted_discard_is_restored(store: ArtifactStore) -> None:
+    ref = store.put_chunks([b"aside"])
+    aside = store.root / "tmp" / f"discard-{ref.sha256}-0000"
+    os.rename(store.path(ref.sha256), aside)
+
+    store.remove_abandoned(older_than=time.time() + 1)
+
+    assert store.exists(ref.sha256)
     assert leftovers(store) == []

@@ -432,3 +432,39 @@ def test_a_bad_admin_token_is_refused_without_showing_it():
         load_settings({"WORKER_ADMIN_TOKEN": "bad name:secret-value-123"})
     assert str(caught.value).startswith("WORKER_ADMIN_TOKEN:")
     assert "secret-value-123" not in str(caught.value)
+
+
+def test_run_retention_defaults_keep_a_day_and_the_last_100_runs():
+    from service.retention import run_retention
+
+    retention = run_retention(load_settings({}))
+
+    assert retention.rule_for("any").keep_last == 100
+    assert retention.rule_for("any").keep_for.total_seconds() == 86400
+    assert load_settings({}).run_retention_interval == 600
+
+
+def test_run_retention_settings_and_per_job_rules_are_read():
+    from service.retention import run_retention
+
+    settings = load_settings(
+        {
+            "WORKER_RUN_RETENTION_KEEP_LAST": "10",
+            "WORKER_RUN_RETENTION_KEEP_FOR": "0",
+            "WORKER_RUN_RETENTION_INTERVAL": "5m",
+            "WORKER_RUN_RETENTION_JOBS": "nightly=365/90d, heartbeat=5",
+        }
+    )
+    retention = run_retention(settings)
+
+    assert settings.run_retention_interval == 300
+    assert (retention.default.keep_last, retention.default.keep_for.total_seconds()) == (10, 0)
+    nightly, heartbeat = retention.rule_for("nightly"), retention.rule_for("heartbeat")
+    assert (nightly.keep_last, nightly.keep_for.total_seconds()) == (365, 90 * 86400)
+    assert (heartbeat.keep_last, heartbeat.keep_for.total_seconds()) == (5, 0)
+
+
+@pytest.mark.parametrize("value", ["nightly", "nightly=0", "Bad Name=3", "x=3/soon"])
+def test_a_bad_per_job_retention_rule_names_its_variable(value):
+    with pytest.raises(SettingsError, match="WORKER_RUN_RETENTION_JOBS"):
+        load_settings({"WORKER_RUN_RETENTION_JOBS": value})

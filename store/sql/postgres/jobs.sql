@@ -138,3 +138,55 @@ SELECT * FROM runs WHERE task_id = $1 ORDER BY seq;
 
 -- name: run_status
 SELECT status FROM runs WHERE run_id = $1;
+
+-- ---------------------------------------------------------------------------- retention
+
+-- name: jobs_with_runs
+-- A loose index scan of runs_job_idx: one probe per job instead of reading every run.
+WITH RECURSIVE jobs AS (
+    (SELECT job FROM runs ORDER BY job LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.job FROM runs r WHERE r.job > jobs.job ORDER BY r.job LIMIT 1)
+    FROM jobs WHERE jobs.job IS NOT NULL
+)
+SELECT job FROM jobs WHERE job IS NOT NULL;
+
+-- name: prunable_runs
+-- Parameters: job, keep_last, keep_for (interval), limit, offset. Kept: unfinished runs,
+-- the keep_last newest (the seq of the keep_last-th newest is the bound), those younger
+-- than keep_for, and the newest success and failure. Oldest first, so that a pass cut
+-- short has removed the oldest.
+SELECT run_id FROM runs
+WHERE job = $1
+  AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled')
+  AND seq < coalesce(
+      (SELECT seq FROM runs WHERE job = $1 ORDER BY seq DESC OFFSET $2 - 1 LIMIT 1), 0)
+  AND queued_at < now() - $3::interval
+  AND seq NOT IN (
+      SELECT seq FROM (
+          (SELECT seq FROM runs WHERE job = $1 AND status = 'succeeded'
+           ORDER BY seq DESC LIMIT 1)
+          UNION ALL
+          (SELECT seq FROM runs WHERE job = $1 AND status IN ('failed', 'timed_out')
+           ORDER BY seq DESC LIMIT 1)
+      ) pinned
+  )
+ORDER BY seq
+LIMIT $4 OFFSET $5;
+
+-- name: delete_runs
+-- Only final runs go; the run_blobs rows of the deleted runs go with them and tell which
+-- blobs they referenced.
+WITH gone AS (
+    DELETE FROM runs
+    WHERE run_id = ANY ($1::text[])
+      AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled')
+    RETURNING seq, run_id
+), unlinked AS (
+    DELETE FROM run_blobs WHERE run_seq IN (SELECT seq FROM gone) RETURNING sha256
+)
+SELECT ARRAY(SELECT run_id FROM gone) AS run_ids,
+       ARRAY(SELECT DISTINCT sha256 FROM unlinked) AS digests;
+
+-- name: referenced_blobs
+SELECT DISTINCT sha256 FROM run_blobs WHERE sha256 = ANY ($1::text[]);

@@ -417,3 +417,35 @@ CREATE TRIGGER tasks_keep_released_key
 -- 008: the user a job's container runs as (see migrations/008_run_user.sql).
 ALTER TABLE job_definitions ADD COLUMN run_user text;
 ALTER TABLE runs ADD COLUMN run_user text;
+
+-- 009: the blobs each run references (see migrations/009_run_blobs.sql).
+CREATE TABLE run_blobs (
+    run_seq bigint NOT NULL,
+    sha256 text NOT NULL,
+    PRIMARY KEY (run_seq, sha256)
+);
+
+CREATE INDEX run_blobs_sha256_idx ON run_blobs (sha256);
+
+CREATE FUNCTION runs_index_blobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM run_blobs WHERE run_seq = NEW.seq;
+    INSERT INTO run_blobs (run_seq, sha256)
+    SELECT DISTINCT NEW.seq, digest FROM (
+        SELECT NEW.output_sha256 AS digest
+        UNION ALL SELECT NEW.source_sha256
+        UNION ALL SELECT element ->> 'sha256' FROM jsonb_array_elements(NEW.artifacts) element
+    ) referenced
+    WHERE digest IS NOT NULL;
+    RETURN NULL;
+END
+$$;
+
+-- Only when a referencing column changes: most transitions (a stage's time) touch none.
+CREATE TRIGGER runs_index_blobs
+AFTER UPDATE OF output_sha256, source_sha256, artifacts ON runs
+FOR EACH ROW
+WHEN (OLD.output_sha256 IS DISTINCT FROM NEW.output_sha256
+      OR OLD.source_sha256 IS DISTINCT FROM NEW.source_sha256
+      OR OLD.artifacts IS DISTINCT FROM NEW.artifacts)
+EXECUTE FUNCTION runs_index_blobs();

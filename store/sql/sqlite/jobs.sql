@@ -141,3 +141,45 @@ ORDER BY seq
 
 -- name: runs_by_task
 SELECT * FROM runs WHERE task_id = :task_id ORDER BY seq
+
+-- ---------------------------------------------------------------------------- retention
+
+-- name: jobs_with_runs
+SELECT DISTINCT job FROM runs ORDER BY job
+
+-- name: prunable_runs
+-- Kept: unfinished runs, the :keep_last newest (the seq of the :keep_last-th newest is the
+-- bound), those created at or after :cutoff, and the newest success and failure. Oldest
+-- first, so that a pass cut short has removed the oldest.
+SELECT run_id FROM runs
+WHERE job = :job
+  AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled')
+  AND seq < coalesce(
+      (SELECT seq FROM runs WHERE job = :job ORDER BY seq DESC LIMIT 1 OFFSET :keep_last - 1),
+      0)
+  AND queued_at < :cutoff
+  AND seq NOT IN (
+      SELECT seq FROM (
+          SELECT seq FROM runs WHERE job = :job AND status = 'succeeded'
+          ORDER BY seq DESC LIMIT 1)
+      UNION ALL
+      SELECT seq FROM (
+          SELECT seq FROM runs WHERE job = :job AND status IN ('failed', 'timed_out')
+          ORDER BY seq DESC LIMIT 1)
+  )
+ORDER BY seq
+LIMIT :limit OFFSET :offset
+
+-- name: delete_runs
+-- Only final runs go. :run_ids is a JSON array.
+DELETE FROM runs
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+  AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled')
+RETURNING seq, run_id
+
+-- name: delete_run_blobs
+-- The run_blobs rows of the deleted runs (:seqs, a JSON array) tell which blobs they used.
+DELETE FROM run_blobs WHERE run_seq IN (SELECT value FROM json_each(:seqs)) RETURNING sha256
+
+-- name: referenced_blobs
+SELECT DISTINCT sha256 FROM run_blobs WHERE sha256 IN (SELECT value FROM json_each(:digests))

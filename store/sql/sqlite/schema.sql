@@ -199,3 +199,30 @@ INSERT INTO schedules_state (id, version, all_paused) VALUES (1, 0, 0);
 -- 007: the user a job's container runs as (see migrations/007_run_user.sql).
 ALTER TABLE job_definitions ADD COLUMN run_user TEXT;
 ALTER TABLE runs ADD COLUMN run_user TEXT;
+
+-- 008: the blobs each run references (see migrations/008_run_blobs.sql).
+CREATE TABLE run_blobs (
+    run_seq INTEGER NOT NULL,
+    sha256  TEXT    NOT NULL,
+    PRIMARY KEY (run_seq, sha256)
+) WITHOUT ROWID;
+
+CREATE INDEX run_blobs_sha256_idx ON run_blobs (sha256);
+
+-- Only when a referencing column changes: most transitions (a stage's time) touch none.
+CREATE TRIGGER runs_index_blobs
+AFTER UPDATE OF output_sha256, source_sha256, artifacts ON runs
+FOR EACH ROW
+WHEN OLD.output_sha256 IS NOT NEW.output_sha256
+    OR OLD.source_sha256 IS NOT NEW.source_sha256
+    OR OLD.artifacts IS NOT NEW.artifacts
+BEGIN
+    DELETE FROM run_blobs WHERE run_seq = NEW.seq;
+    INSERT OR IGNORE INTO run_blobs (run_seq, sha256)
+    SELECT NEW.seq, digest FROM (
+        SELECT NEW.output_sha256 AS digest
+        UNION ALL SELECT NEW.source_sha256
+        UNION ALL SELECT json_extract(value, '$.sha256') FROM json_each(NEW.artifacts)
+    )
+    WHERE digest IS NOT NULL;
+END;
