@@ -1,12 +1,19 @@
 """Who is calling and what they may do.
 
 Identity comes from the host application's callable when the API is mounted in one
-(:attr:`AdminConfig.host_auth`); otherwise from the TLS client certificate (its subject
-CN, put into ``scope["extensions"]["tls"]["client_cert"]`` by
-:class:`admin.tls.ClientCertH11Protocol`) or, when no certificate was presented, from a
-bearer token (``Authorization: Bearer``, compared in constant time; the actor is the
-token's name). The role is looked up by actor in :attr:`AdminConfig.roles`, else
-:attr:`AdminConfig.default_role`.
+(:attr:`AdminConfig.host_auth`); otherwise from the TLS client certificate (put into
+``scope["extensions"]["tls"]["client_cert"]`` by :class:`admin.tls.ClientCertH11Protocol`)
+or, when no certificate was presented, from a bearer token (``Authorization: Bearer``,
+compared in constant time; the actor is the token's name). The role is looked up by actor in
+:attr:`AdminConfig.roles`, else :attr:`AdminConfig.default_role`.
+
+A certificate's actor is its subject CN, else its first subjectAltName of type URI, else DNS,
+else email. When a certificate was presented, it alone identifies the caller: a bearer token
+sent along is never looked at, and a certificate that names nobody is refused (401) rather
+than falling back to the token. Surrounding whitespace is dropped; an actor that is then
+empty, or that holds a control or format character (a newline would forge a log line, a bidi
+override would disguise a name), is refused with 401 naming the rule, so every
+authenticated actor can be written to the audit log.
 
 Routes declare what they need with the ``Annotated`` aliases :data:`RequireViewer`,
 :data:`RequireOperator` and :data:`RequireAdmin`; mutations use :mod:`admin.mutations`,
@@ -16,6 +23,7 @@ which also audits refusals.
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,14 +43,45 @@ class Identity:
 
 
 def certificate_cn(cert: Any) -> str | None:
-    """The subject commonName of a certificate as ``SSLSocket.getpeercert()`` returns it."""
+    """The subject commonName of a certificate as ``SSLSocket.getpeercert()`` returns it
+    (``None`` when absent or only whitespace)."""
     if not isinstance(cert, dict):
         return None
     for rdn in cert.get("subject", ()):
         for key, value in rdn:
-            if key == "commonName" and value:
-                return str(value)
+            if key == "commonName" and str(value).strip():
+                return str(value).strip()
     return None
+
+
+_SAN_ORDER = ("URI", "DNS", "email")
+
+
+def certificate_actor(cert: Any) -> str | None:
+    """Who a certificate names: its CN, else its first subjectAltName of type URI, then
+    DNS, then email (``None`` when it names nobody)."""
+    cn = certificate_cn(cert)
+    if cn is not None or not isinstance(cert, dict):
+        return cn
+    names = [(str(kind), str(value).strip()) for kind, value in cert.get("subjectAltName", ())]
+    for wanted in _SAN_ORDER:
+        for kind, value in names:
+            if kind == wanted and value:
+                return value
+    return None
+
+
+def checked_actor(actor: str, source: str) -> str:
+    """``actor`` without surrounding whitespace; raises :class:`NotAuthenticated` when it is
+    then empty or holds a control or format character."""
+    actor = actor.strip()
+    if not actor:
+        raise NotAuthenticated(f"the {source} names no one")
+    if any(unicodedata.category(char)[0] == "C" for char in actor):
+        raise NotAuthenticated(
+            f"the {source} has a control or format character in its name; it is not accepted"
+        )
+    return actor
 
 
 def _bearer(request: Request) -> str | None:
@@ -70,9 +109,15 @@ def authenticate(request: Request, config: AdminConfig) -> Identity:
     if config.host_auth is not None:
         return _host_identity(request, config)
     tls = request.scope.get("extensions", {}).get("tls") or {}
-    cn = certificate_cn(tls.get("client_cert"))
-    if cn is not None:
-        return Identity(actor=cn, role=config.role_of(cn), via="certificate")
+    cert = tls.get("client_cert")
+    if cert:
+        named = certificate_actor(cert)
+        if named is None:
+            raise NotAuthenticated(
+                "the client certificate names no one: it needs a CN or a subjectAltName"
+            )
+        actor = checked_actor(named, "client certificate")
+        return Identity(actor=actor, role=config.role_of(actor), via="certificate")
     presented = _bearer(request)
     if presented is None:
         raise NotAuthenticated("authentication required: a client certificate or a bearer token")
@@ -88,6 +133,7 @@ def _host_identity(request: Request, config: AdminConfig) -> Identity:
     if found is None:
         raise NotAuthenticated("authentication required")
     actor, role = found
+    actor = checked_actor(actor, "host application's identity")
     return Identity(
         actor=actor, role=role if isinstance(role, Role) else Role.parse(role), via="host"
     )

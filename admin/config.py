@@ -97,7 +97,7 @@ class AdminConfig:
 
     tokens: Mapping[str, str] = field(default_factory=dict)
     roles: Mapping[str, Role] = field(default_factory=dict)
-    default_role: Role = Role.ADMIN
+    default_role: Role = Role.VIEWER
     replay_limit_max: int = 1000
     replay_ids_max: int = 1000
     schedule_run_max: int = 10

@@ -6,6 +6,13 @@ through untouched. The body is read here, up to the limit, before any route runs
 over the limit is refused with 413 as a whole instead of reaching a handler truncated, and
 the raw bytes are kept for the audit log's ``payload_hash``.
 
+Before authentication nothing is read but the headers: a request that announces a body is
+authenticated first (401 without reading a byte of it), and the body must then arrive
+within :data:`BODY_TIMEOUT_SECONDS` (else 408). A client whose requests failed
+authentication :data:`FAILED_AUTH_LIMIT` times within :data:`FAILED_AUTH_WINDOW` seconds
+gets each further 401 only after :data:`FAILED_AUTH_DELAY` seconds (a slow-down per client
+address, not a lockout: on loopback every client shares one address).
+
 Requests are counted after the response, by the template of the route that served them
 (``scope["route"]``, set by the router), so the label never holds a raw path.
 
@@ -15,6 +22,7 @@ store can hold (NUL, unpaired surrogates) is refused before it reaches one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -29,9 +37,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.auth import current_identity
-from admin.errors import NotFound, envelope
+from admin.errors import NotAuthenticated, NotFound, envelope
 from admin.metrics import metrics_of, route_template
 from admin.mutations import route_mutation
+from admin.ratelimit import SlidingWindow
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,14 @@ def request_state(scope: Scope) -> MutableMapping[str, Any]:
 
 class _TooLarge(Exception):
     pass
+
+
+BODY_TIMEOUT_SECONDS = 30.0
+"""How long an authenticated client may take to send a request body."""
+FAILED_AUTH_LIMIT = 10
+FAILED_AUTH_WINDOW = 60.0
+FAILED_AUTH_DELAY = 1.0
+"""See the module docstring: the failed-authentication slow-down."""
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -135,9 +152,19 @@ class AdminMiddleware:
     """Request id, body limit (413), security headers, a 500 envelope for anything a route
     let escape, and request metrics."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
+        failed_auth_delay: float = FAILED_AUTH_DELAY,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.failed_auth_delay = failed_auth_delay
+        self._failed_auth = SlidingWindow(FAILED_AUTH_LIMIT, FAILED_AUTH_WINDOW)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -179,10 +206,13 @@ class AdminMiddleware:
     ) -> None:
         state = request_state(scope)
         started = False
+        client = str((scope.get("client") or ("",))[0])
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
+                if message["status"] == 401:
+                    await self._slow_down(client)
                 started = True
                 extra = [(b"x-request-id", request_id.encode())]
                 present = {name.lower() for name, _ in message.get("headers", [])}
@@ -190,8 +220,30 @@ class AdminMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        if _announces_body(headers):
+            refusal = _unauthenticated(scope)
+            if refusal is not None:
+                await self._error(
+                    send_with_headers,
+                    request_id,
+                    401,
+                    "unauthenticated",
+                    refusal,
+                    [(b"www-authenticate", b"Bearer")],
+                )
+                return
         try:
-            body, more = await self._read_body(headers, receive)
+            async with asyncio.timeout(self.body_timeout):
+                body, more = await self._read_body(headers, receive)
+        except TimeoutError:
+            await self._error(
+                send_with_headers,
+                request_id,
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.body_timeout:g} seconds",
+            )
+            return
         except _TooLarge:
             await self._error(
                 send_with_headers,
@@ -249,8 +301,21 @@ class AdminMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks), False
 
+    async def _slow_down(self, client: str) -> None:
+        """Count a failed authentication of ``client``; past the limit, wait before
+        answering it."""
+        if self._failed_auth.acquire(client) is not None:
+            await asyncio.sleep(self.failed_auth_delay)
+
     @staticmethod
-    async def _error(send: Send, request_id: str, status: int, code: str, message: str) -> None:
+    async def _error(
+        send: Send,
+        request_id: str,
+        status: int,
+        code: str,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         body = json.dumps(envelope(request_id, code, message)).encode()
         await send(
             {
@@ -259,7 +324,23 @@ class AdminMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    *(headers or []),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _announces_body(headers: dict[bytes, bytes]) -> bool:
+    length = headers.get(b"content-length", b"0").strip()
+    return b"transfer-encoding" in headers or length not in (b"", b"0")
+
+
+def _unauthenticated(scope: Scope) -> str | None:
+    """Why the request's caller is not authenticated, or ``None`` when it is (the identity
+    is cached for the routes)."""
+    try:
+        current_identity(Request(scope))
+    except NotAuthenticated as exc:
+        return str(exc)
+    return None

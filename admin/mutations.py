@@ -6,6 +6,12 @@ declares ``audit: Annotated[Mutation, Depends(mutation("queue.pause", Role.OPERA
 target="name", risky=True))]`` and calls ``await audit.ok(detail)`` after its change; the
 error handlers of :mod:`admin.app` call :meth:`Mutation.refused` for everything else.
 
+The entry is part of the mutation: once the checks pass, the dependency *begins* it
+(:meth:`store.events.AuditLog.begin`: every field checked, the intent made durable) before the
+route runs, so an entry that cannot be written stops the mutation before it changes anything,
+and :meth:`Mutation.ok` / :meth:`Mutation.refused` finish it (a failed final write is kept and
+retried by the audit log, never lost).
+
 A request without valid credentials (401) is not audited: there is no actor to record and
 an unauthenticated client must not be able to fill the audit log.
 
@@ -32,6 +38,7 @@ from admin.config import Role
 from admin.errors import ApprovalRequired, CrossSiteRequest, UnsupportedMediaType
 from admin.schemas import storable
 from store.events import AuditLog, AuditStatus
+from store.events.audit import PendingEntry
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +65,21 @@ class Mutation:
         self.target = target
         self.body = body
         self.recorded = False
+        self._pending: PendingEntry | None = None
 
     @property
     def actor(self) -> str:
         return self.identity.actor
+
+    async def begin(self) -> None:
+        """Check and journal the entry before the change (raises when it cannot be kept)."""
+        self._pending = await self._audit.begin(
+            actor=self.identity.actor,
+            request_id=self.request_id,
+            action=self.action,
+            target=self.target,
+            body=self.body,
+        )
 
     async def ok(self, detail: str = "") -> None:
         await self._record(AuditStatus.OK, detail)
@@ -73,6 +91,9 @@ class Mutation:
         if self.recorded:
             return
         self.recorded = True
+        if self._pending is not None:
+            await self._audit.finish(self._pending, status, detail)
+            return
         await self._audit.record(
             actor=self.identity.actor,
             request_id=self.request_id,
@@ -146,6 +167,7 @@ class MutationDependency:
                 raise ApprovalRequired(
                     "this action needs approval: send a valid X-Admin-Approval header"
                 )
+        await current.begin()
         return current
 
 

@@ -13,6 +13,7 @@ A new source type adds its fields to :class:`JobRequest` and :class:`JobBody`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -110,9 +111,19 @@ class JobRequest(Schema):
 # --- responses --------------------------------------------------------------------------
 
 
+ENV_MASK = "***"
+
+
+def masked_env(env: Iterable[str]) -> list[str]:
+    """``KEY=***`` for each ``KEY=VALUE`` entry: the names a viewer may see, not the values
+    (which may be credentials)."""
+    return [f"{entry.partition('=')[0]}={ENV_MASK}" for entry in env]
+
+
 class JobBody(Schema):
     """A saved definition: every field, plus the store's revision and timestamps. Seed 003's
-    fields are never null: an unused source field or an unset ``path`` is ``""``."""
+    fields are never null: an unused source field or an unset ``path`` is ``""``. ``env``
+    holds values for operators and admins only; a viewer sees ``KEY=***``."""
 
     name: str
     description: str
@@ -142,7 +153,7 @@ class JobBody(Schema):
     updated_at_ms: int | None
 
     @classmethod
-    def of(cls, job: JobDefinition) -> JobBody:
+    def of(cls, job: JobDefinition, *, env_values: bool) -> JobBody:
         return cls(
             name=job.name,
             description=job.description,
@@ -150,7 +161,7 @@ class JobBody(Schema):
             path=job.path or "",
             dockerfile=job.dockerfile,
             command=list(job.command),
-            env=list(job.env),
+            env=list(job.env) if env_values else masked_env(job.env),
             queue=job.queue,
             retries=job.retries,
             timeout_seconds=job.timeout_seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from admin.run_errors import shown_error
 from admin.schemas import Schema, epoch_ms, rfc3339
 from store.jobs.models import Run, RunArtifact
 
@@ -104,7 +105,7 @@ def _run_fields(run: Run) -> dict[str, Any]:
         "cancel_requested_at": rfc3339(run.cancel_requested_at),
         "cancel_requested_at_ms": epoch_ms(run.cancel_requested_at),
         "exit_code": run.exit_code,
-        "error": run.error,
+        "error": shown_error(run.error),
         "commit_sha": run.commit_sha,
         "source_sha256": run.source_sha256,
         "image_id": run.image_id,

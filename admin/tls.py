@@ -24,7 +24,8 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from admin.http_protocol import HeaderDeadlineH11Protocol
 
 
 def _tls_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
@@ -56,8 +57,10 @@ class _WithTLS:
         await self.app(scope, receive, send)
 
 
-class ClientCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol that exposes the client certificate to the app (pass the
+class ClientCertH11Protocol(HeaderDeadlineH11Protocol):
+    """uvicorn's h11 protocol (with the header deadline of
+    :class:`~admin.http_protocol.HeaderDeadlineH11Protocol`) that exposes the client
+    certificate to the app (pass the
     class as ``uvicorn.Config(http=...)``). One protocol object per connection, so the
     wrapped app is per connection too."""
 

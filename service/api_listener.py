@@ -17,7 +17,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from admin.config import AdminConfig, parse_tokens
+from admin.config import DEFAULT_TOKEN_NAME, AdminConfig, Role, parse_tokens
 from service.api_server import AdminPlan
 from service.api_token import TOKEN_FILE, load_or_create_token
 from service.build_info import build_info
@@ -69,13 +69,23 @@ def prepare_admin_api(settings: Settings) -> AdminPlan:
     )
 
 
+def _roles(settings: Settings, tokens: dict[str, str]) -> dict[str, Role]:
+    """``WORKER_ADMIN_ROLES``, with the single bare (or generated) token an admin unless
+    listed there: it is the loopback mode's one credential, while the default role
+    (``viewer``) is for certificates and named tokens nobody mapped."""
+    roles: dict[str, Role] = {}
+    if DEFAULT_TOKEN_NAME in tokens:
+        roles[DEFAULT_TOKEN_NAME] = Role.ADMIN
+    return roles | dict(settings.admin_roles)
+
+
 def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
     approval = settings.admin_approval_token
     build = build_info()
     try:
         return AdminConfig(
             tokens=tokens,
-            roles=dict(settings.admin_roles),
+            roles=_roles(settings, tokens),
             default_role=settings.admin_default_role,
             replay_limit_max=settings.admin_replay_limit_max,
             replay_ids_max=settings.admin_replay_ids_max,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -31,6 +32,7 @@ import uvicorn
 
 from admin.app import BASE_PATH, create_app
 from admin.config import AdminConfig
+from admin.http_protocol import HeaderDeadlineH11Protocol
 from admin.services import AdminServices
 from admin.streams import end_event_streams
 from admin.tls import mtls_config
@@ -44,6 +46,14 @@ logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5.0
 """How long open requests may take once the server stops (event streams are ended first)."""
+TLS_HANDSHAKE_SECONDS = 10.0
+"""How long a client may take to complete the TLS handshake (mTLS)."""
+KEEP_ALIVE_SECONDS = 5
+"""How long an idle keep-alive connection is held between requests."""
+MAX_CONNECTIONS = 128
+"""Connections and requests served at once; beyond it a request gets 503 unread."""
+MAX_HEADER_BYTES = 16 * 1024
+"""The most a request line and headers may take before h11 refuses them (400)."""
 
 
 @dataclass(kw_only=True)
@@ -91,6 +101,28 @@ class _ServiceServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with the TLS handshake under :data:`TLS_HANDSHAKE_SECONDS`
+        (uvicorn passes no ``ssl_handshake_timeout`` to ``loop.create_server``, so a client
+        that never completes the handshake would be held for asyncio's default 60 s)."""
+        if self.config.ssl is None:
+            await super().startup(sockets)
+            return
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+        try:
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                create_server, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS
+            )
+        except AttributeError:  # a loop whose methods cannot be replaced
+            logger.warning("the TLS handshake deadline is not applied on this event loop")
+            await super().startup(sockets)
+            return
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # the class's method again
 
 
 @dataclass(kw_only=True)
@@ -150,13 +182,20 @@ def _uvicorn_config(app: Any, plan: AdminPlan) -> uvicorn.Config:
         "server_header": False,
         "proxy_headers": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        # Bounds before authentication (docs/security.md): idle keep-alive, the connection
+        # ceiling (beyond it: 503 without reading the request), incomplete headers' size.
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "limit_concurrency": MAX_CONNECTIONS,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
     }
     if plan.tls is not None:
         cert, key, ca = plan.tls
         return mtls_config(
             app, host=plan.host, port=plan.port, certfile=cert, keyfile=key, ca_file=ca, **options
         )
-    return uvicorn.Config(app, host=plan.host, port=plan.port, **options)
+    return uvicorn.Config(
+        app, host=plan.host, port=plan.port, http=HeaderDeadlineH11Protocol, **options
+    )
 
 
 async def _stop(server: uvicorn.Server, tasks: TaskOwner, app: Any) -> None:

@@ -63,6 +63,7 @@ from service.settings import Settings
 from store.artifacts import ArtifactStore
 from store.background import TaskOwner
 from store.events.audit import AuditLog
+from store.events.audit_journal import AuditJournal
 from store.events.file import FileEventStore
 
 __all__ = ["Role", "Runtime", "open_runtime"]
@@ -187,9 +188,15 @@ async def open_runtime(
                 )
         admin_api: AdminApi | None = None
         if admin is not None:
+            # Intents of mutations a crashed process began are recorded before serving.
+            journal = AuditJournal(settings.data_dir / "audit-intents")
+            journal.open()
+            stack.callback(journal.close)
+            audit = AuditLog(events, journal=journal)
+            await audit.recover()
             services = AdminServices(
                 queue=stores.queue,
-                audit=AuditLog(events),
+                audit=audit,
                 events=events,
                 jobs=stores.jobs,
                 runs=stores.runs,

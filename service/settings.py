@@ -108,7 +108,7 @@ class Settings(JobSettings):
     admin_tls_ca: Path | None = None
     admin_token: SecretStr | None = None
     admin_roles: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict)
-    admin_default_role: Role = Role.ADMIN
+    admin_default_role: Role = Role.VIEWER
 
     # Client commands (`longshore jobs|runs|schedules|audit ...`; docs/cli.md)
     admin_url: str | None = None

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from admin.auth import RequireViewer
+from admin.auth import Identity, RequireViewer
 from admin.config import Role
 from admin.deps import ArtifactsDep, JobsDep, RunnerDep, RunsDep, ServicesDep
 from admin.downloads import file_response
@@ -71,13 +71,12 @@ def runner_config(runner: JobRunner) -> RunnerConfig:
 
 @router.get("", response_model=JobList)
 async def list_jobs(
-    _: RequireViewer, jobs: JobsDep, limit: Limit = 100, offset: Offset = 0
+    caller: RequireViewer, jobs: JobsDep, limit: Limit = 100, offset: Offset = 0
 ) -> JobList:
-    """Job definitions ordered by name."""
+    """Job definitions ordered by name (a viewer sees env names, not values: ``KEY=***``)."""
     page = await jobs.list_jobs(limit=limit, offset=offset)
-    return JobList(
-        jobs=[JobBody.of(job) for job in page.items], total=page.total, limit=limit, offset=offset
-    )
+    shown = [JobBody.of(job, env_values=env_visible(caller)) for job in page.items]
+    return JobList(jobs=shown, total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/events", response_model=JobEventList)
@@ -95,11 +94,17 @@ async def job_events(
 
 
 @router.get("/{name}", response_model=JobOne)
-async def get_job(name: str, _: RequireViewer, jobs: JobsDep) -> JobOne:
+async def get_job(name: str, caller: RequireViewer, jobs: JobsDep) -> JobOne:
+    """One job definition (a viewer sees env names, not values: ``KEY=***``)."""
     job = await jobs.get(name)
     if job is None:
         raise NotFound(f"job {name!r} not found")
-    return JobOne(job=JobBody.of(job))
+    return JobOne(job=JobBody.of(job, env_values=env_visible(caller)))
+
+
+def env_visible(caller: Identity) -> bool:
+    """Whether ``caller`` may read env values (operators and admins)."""
+    return caller.role >= Role.OPERATOR
 
 
 @router.post("", response_model=JobOne, status_code=200, responses={201: {"model": JobOne}})
@@ -125,7 +130,7 @@ async def upsert_job(
     logger.info(
         "job saved", extra={"job": saved.name, "revision": saved.revision, "actor": audit.actor}
     )
-    content = JobOne(job=JobBody.of(saved)).model_dump(by_alias=True)
+    content = JobOne(job=JobBody.of(saved, env_values=True)).model_dump(by_alias=True)
     return JSONResponse(content, status_code=201 if created else 200)
 
 

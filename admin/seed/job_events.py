@@ -9,6 +9,7 @@ that started the run (``""`` for other runs or a deleted schedule).
 
 from __future__ import annotations
 
+from admin.run_errors import shown_error
 from admin.schemas import Schema, epoch_ms, rfc3339
 from admin.seed.output_tail import OutputTails
 from admin.seed.status import run_status
@@ -132,7 +133,7 @@ def job_event_item(
         finished_at_ms=finished_ms,
         duration_ms=-1 if finished_ms is None else max(0, finished_ms - started_ms),
         result=result,
-        error=run.error or "",
+        error=shown_error(run.error) or "",
         metadata=_metadata(run, definition, source),
     )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from admin.run_errors import shown_error
 from admin.schemas import Schema, epoch_ms, rfc3339
 from admin.seed.output_tail import OutputTails
 from admin.seed.status import SeedStatus, run_status, task_status
@@ -203,7 +204,7 @@ def _fired(item: ScheduleEventItem, task: Task | None, run: Run | None, result: 
         started = run.fetching_at or run.building_at or run.running_at
         if started is not None:
             _start(item, started)
-        item.result, item.error = result, run.error or ""
+        item.result, item.error = result, shown_error(run.error) or ""
         if run.finished_at is not None:
             _finish(item, run.finished_at)
         return
@@ -211,7 +212,7 @@ def _fired(item: ScheduleEventItem, task: Task | None, run: Run | None, result: 
         item.status = SeedStatus.COMPLETED.value
         return
     item.status = task_status(task.state).value
-    item.error = task.last_error or ""
+    item.error = shown_error(task.last_error) or ""
     if task.state is TaskState.RUNNING:
         _start(item, task.updated_at)
     elif task.state in (TaskState.DONE, TaskState.DEAD):

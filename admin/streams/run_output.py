@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from admin.run_errors import shown_error
 from admin.streams.frames import KEEPALIVE, dumps, frame, preamble
 from admin.streams.hub import StreamHub
 from admin.streams.reader import StreamSubscription
@@ -177,7 +178,10 @@ def _message(event: Event) -> bytes | None:
 
 
 def _end_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: data.get(name) for name in _END_FIELDS}
+    end = {name: data.get(name) for name in _END_FIELDS}
+    if isinstance(end.get("error"), str):
+        end["error"] = shown_error(end["error"])
+    return end
 
 
 def _end_from_record(run: Run) -> bytes:
@@ -187,7 +191,7 @@ def _end_from_record(run: Run) -> bytes:
     ended = {
         "status": run.status.value,
         "exitCode": run.exit_code,
-        "error": run.error,
+        "error": shown_error(run.error),
         "finishedAt": finished,
         "outputBytes": run.output_bytes,
         "outputTruncated": run.output_truncated,

@@ -31,7 +31,7 @@ app = command_group("Development certificates for the admin API (mTLS).")
 
 DEFAULT_DIR = Path("longshore-certs")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
-DEFAULT_CLIENT = "admin"
+DEFAULT_CLIENT = "admin:admin"
 CA_DAYS = 3650
 _CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -73,7 +73,8 @@ def init(
         typer.Option(
             "--client",
             help="A client certificate CN, optionally with its role: CN[:viewer|operator|"
-            "admin] (repeatable; default: 'admin').",
+            "admin] (repeatable; default: 'admin:admin'; a client without a role gets "
+            "WORKER_ADMIN_DEFAULT_ROLE, default viewer).",
         ),
     ] = None,
     days: Annotated[
@@ -265,7 +266,7 @@ def _print_usage(
     if roles:
         lines.append(f"export WORKER_ADMIN_ROLES={q(roles)}")
     lines += [
-        "# (clients without a role get WORKER_ADMIN_DEFAULT_ROLE, default admin)",
+        "# (clients without a role get WORKER_ADMIN_DEFAULT_ROLE, default viewer)",
         "# To listen beyond loopback, e.g.: export WORKER_ADMIN_HTTP_ADDR=0.0.0.0:8081",
         f"# Then, as client {first!r}:",
         f"#   curl --cacert {q(str(ca))} --cert {q(str(cert))} --key {q(str(key))} {url}",

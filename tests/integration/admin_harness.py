@@ -26,7 +26,7 @@ from store.events import AuditEntry, AuditLog, AuditQuery
 
 BASE = "http://admin.test/admin/v1"
 TOKENS = {"alice": "secret-admin", "olga": "secret-operator", "vic": "secret-viewer"}
-ROLES = {"olga": Role.OPERATOR, "vic": Role.VIEWER}
+ROLES = {"alice": Role.ADMIN, "olga": Role.OPERATOR, "vic": Role.VIEWER}
 APPROVAL = "approve-me"
 
 

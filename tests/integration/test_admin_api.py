@@ -24,7 +24,7 @@ from store.queue.models import Failure, NewTask
 
 BASE = "http://admin.test/admin/v1"
 TOKENS = {"alice": "secret-admin", "olga": "secret-operator", "vic": "secret-viewer"}
-ROLES = {"olga": Role.OPERATOR, "vic": Role.VIEWER}
+ROLES = {"alice": Role.ADMIN, "olga": Role.OPERATOR, "vic": Role.VIEWER}
 APPROVAL = "approve-me"
 
 

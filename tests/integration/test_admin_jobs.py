@@ -163,7 +163,7 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             await client.get("/jobs?limit=0", headers=VIEWER), 400, "invalid_request"
         )
 
-        response = await client.get("/jobs/nightly-report", headers=VIEWER)
+        response = await client.get("/jobs/nightly-report", headers=OPERATOR)
         assert response.json() == {"job": job}
 
         # Saving again replaces every field: what is left out goes back to its default.
@@ -200,6 +200,29 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             ("cleanup", "error"),
             ("cleanup", "ok"),
         ]
+
+
+async def test_viewers_see_env_names_and_operators_see_values(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with full_admin(backend, queue_location, tmp_path, settings=settings(tmp_path)) as admin:
+        client = admin.client
+        job = git_job("deploy", env=["SECRET_TOKEN=hunter2-very-secret", "MODE=a=b", "EMPTY="])
+        response = await client.post("/jobs", json=job, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        assert response.json()["job"]["env"] == job["env"]
+
+        masked = ["SECRET_TOKEN=***", "MODE=***", "EMPTY=***"]
+        one = await client.get("/jobs/deploy", headers=VIEWER)
+        listed = await client.get("/jobs", headers=VIEWER)
+        assert one.json()["job"]["env"] == masked
+        assert listed.json()["jobs"][0]["env"] == masked
+        assert "hunter2" not in one.text + listed.text
+        for who in (OPERATOR, ADMIN):
+            assert (await client.get("/jobs/deploy", headers=who)).json()["job"]["env"] == job[
+                "env"
+            ]
+            assert (await client.get("/jobs", headers=who)).json()["jobs"][0]["env"] == job["env"]
 
 
 @pytest.mark.parametrize(

@@ -144,3 +144,43 @@ async def test_plaintext_is_refused(server: Server) -> None:
         with pytest.raises(httpx.TransportError):
             await client.get("/health")
     assert await server.audit.recent(AuditQuery()) == []
+
+
+async def test_a_blank_cn_falls_back_to_the_san_and_the_mutation_is_audited(
+    server: Server,
+) -> None:
+    blank = server.ca.issue_cert("ops@example.org", common_name=" ")
+    async with server.client(blank) as client:
+        response = await client.post("/pause")
+        assert response.status_code == 200, response.text
+    assert await server.queue.is_global_paused()
+    [entry] = await server.audit.recent(AuditQuery())
+    assert (entry.action, entry.actor, entry.status.value) == (
+        "dequeue.pause",
+        "ops@example.org",
+        "ok",
+    )
+
+
+async def test_a_certificate_without_a_cn_is_identified_by_its_first_san(server: Server) -> None:
+    san_only = server.ca.issue_cert("ui-viewer")  # a DNS name, no subject CN
+    async with server.client(san_only) as client:
+        response = await client.post("/pause")
+        assert response.status_code == 403, response.text
+        assert "ui-viewer" in response.json()["error"]["message"]
+        # The certificate alone identifies the caller: a bearer token never replaces it.
+        response = await client.get("/health", headers={"Authorization": "Bearer whatever"})
+        assert response.status_code == 200
+    [entry] = await server.audit.recent(AuditQuery())
+    assert (entry.actor, entry.status.value) == ("ui-viewer", "error")
+
+
+async def test_a_cn_with_a_control_character_is_refused_at_authentication(
+    server: Server,
+) -> None:
+    forged = server.ca.issue_cert("x@example.org", common_name="ops\nforged line")
+    async with server.client(forged) as client:
+        response = await client.post("/pause")
+        assert response.status_code == 401, response.text
+        assert "control" in response.json()["error"]["message"]
+    assert not await server.queue.is_global_paused()

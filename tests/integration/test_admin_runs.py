@@ -307,6 +307,25 @@ async def test_a_run_detail_carries_every_field_of_the_record(admin: FullAdmin) 
     assert {k: v for k, v in got.items() if k != "buildLog"} == listed
 
 
+async def test_a_run_error_names_the_failing_step_without_host_paths(admin: FullAdmin) -> None:
+    run = await new_run(admin, "nightly")
+    error = (
+        "BuildFailed: build failed: open "
+        "/srv/longshore-data/work/run-42/src/app/Dockerfile: no such file; "
+        "lookup registry on 127.0.0.11:53: no such host"
+    )
+    await move(admin, run, RunStatus.FETCHING, RunStatus.FAILED, error=error)
+
+    shown = (await admin.client.get(f"/runs/{run.run_id}", headers=VIEWER)).json()["run"]
+    listed = (await admin.client.get("/runs", headers=VIEWER)).json()["runs"][0]
+    items = (await admin.client.get("/jobs/events", headers=VIEWER)).json()["events"]
+    for text in (shown["error"], listed["error"], items[0]["error"]):
+        assert text.startswith("BuildFailed: build failed: open …/Dockerfile")
+        assert "longshore-data" not in text
+        assert "/work/" not in text
+        assert "127.0.0.11" not in text
+
+
 async def test_a_queued_run_has_null_stages_and_no_cancel_request(admin: FullAdmin) -> None:
     run = await new_run(admin, "fresh")
     got = (await admin.client.get(f"/runs/{run.run_id}", headers=VIEWER)).json()["run"]

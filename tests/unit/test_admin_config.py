@@ -30,7 +30,7 @@ def test_unmapped_clients_get_the_default_role() -> None:
     config = AdminConfig(roles={"ui": Role.VIEWER}, default_role=Role.OPERATOR)
     assert config.role_of("ui") is Role.VIEWER
     assert config.role_of("someone") is Role.OPERATOR
-    assert AdminConfig().default_role is Role.ADMIN
+    assert AdminConfig().default_role is Role.VIEWER
 
 
 def test_a_bare_token_is_named_admin_token_and_pairs_name_their_clients() -> None:

@@ -304,7 +304,7 @@ def test_admin_defaults_are_loopback_without_tls_and_admin_role():
     assert settings.admin_tls is None
     assert settings.admin_token is None
     assert settings.admin_roles == {}
-    assert settings.admin_default_role is Role.ADMIN
+    assert settings.admin_default_role is Role.VIEWER
     assert (settings.admin_replay_limit_max, settings.admin_replay_ids_max) == (1000, 1000)
     assert (settings.admin_schedule_run_max, settings.admin_schedule_run_window) == (10, 60.0)
     assert settings.admin_require_approval is False

@@ -207,7 +207,7 @@ def free_port() -> int:
 def _certificates(directory: Path, settings: dict[str, Any]) -> ssl.SSLContext:
     """A CA, the server's certificate for 127.0.0.1 in ``settings`` (as
     ``WORKER_ADMIN_TLS_CERT/KEY/CA`` would set them), and the client's TLS context: a
-    certificate with CN ``seed-ui`` (the default role, ``admin``)."""
+    certificate with CN ``seed-ui``, mapped to ``admin`` in ``WORKER_ADMIN_ROLES``."""
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
     cert_file, key_file, ca_file = (
@@ -223,6 +223,7 @@ def _certificates(directory: Path, settings: dict[str, Any]) -> ssl.SSLContext:
         admin_tls_cert=cert_file,
         admin_tls_key=key_file,
         admin_tls_ca=ca_file,
+        admin_roles={"seed-ui": "admin"},
     )
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ca.configure_trust(context)
