@@ -95,7 +95,7 @@ def test_a_worker_with_a_bad_environment_setting_refuses_to_start(longshore: Lon
     ("args", "expected"),
     [
         pytest.param(["nosuch"], "No such command 'nosuch'", id="command"),
-        pytest.param(["runs", "prune"], "No such command 'prune'", id="subcommand"),
+        pytest.param(["runs", "nosuch"], "No such command 'nosuch'", id="subcommand"),
         pytest.param(["tasks", "list", "--bogus"], "No such option: --bogus", id="option"),
         pytest.param(["tasks", "enqueue"], "Missing argument", id="missing-argument"),
         pytest.param(["worker", "--concurrency", "0"], "--concurrency", id="bad-value"),

@@ -73,8 +73,10 @@ def start_container(env: Env, job: str, run_id: str, scope: str) -> str:
     return container_id
 
 
-async def claimed_and_running(env: Env, job_queue: str, worker_id: str, run_id: str) -> None:
-    [task] = await env.queue.claim(worker_id, 1, lease=timedelta(minutes=10), queues=[job_queue])
+async def claimed_and_running(
+    env: Env, job_queue: str, worker_id: str, run_id: str, lease: timedelta = timedelta(minutes=10)
+) -> None:
+    [task] = await env.queue.claim(worker_id, 1, lease=lease, queues=[job_queue])
     run = await env.runs.get(run_id)
     assert run.task_id == task.id
     for status in (RunStatus.FETCHING, RunStatus.BUILDING, RunStatus.RUNNING):
@@ -84,7 +86,7 @@ async def claimed_and_running(env: Env, job_queue: str, worker_id: str, run_id: 
 async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env) -> None:
     (env.tarball_dir / "s.tar.gz").write_bytes(tarball(job_files("sleep 60\n")))
     names = {}
-    for role in ("dead", "live", "waiting"):
+    for role in ("dead", "live", "waiting", "swept"):
         job = await env.define(
             source="tarball_path",
             source_fields={"tarball_path": "s.tar.gz"},
@@ -95,8 +97,15 @@ async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env
     for role, name in names.items():
         _, runs[role] = await env.runner.submit(name, trigger=RunTrigger.API, actor="tester")
 
-    # A worker that crashed mid-run: its task is leased by a worker no longer registered.
-    await claimed_and_running(env, f"dead-{env.tag_prefix}", "crashed-worker", runs["dead"])
+    # A worker that crashed mid-run: its task is leased by a worker no longer registered,
+    # and the lease ran out.
+    await claimed_and_running(
+        env, f"dead-{env.tag_prefix}", "crashed-worker", runs["dead"], lease=timedelta(seconds=1)
+    )
+    # A live worker swept from the registry during a store outage: not listed, but its lease
+    # is in force (it renews it), so its run goes on.
+    await claimed_and_running(env, f"swept-{env.tag_prefix}", "swept-worker", runs["swept"])
+    await asyncio.sleep(1.2)
     scope = env.runner.scope
     dead_container = start_container(env, names["dead"], runs["dead"], scope)
     # The same, but made by a runner of another deployment (another scope): not ours.
@@ -111,6 +120,7 @@ async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env
     await env.queue.register_worker(live)
     await claimed_and_running(env, f"live-{env.tag_prefix}", live.worker_id, runs["live"])
     live_container = start_container(env, names["live"], runs["live"], scope)
+    swept_container = start_container(env, names["swept"], runs["swept"], scope)
     try:
         runner = runner_on(env, env.engine)
         assert runner.scope == scope  # same work directory, same scope
@@ -130,13 +140,15 @@ async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env
             live_container
         ]
         assert (await env.runs.get(runs["live"])).status is RunStatus.RUNNING
+        assert env.docker.containers(filters={"id": swept_container}) != []
+        assert (await env.runs.get(runs["swept"])).status is RunStatus.RUNNING
         assert env.docker.containers(filters={"id": foreign_container}) != []
         assert (await env.runs.get(runs["waiting"])).status is RunStatus.QUEUED
 
         # Idempotent: nothing more to do.
         assert await runner.cleanup_orphans() == []
     finally:
-        for container in (live_container, foreign_container):
+        for container in (live_container, swept_container, foreign_container):
             env.docker.remove_container(container, force=True, v=True)
         await env.queue.deregister_worker(live.worker_id)
 

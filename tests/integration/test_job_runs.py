@@ -37,8 +37,6 @@ from tests.integration.git_server import GitServer, WorkRepo
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:55432/postgres"
-
 
 def job_files(script: str) -> dict[str, bytes]:
     return {
@@ -129,7 +127,9 @@ class Env:
             return blob.read()
 
 
-async def make_env(tmp_path: Path, docker_api: Any, backend: str) -> AsyncIterator[Env]:
+async def make_env(
+    tmp_path: Path, docker_api: Any, backend: str, database_url: str | None = None
+) -> AsyncIterator[Env]:
     server = GitServer(tmp_path / "srv").start()
     repo = WorkRepo.create(server.root / "jobs.git")
     repo.commit(job_files("echo hello from v1\n"), "v1")
@@ -167,7 +167,8 @@ async def make_env(tmp_path: Path, docker_api: Any, backend: str) -> AsyncIterat
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
         from store.queue.postgres import PostgresTaskQueue
 
-        db = await PostgresDatabase.open(POSTGRES_URL)
+        assert database_url is not None
+        db = await PostgresDatabase.open(database_url)
         await db.migrate()
         queue = PostgresTaskQueue(db, key_retention=timedelta(days=1))
         jobs = PostgresJobStore(db)
@@ -512,8 +513,10 @@ async def test_a_slow_event_store_drops_live_output_but_the_run_keeps_all_of_it(
 
 
 @pytest.mark.postgres
-async def test_git_tag_job_on_postgres(tmp_path: Path, docker_api: Any) -> None:
-    async for env in make_env(tmp_path, docker_api, "postgres"):
+async def test_git_tag_job_on_postgres(
+    tmp_path: Path, docker_api: Any, postgres_database_url: str
+) -> None:
+    async for env in make_env(tmp_path, docker_api, "postgres", postgres_database_url):
         job = await env.define(**env.git_job(f"v1-{env.tag_prefix}"), **job_queue(env))
         _, [run] = await env.run_job(job.name)
         assert run.status is RunStatus.SUCCEEDED, run.error
