@@ -50,7 +50,9 @@ def _artifact_name(member_name: str, root: str) -> str | None:
     rest = parts[1:]
     if any(part == ".." for part in rest) or member_name.startswith("/"):
         return None
-    name = "/".join(rest)
+    # A name that is not UTF-8 arrives with its bad bytes as lone surrogates, which no
+    # record can hold: keep it, with each such byte written as a visible \xNN escape.
+    name = "/".join(rest).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     if len(name) > 1024 or any(ord(char) < 32 or ord(char) == 127 for char in name):
         return None
     return name

@@ -352,6 +352,18 @@ async def test_artifacts_are_recorded_and_their_bytes_match(env: Env) -> None:
     assert run.artifact("sub/zeros.bin") is not None
 
 
+async def test_an_artifact_name_that_is_not_utf8_cannot_break_the_run_record(env: Env) -> None:
+    script = "printf ok > \"/artifacts/bad$(printf '\\377')name.txt\"\n"
+    (env.tarball_dir / "bad-name.tar.gz").write_bytes(tarball(job_files(script)))
+    job = await env.define(source="tarball_path", source_fields={"tarball_path": "bad-name.tar.gz"})
+    _, [run] = await env.run_job(job.name)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.exit_code == 0
+    assert [a.name for a in run.artifacts] == ["bad\\xffname.txt"]
+    with env.artifacts.open(run.artifacts[0].sha256) as blob:
+        assert blob.read() == b"ok"
+
+
 async def test_submit_refuses_an_unknown_job(env: Env) -> None:
     with pytest.raises(JobNotFound):
         await env.runner.submit("no-such-job", trigger=RunTrigger.API, actor="tester")

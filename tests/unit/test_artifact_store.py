@@ -270,3 +270,21 @@ def test_a_blob_left_aside_by_an_interrupted_discard_is_restored(store: Artifact
 
     assert store.exists(ref.sha256)
     assert leftovers(store) == []
+
+
+def test_a_name_that_is_not_utf8_is_kept_with_its_bad_bytes_escaped(store: ArtifactStore) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(
+        fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT, errors="surrogateescape"
+    ) as tar:
+        info = tarfile.TarInfo("artifacts/bad\udcffname.txt")  # the byte 0xff on disk
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    assert b"bad\xffname" in buffer.getvalue()
+    collected, problems = collect_artifacts(
+        iter([buffer.getvalue()]), store, ArtifactLimits(), root="artifacts"
+    )
+    assert problems == ()
+    [artifact] = collected
+    assert artifact.name == "bad\\xffname.txt"
+    artifact.name.encode("utf-8")  # storable: no lone surrogate left
