@@ -85,6 +85,7 @@ def test_list_show_and_replay_also_go_through_the_admin_api(longshore: Longshore
     api = {
         "WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}",
         "WORKER_ADMIN_TOKEN": "ops:s3cret-0123456789-abcdefgh",
+        "WORKER_ADMIN_ROLES": "ops=operator",  # a named token is a viewer unless mapped
     }
     longshore.env.update(api)
     serve = start_serve(longshore, "serve", api)
