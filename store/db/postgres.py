@@ -2,7 +2,8 @@
 error translation and dedicated LISTEN connections.
 
 asyncpg is untyped; its objects stay behind :class:`Row` and the few helpers here, and its
-exceptions never leave this module untranslated (see :func:`translate_errors`).
+exceptions never leave this module untranslated (see
+:func:`store.db.postgres_errors.translate_errors`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from store.errors import MigrationError, StoreError, StoreUnavailable
+from store.db.postgres_errors import UNAVAILABLE, is_unavailable, translate_errors
+from store.errors import MigrationError, StoreUnavailable
 from store.sqlfiles import migrations, queries
 
 logger = logging.getLogger(__name__)
@@ -32,32 +34,6 @@ CONNECT_TIMEOUT = 10.0
 STATEMENT_TIMEOUT = 60.0
 # Migrations may wait for another process's migration and rewrite large tables.
 MIGRATION_TIMEOUT = 3600.0
-
-# Everything that means "the server cannot be reached or the connection is gone": socket
-# errors, class 08 (connection exceptions) and the 57P0x errors raised while the server shuts
-# down or starts up ("cannot connect now").
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    # asyncpg reports a closed pool or connection with a bare InterfaceError; its other
-    # InterfaceErrors are programming errors and must not pass for an outage.
-    if isinstance(exc, asyncpg.InterfaceError):
-        message = str(exc)
-        return "closed" in message or "closing" in message
-    return False
-
 
 # Errors after which a single statement was rolled back whole and may simply run again.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -89,19 +65,6 @@ def _scrub(text: str, url: str) -> str:
     except ValueError:
         password = None
     return text.replace(password, "***") if password else text
-
-
-@contextmanager
-def translate_errors(where: str) -> Iterator[None]:
-    """Translate driver errors raised inside the block into the store's error tree."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-        if _is_unavailable(exc):
-            raise StoreUnavailable(f"PostgreSQL unavailable ({where}): {exc}") from exc
-        raise StoreError(f"PostgreSQL error ({where}): {exc}") from exc
 
 
 def _encode_json(value: Any) -> str:
@@ -141,7 +104,7 @@ class PostgresListener:
             return
         try:
             await asyncio.wait_for(self._connection.close(), timeout=5)
-        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
+        except (*UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
             self._connection.terminate()
 
 
@@ -263,7 +226,7 @@ class PostgresDatabase:
                 # JIT compilation only adds latency to the short queries of a queue.
                 server_settings={"application_name": "longshore", "jit": "off"},
             )
-        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError, ValueError) as exc:
+        except (*UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError, ValueError) as exc:
             reason = _scrub(str(exc) or type(exc).__name__, url).splitlines()[0]
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {display}: {reason}") from None
         logger.info("postgres pool opened", extra={"database": display, "max_size": max_size})
@@ -273,7 +236,7 @@ class PostgresDatabase:
         """Close every pooled connection (waiting briefly for ones in use)."""
         try:
             await asyncio.wait_for(self._pool.close(), timeout=10)
-        except (*_UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
+        except (*UNAVAILABLE, asyncpg.InterfaceError, asyncpg.PostgresError):
             self._pool.terminate()
 
     # --- queries ------------------------------------------------------------------------
@@ -381,7 +344,7 @@ class PostgresDatabase:
                 try:
                     await connection.execute(migration.sql, timeout=MIGRATION_TIMEOUT)
                 except asyncpg.PostgresError as exc:
-                    if _is_unavailable(exc):
+                    if is_unavailable(exc):
                         raise
                     raise MigrationError(
                         f"migration {migration.version:03d}_{migration.name} failed: {exc}"

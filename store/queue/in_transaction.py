@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from store.db.postgres import translate_errors
+from store.db.postgres_errors import translate_errors
 from store.queue import _pg_rows as rows
 from store.queue.models import EnqueueResult, NewTask
 from store.sqlfiles import queries
