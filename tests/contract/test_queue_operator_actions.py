@@ -30,7 +30,8 @@ async def test_completing_a_waiting_task_deletes_it_or_keeps_its_key_as_done(que
     assert await queue.get_task(plain.id) is None
 
     change = await queue.complete_task(keyed.id)
-    assert change.after is not None and change.after.state is TaskState.DONE
+    assert change.after is not None
+    assert change.after.state is TaskState.DONE
     deduped = await queue.enqueue(new_task(key="k-1", key_mode=KeyMode.DEDUPE))
     assert deduped.task.id == keyed.id
     assert await queue.claim("w1", 10, lease=LEASE) == []
@@ -60,7 +61,8 @@ async def test_a_running_task_is_refused_by_every_action_and_keeps_its_lease(que
         with pytest.raises(TaskNotWaiting, match="w-busy"):
             await action
     kept = await queue.get_task(task.id)
-    assert kept.state is TaskState.RUNNING and kept.lease_owner == "w-busy"
+    assert kept.state is TaskState.RUNNING
+    assert kept.lease_owner == "w-busy"
     assert await queue.complete("w-busy", [task.id]) == 1
 
 
@@ -110,9 +112,11 @@ async def test_reschedule_changes_the_given_fields_only(queue):
     assert (after.priority, after.attempts, after.max_attempts) == (5, 2, 7)
     assert after.retry.max_attempts == 7
     again = await queue.get_task(task.id)
-    assert again.retry.max_attempts == 7 and again.attempts == 2
+    assert again.retry.max_attempts == 7
+    assert again.attempts == 2
     change = await queue.reschedule_task(task.id, Reschedule(priority=-3, run_at=now()))
-    assert change.after.priority == -3 and change.after.state is TaskState.READY
+    assert change.after.priority == -3
+    assert change.after.state is TaskState.READY
 
 
 async def test_reschedule_refuses_to_leave_a_task_without_attempts(queue):
@@ -136,7 +140,8 @@ async def test_remove_by_key_deletes_waiting_dead_and_done_tasks_and_frees_the_k
         await queue.remove_task_by_key("a", queue="q2")
     assert (await queue.remove_task_by_key("a", queue="q1")).before.id == waiting.id
     assert (await queue.remove_task_by_key("b")).before.state is TaskState.DONE
-    assert await queue.get_task(waiting.id) is None and await queue.get_task(done.id) is None
+    assert await queue.get_task(waiting.id) is None
+    assert await queue.get_task(done.id) is None
     fresh = await enqueue(queue, key="b", key_mode=KeyMode.DEDUPE)
     assert fresh.id != done.id
 
@@ -154,7 +159,8 @@ async def test_force_unlock_releases_only_the_named_workers_tasks(queue):
     assert released == {"w-a": [a.id], "w-b": [b.id]}
     for task_id in (a.id, b.id):
         task = await queue.get_task(task_id)
-        assert task.state is TaskState.READY and task.lease_owner is None
+        assert task.state is TaskState.READY
+        assert task.lease_owner is None
         assert task.attempts == 0  # the interrupted attempt is not counted
     assert (await queue.get_task(c.id)).state is TaskState.RUNNING
     assert await queue.complete("w-a", [a.id]) == 0  # the old lease is gone
@@ -186,7 +192,8 @@ async def test_gc_queues_forgets_only_empty_queues_without_settings(queue):
     assert await queue.gc_queues() == ["empty"]
 
     names = {info.name for info in await queue.list_queues()}
-    assert {"busy", "paused-empty", "deadq"} <= names and "empty" not in names
+    assert {"busy", "paused-empty", "deadq"} <= names
+    assert "empty" not in names
     assert (await queue.get_task(task.id)).state is TaskState.READY
     await enqueue(queue, queue="empty")
     assert (await claim_one(queue, queues=["empty"])).queue == "empty"
