@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -10,6 +11,20 @@ from pydantic import AwareDatetime, Field, field_validator
 from admin.schemas import MAX_SECONDS, Schema, TaskBody, WorkerBody
 from store.queue.models import MAX_KEY_LENGTH, QUEUE_NAME
 from store.queue.operator import MAX_REASON
+
+
+def _usable_instant(value: datetime | None) -> datetime | None:
+    """An instant a store and the schedule arithmetic can hold: 1970 to 9998 in UTC."""
+    if value is None:
+        return None
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between 1970 and 9998 (UTC)") from None
+    if not 1970 <= utc.year <= 9998:
+        raise ValueError("must be between 1970 and 9998 (UTC)")
+    return value
+
 
 # --- task actions -------------------------------------------------------------------------
 
@@ -47,6 +62,8 @@ class TaskRescheduleRequest(Schema):
     max_attempts: Annotated[int | None, Field(ge=1, le=1000, strict=True)] = Field(
         default=None, description="1 to 1000: starts before the task is dead-lettered."
     )
+
+    _run_at = field_validator("run_at")(_usable_instant)
 
 
 class TaskRemoveRequest(Schema):
@@ -160,6 +177,8 @@ class SchedulePreviewRequest(Schema):
     after: AwareDatetime | None = Field(
         default=None, description="Start after this instant (default: now)."
     )
+
+    _after = field_validator("after")(_usable_instant)
 
 
 class FireTime(Schema):

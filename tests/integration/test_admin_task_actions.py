@@ -151,6 +151,8 @@ async def test_reschedule_changes_the_given_fields(admin: Admin) -> None:
         ({"maxAttempts": 0}, "maxAttempts"),
         ({"runAt": "tomorrow"}, "runAt"),
         ({"runAt": "2030-01-01T00:00:00"}, "runAt"),
+        ({"runAt": "0001-01-01T00:00:00+14:00"}, "runAt"),
+        ({"runAt": "9999-12-31T23:00:00-10:00"}, "runAt"),
         ({"attempts": 3, "maxAttempts": 3}, "attempts"),
         ({"maxAttempts": 2, "attempts": 2}, "attempts"),
         ({"priority": 1, "colour": "red"}, "colour"),
@@ -475,6 +477,7 @@ async def test_the_schedule_preview_lists_fire_times_in_the_zone_and_utc(
             ({"spec": "@daily", "count": 51}, "count"),
             ({"spec": "@daily", "count": 0}, "count"),
             ({"spec": ""}, "spec"),
+            ({"spec": "@daily", "after": "0001-01-01T00:00:00+14:00"}, "after"),
             ({}, "spec"),
         ):
             response = await client.post("/schedules/preview", json=bad, headers=VIEWER)
