@@ -3,6 +3,7 @@ force-unlock, the dead-letter preview and the queue garbage collection, on every
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -208,3 +209,32 @@ async def test_purge_expired_keys_deletes_only_done_tasks_past_retention(queue, 
     assert await expiring.purge_expired_keys() == 1
     assert await queue.get_task(done.id) is None
     assert (await queue.get_task(waiting.id)).state is TaskState.READY
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_gc_queues_waits_for_an_enqueue_in_flight_into_an_empty_queue(
+    queue, postgres_database_url
+):
+    """An enqueue whose transaction is still open when the collection starts: its queue
+    looks empty (the task is not committed), yet it must keep its row, or the task would
+    never be claimed."""
+    import asyncpg
+
+    from store.queue.in_transaction import enqueue_in_transaction
+
+    task = await enqueue(queue, queue="in-flight")
+    await queue.cancel(task.id)
+    connection = await asyncpg.connect(str(postgres_database_url))
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        [result] = await enqueue_in_transaction(connection, [new_task(queue="in-flight")])
+        collecting = asyncio.create_task(queue.gc_queues())
+        await asyncio.sleep(0.5)
+        assert not collecting.done()  # held off until the enqueue commits
+        await transaction.commit()
+        assert await asyncio.wait_for(collecting, 10) == []
+    finally:
+        await connection.close()
+    assert "in-flight" in {info.name for info in await queue.list_queues()}
+    assert (await claim_one(queue, queues=["in-flight"])).id == result.task.id
