@@ -93,10 +93,11 @@ class AdminPlan:
             "none": "no sign-in (loopback only)",
         }[mode]
         read_only = "; read-only" if self.config.read_only else ""
+        where = "behind a TLS proxy" if self.config.secure_cookies else "loopback only"
         return (
-            f"admin API on {self.url}, console on {self.url.removesuffix(BASE_PATH)}/ "
-            f"(send 'Authorization: Bearer <token>' with the token from {self.token_source}; "
-            f"console: {signin}{read_only})"
+            f"admin API on {self.url} ({where}; send 'Authorization: Bearer <token>' with the "
+            f"token from {self.token_source}); console on {self.url.removesuffix(BASE_PATH)}/ "
+            f"({signin}{read_only})"
         )
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.acceptance.conftest import Longshore
+from tests.acceptance.conftest import Longshore, wait_until
 from tests.acceptance.console_browser import PAGES, Watch, browser, screenshot
 from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_listening
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
@@ -107,6 +107,7 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
         error.wait_for(state="visible")
         assert "timeoutSeconds" in error.inner_text()
         assert page.locator("#flash.error").is_visible()
+        assert re.search(r"Request id: \S+", page.inner_text("#flash"))
         screenshot(page, shots, "job-form")
         page.fill("input[name=timeoutSeconds]", "120")
         page.click("#save-job")
@@ -163,6 +164,14 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
         text = page.inner_text("#audit")
         for action in ("job.upsert", "job.run", "schedule.pause"):
             assert action in text, text
+        # The overview follows the event stream: a pause made elsewhere shows up by itself.
+        page.goto(f"{base}/")
+        expect(page.locator("#live-state")).to_have_text("live")
+        assert "paused" not in page.inner_text("#live dl")
+        bearer = {"authorization": f"Bearer {OPS}"}
+        assert httpx.post(f"{base}/admin/v1/pause", headers=bearer).status_code == 200
+        expect(page.locator("#live dl")).to_contain_text("paused", timeout=30_000)
+        assert httpx.post(f"{base}/admin/v1/resume", headers=bearer).status_code == 200
         page.goto(f"{base}/runs/no-such-run")
         assert page.locator("#error-panel").is_visible()
         screenshot(page, shots, "error")
@@ -191,6 +200,13 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
             f"{base}/admin/v1/schedules", json={"name": "s1", "spec": "0 0 1 1 *"}, headers=ops
         )
         assert made.status_code in (200, 201, 412), made.text
+        longshore.ok("tasks", "enqueue", "builtin.fail", "--max-attempts", "1")
+
+        def dead() -> int:
+            listed = httpx.get(f"{base}/admin/v1/dlq", headers=ops).json()
+            return int(listed["total"])
+
+        wait_until(lambda: dead() == 1, "the failing task is dead-lettered", timeout=30)
         watch = Watch(expect_refusals=True)
         with browser(tmp_path / "viewer") as context:
             page = watch.attach(context.new_page())
@@ -213,6 +229,10 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
             page.goto(f"{base}/queues")
             assert _mutation_controls(page) > 0
             # Without the CSRF token the same admin's mutation is refused.
+            # Replay the dead task from the console.
+            page.goto(f"{base}/dead-letters")
+            page.locator("tr[data-task] button:has-text('Replay')").click()
+            expect(page.locator("#flash")).to_have_text("Replayed.")
             tokenless = _fetch(page, "/admin/v1/pause", with_csrf=False)
             assert tokenless["status"] == 403, tokenless
             assert tokenless["code"] == "csrf_rejected", tokenless
@@ -225,6 +245,8 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
         assert ("vic", "error", "403 forbidden: role ") in seen, seen
         assert ("ops", "error", "403 csrf_rejected: r") in seen, seen
         assert ("ops", "ok", "paused=true") in seen, seen
+        replays = httpx.get(f"{base}/admin/v1/audit?action=dlq.replay_ids", headers=ops).json()
+        assert [(r["actor"], r["status"]) for r in replays["events"]] == [("ops", "ok")]
     finally:
         stop(serve)
 

@@ -28,7 +28,7 @@
     const lines = [
       ["Error", `${status} ${error.message || "request failed"}`],
       ["Code", error.code || "http_error"],
-      ["Request id", error.requestId || ""],
+      ["Request id", (body && body.requestId) || ""],
       ["Hint", HINTS[status] || "Retry, or report the request id to an administrator."],
     ];
     for (const [label, text] of lines) {
