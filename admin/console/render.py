@@ -130,7 +130,7 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
         path="/",
         httponly=True,
         samesite="strict",
-        secure=config_of(request).secure_cookies,
+        secure=config_of(request).secure_cookies or request.url.scheme == "https",
     )
 
 
