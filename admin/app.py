@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from admin import console
-from admin.auth import RequireViewer
+from admin.auth import RequireViewer, config_of
 from admin.config import AdminConfig
 from admin.errors import NotAuthenticated, envelope, status_of
 from admin.middleware import AdminMiddleware, reject_unstorable_text
@@ -156,6 +156,13 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+def _app_path(request: Request) -> str:
+    """The request's path inside this app (without the prefix it is mounted under)."""
+    path = request.url.path
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
+
+
 def is_console_path(path: str) -> bool:
     """Whether ``path`` is the console's (everything but the API)."""
     return path != BASE_PATH and not path.startswith(BASE_PATH + "/")
@@ -176,7 +183,7 @@ async def _respond(
             await mutation.refused(f"{status} {code}: {message}")
         except LongshoreError:
             logger.exception("could not audit a refused mutation")
-    if is_console_path(request.url.path):
+    if config_of(request).console and is_console_path(_app_path(request)):
         return console.console_error(request, status, code, message, dict(headers or {}))
     return JSONResponse(
         envelope(_request_id(request), code, message), status_code=status, headers=headers
