@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from admin.auth import config_of
 from admin.console import pages, pages_ops, signin
 from admin.console.render import error_page
+from admin.middleware import reject_unstorable_text
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(reject_unstorable_text)])
 router.include_router(signin.router)
 router.include_router(pages.router)
 router.include_router(pages_ops.router)

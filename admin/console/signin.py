@@ -33,6 +33,8 @@ def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path of this site only (never ``//host``)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return "/"
     return target
 
 

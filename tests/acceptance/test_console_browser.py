@@ -6,6 +6,7 @@ schedule; every page without a console error or a CSP violation, and a screensho
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import re
@@ -164,6 +165,16 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
         text = page.inner_text("#audit")
         for action in ("job.upsert", "job.run", "schedule.pause"):
             assert action in text, text
+        # The export link downloads what the filters select, every step with its actor.
+        with page.expect_download() as exported:
+            page.click("#export-csv")
+        exported_file = tmp_path / "audit.csv"
+        exported.value.save_as(exported_file)
+        rows = list(csv.DictReader(io.StringIO(exported_file.read_text())))
+        steps = {(row["actor"], row["action"], row["status"]) for row in rows}
+        for step in (("ops", "job.upsert", "ok"), ("ops", "job.run", "ok")):
+            assert step in steps, steps
+        assert {row["actor"] for row in rows} == {"ops"}
         # The overview follows the event stream: a pause made elsewhere shows up by itself.
         page.goto(f"{base}/")
         expect(page.locator("#live-state")).to_have_text("live")

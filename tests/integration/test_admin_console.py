@@ -325,3 +325,13 @@ async def test_lists_are_paginated(console: FullAdmin) -> None:
     assert second.count('<tr><td><a href="/jobs/job-') == 5
     assert "job-054" in second
     assert "job-054" not in first
+
+
+async def test_unstorable_text_in_a_filter_is_a_400_panel_not_a_500(console: FullAdmin) -> None:
+    await sign_in(console, "vic")
+    for path in ("/runs?job=a%00b", "/dead-letters?query=%00", "/audit?actor=%00"):
+        response = await console.client.get(f"{ROOT}{path}")
+        assert response.status_code == 400, (path, response.text)
+        assert 'id="error-panel"' in response.text
+    signed_in = await console.client.get(f"{ROOT}/sign-in?next=/a%0d%0aSet-Cookie:x")
+    assert 'name="next" value="/"' in signed_in.text
