@@ -81,6 +81,8 @@ class Watch:
     problems: list[str] = field(default_factory=list)
     expect_refusals: bool = False
     """Set while a test provokes refused requests on purpose (Chromium logs each 4xx)."""
+    approval: str = ""
+    """What a prompt for the approval token is answered."""
     provoked: set[tuple[str, int]] = field(default_factory=set)
     """``(path, status)`` answers a test provokes on purpose (Chromium logs each as an
     error): these alone are not problems."""
@@ -88,8 +90,14 @@ class Watch:
     def attach(self, page: Any) -> Any:
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("dialog", lambda dialog: dialog.accept())
+        page.on("dialog", self._dialog)
         return page
+
+    def _dialog(self, dialog: Any) -> None:
+        if dialog.type == "prompt":
+            dialog.accept(self.approval)
+        else:
+            dialog.accept()
 
     def _console(self, message: Any) -> None:
         text = message.text

@@ -24,6 +24,7 @@ from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_l
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
 
 OPS = "ops-console-token-0123456789abcdef"
+APPROVAL = "approval-token-0123456789abcdef"
 VIC = "vic-console-token-fedcba9876543210"
 TOKENS = {"WORKER_ADMIN_TOKEN": f"ops:{OPS},vic:{VIC}", "WORKER_ADMIN_ROLES": "ops=admin"}
 REPORT = b"nightly report: 42 rows\n"
@@ -124,7 +125,7 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
         assert "done" not in output.inner_text(), "the first line came only after the run ended"
         assert page.inner_text("#output-state") in ("following", "running")
         expect(page.locator("#output-state")).to_have_text(re.compile("^ended"), timeout=60_000)
-        assert output.inner_text().splitlines()[:3] == ["tick 1", "tick 2", "done"]
+        assert output.inner_text().splitlines() == ["tick 1", "tick 2", "done"]
         assert page.inner_text("#output-state") == "ended: succeeded"
         page.locator("#artifacts").wait_for()
         assert page.locator("#timeline li").count() >= 3
@@ -202,7 +203,14 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve = start_serve(
-        longshore, "serve", {**TOKENS, "WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}"}
+        longshore,
+        "serve",
+        {
+            **TOKENS,
+            "WORKER_ADMIN_HTTP_ADDR": f"127.0.0.1:{port}",
+            "WORKER_ADMIN_REQUIRE_APPROVAL": "true",
+            "WORKER_ADMIN_APPROVAL_TOKEN": APPROVAL,
+        },
     )
     try:
         wait_listening(serve, port)
@@ -218,7 +226,7 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
             return int(listed["total"])
 
         wait_until(lambda: dead() == 1, "the failing task is dead-lettered", timeout=30)
-        watch = Watch(expect_refusals=True)
+        watch = Watch(expect_refusals=True, approval=APPROVAL)
         with browser(tmp_path / "viewer") as context:
             page = watch.attach(context.new_page())
             page.goto(f"{base}/sign-in")
@@ -240,14 +248,15 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
             page.goto(f"{base}/queues")
             assert _mutation_controls(page) > 0
             # Without the CSRF token the same admin's mutation is refused.
-            # Replay the dead task from the console.
+            # Replay the dead task from the console: approval is required, the console asks
+            # for the token (the first attempt is refused and audited).
             page.goto(f"{base}/dead-letters")
             page.locator("tr[data-task] button:has-text('Replay')").click()
             expect(page.locator("#flash")).to_have_text("Replayed.")
             tokenless = _fetch(page, "/admin/v1/pause", with_csrf=False)
             assert tokenless["status"] == 403, tokenless
             assert tokenless["code"] == "csrf_rejected", tokenless
-            accepted = _fetch(page, "/admin/v1/pause", with_csrf=True)
+            accepted = _fetch(page, "/admin/v1/pause", with_csrf=True, approval=APPROVAL)
             assert accepted["status"] == 200, accepted
             _fetch(page, "/admin/v1/resume", with_csrf=True)
         watch.assert_clean()
@@ -257,23 +266,28 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
         assert ("ops", "error", "403 csrf_rejected: r") in seen, seen
         assert ("ops", "ok", "paused=true") in seen, seen
         replays = httpx.get(f"{base}/admin/v1/audit?action=dlq.replay_ids", headers=ops).json()
-        assert [(r["actor"], r["status"]) for r in replays["events"]] == [("ops", "ok")]
+        assert [(r["actor"], r["status"]) for r in replays["events"]] == [
+            ("ops", "ok"),
+            ("ops", "error"),
+        ]
+        assert "approval_required" in replays["events"][1]["detail"]
     finally:
         stop(serve)
 
 
-def _fetch(page: Any, path: str, *, with_csrf: bool) -> dict[str, Any]:
+def _fetch(page: Any, path: str, *, with_csrf: bool, approval: str = "") -> dict[str, Any]:
     """A POST made by the page's own script context (as a console action, or forged)."""
     result: dict[str, Any] = page.evaluate(
-        """async ([path, withCsrf]) => {
+        """async ([path, withCsrf, approval]) => {
             const token = document.querySelector('meta[name="longshore-csrf"]').content;
             const headers = {"content-type": "application/json"};
             if (withCsrf) headers["x-longshore-csrf"] = token;
+            if (approval) headers["x-admin-approval"] = approval;
             const response = await fetch(path, {method: "POST", headers, body: "{}"});
             const body = await response.json();
             return {status: response.status, code: body.error ? body.error.code : null};
         }""",
-        [path, with_csrf],
+        [path, with_csrf, approval],
     )
     return result
 

@@ -50,9 +50,10 @@
     panel.hidden = false;
   }
 
-  async function call(method, url, body) {
+  async function call(method, url, body, approval) {
     const headers = { accept: "application/json" };
     headers[csrfHeader] = csrf;
+    if (approval) headers["x-admin-approval"] = approval;
     const init = { method, headers, credentials: "same-origin" };
     if (body !== undefined) {
       headers["content-type"] = "application/json";
@@ -82,7 +83,14 @@
     button.disabled = true;
     try {
       const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
-      const result = await call(button.dataset.method || "POST", button.dataset.url, body);
+      const method = button.dataset.method || "POST";
+      let result = await call(method, button.dataset.url, body);
+      const code = result.body && result.body.error && result.body.error.code;
+      if (result.status === 403 && code === "approval_required") {
+        // Risky actions need the approval token when the service requires approval.
+        const approval = window.prompt("This action needs approval: enter the approval token");
+        if (approval) result = await call(method, button.dataset.url, body, approval);
+      }
       if (!result.ok) {
         showError(result.status, result.body);
         return;
