@@ -15,10 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from admin.auth import RequireViewer
+from admin import console
+from admin.auth import RequireViewer, config_of
 from admin.config import AdminConfig
 from admin.errors import NotAuthenticated, envelope, status_of
 from admin.middleware import AdminMiddleware, reject_unstorable_text
@@ -142,6 +143,8 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
         return {**document, "servers": [{"url": prefix}]} if prefix else document
 
     app.include_router(api)
+    if config.console:
+        app.include_router(console.router)
     app.add_exception_handler(LongshoreError, _longshore_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -167,13 +170,25 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+def _app_path(request: Request) -> str:
+    """The request's path inside this app (without the prefix it is mounted under)."""
+    path = request.url.path
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
+
+
+def is_console_path(path: str) -> bool:
+    """Whether ``path`` is the console's (everything but the API)."""
+    return path != BASE_PATH and not path.startswith(BASE_PATH + "/")
+
+
 async def _respond(
     request: Request,
     status: int,
     code: str,
     message: str,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
+) -> Response:
     """The error response, after auditing the refused mutation this request was, if any
     (a refusal the audit log cannot record is logged; the caller still gets its answer)."""
     mutation = pending_mutation(request)
@@ -182,12 +197,14 @@ async def _respond(
             await mutation.refused(f"{status} {code}: {message}")
         except LongshoreError:
             logger.exception("could not audit a refused mutation")
+    if config_of(request).console and is_console_path(_app_path(request)):
+        return console.console_error(request, status, code, message, dict(headers or {}))
     return JSONResponse(
         envelope(_request_id(request), code, message), status_code=status, headers=headers
     )
 
 
-async def _longshore_error(request: Request, exc: Exception) -> JSONResponse:
+async def _longshore_error(request: Request, exc: Exception) -> Response:
     status, code = status_of(exc)
     if status >= 500:
         logger.error("admin request failed: %s", exc, extra={"request_id": _request_id(request)})
@@ -204,7 +221,7 @@ def _field(loc: Sequence[int | str]) -> str:
     return text
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     messages: list[str] = []
     for error in exc.errors():
@@ -226,7 +243,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return await _respond(request, 400, "invalid_request", "; ".join(messages))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "request refused"

@@ -22,6 +22,7 @@ which also audits refusals.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import unicodedata
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from admin.config import AdminConfig, Role
+from admin.config import ANONYMOUS_ACTOR, BASIC_USER, AdminConfig, Role
 from admin.errors import Forbidden, NotAuthenticated
+from admin.sessions import cookie_session
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +41,7 @@ class Identity:
 
     actor: str
     role: Role
-    via: str  # "certificate" | "token" | "host"
+    via: str  # "certificate" | "token" | "host" | "session" | "basic" | "none"
 
 
 def certificate_cn(cert: Any) -> str | None:
@@ -119,12 +121,41 @@ def authenticate(request: Request, config: AdminConfig) -> Identity:
         actor = checked_actor(named, "client certificate")
         return Identity(actor=actor, role=config.role_of(actor), via="certificate")
     presented = _bearer(request)
-    if presented is None:
-        raise NotAuthenticated("authentication required: a client certificate or a bearer token")
-    name = _token_name(config, presented)
-    if name is None:
-        raise NotAuthenticated("invalid bearer token")
-    return Identity(actor=name, role=config.role_of(name), via="token")
+    if presented is None and config.console_auth == "header":
+        presented = request.headers.get(config.token_header, "").strip() or None
+    if presented is not None:
+        name = _token_name(config, presented)
+        if name is None:
+            raise NotAuthenticated("invalid bearer token")
+        return Identity(actor=name, role=config.role_of(name), via="token")
+    if config.console_auth == "basic":
+        basic = _basic(request, config)
+        if basic is not None:
+            return basic
+    session = cookie_session(request)
+    if session is not None and session.via == "token":
+        return Identity(actor=session.actor, role=session.role, via="session")
+    if config.console_auth == "none":
+        actor = ANONYMOUS_ACTOR
+        return Identity(actor=actor, role=config.role_of(actor), via="none")
+    raise NotAuthenticated("authentication required: a client certificate or a bearer token")
+
+
+def _basic(request: Request, config: AdminConfig) -> Identity | None:
+    """The ``basic`` mode's user, when the request carries its credentials (``None`` without
+    a Basic header; :class:`NotAuthenticated` for wrong ones)."""
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise NotAuthenticated("malformed Basic credentials") from None
+    expected = (config.basic_password or "").encode()
+    same_user = hmac.compare_digest(user.encode(), BASIC_USER.encode())
+    if not (hmac.compare_digest(password.encode(), expected) and same_user):
+        raise NotAuthenticated("invalid user name or password")
+    return Identity(actor=BASIC_USER, role=config.role_of(BASIC_USER), via="basic")
 
 
 def _host_identity(request: Request, config: AdminConfig) -> Identity:

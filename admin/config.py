@@ -80,6 +80,12 @@ def parse_tokens(text: str) -> dict[str, str]:
     return tokens
 
 
+CONSOLE_AUTH_MODES = ("bearer", "header", "basic", "none")
+BASIC_USER = "admin"
+"""The one user name of ``basic`` mode (the actor of its requests)."""
+ANONYMOUS_ACTOR = "local"
+"""The actor of every request in ``none`` mode (loopback only)."""
+
 HostAuth = Callable[[Any], "tuple[str, Role | str] | None"]
 """The host application's authentication of a mounted admin API: called with each
 request (a Starlette ``Request``), returns ``(actor, role)`` or ``None`` to refuse (401)."""
@@ -113,8 +119,32 @@ class AdminConfig:
     commit: str = ""
     build_time: str = ""
     host_auth: HostAuth | None = None
+    console_auth: str = "bearer"
+    """How a browser without a client certificate signs in (:data:`CONSOLE_AUTH_MODES`):
+    ``bearer``/``header`` (a token entered once, kept in a session cookie), ``basic`` (user
+    :data:`BASIC_USER`, ``basic_password``) or ``none`` (loopback only: everyone is
+    :data:`ANONYMOUS_ACTOR`)."""
+    basic_password: str | None = None
+    token_header: str = "x-longshore-admin-token"  # noqa: S105 - a header name
+    """The header that carries a token in ``header`` mode (beside ``Authorization: Bearer``)."""
+    read_only: bool = False
+    """Every mutation is refused (403 ``read_only``), in the console and the API."""
+    secure_cookies: bool = False
+    """Session cookies carry ``Secure`` (the listener is HTTPS, or behind a TLS proxy)."""
+    console: bool = True
+    """Serve the console at ``/`` (off for an admin API mounted in another application)."""
+    settings_view: Mapping[str, str] = field(default_factory=dict)
+    """The effective settings as shown by the console (variable name -> value; secrets are
+    masked before they get here)."""
 
     def __post_init__(self) -> None:
+        if self.console_auth not in CONSOLE_AUTH_MODES:
+            raise ValueError(
+                f"console auth must be one of {', '.join(CONSOLE_AUTH_MODES)}, "
+                f"got {self.console_auth!r}"
+            )
+        if self.console_auth == "basic" and not self.basic_password:
+            raise ValueError("basic auth needs a password")
         if self.require_approval and not self.approval_token:
             raise ValueError("approval is required but no approval token is set")
         if self.replay_limit_max < 1 or self.replay_ids_max < 1:

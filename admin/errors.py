@@ -69,6 +69,14 @@ class CrossSiteRequest(Forbidden):
     code = "cross_site_request"
 
 
+class CsrfRejected(Forbidden):
+    code = "csrf_rejected"
+
+
+class ReadOnly(Forbidden):
+    code = "read_only"
+
+
 class NotFound(AdminError):
     code = "not_found"
 
@@ -108,6 +116,8 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     NotAuthenticated: (401, NotAuthenticated.code),
     ApprovalRequired: (403, ApprovalRequired.code),
     CrossSiteRequest: (403, CrossSiteRequest.code),
+    CsrfRejected: (403, CsrfRejected.code),
+    ReadOnly: (403, ReadOnly.code),
     Forbidden: (403, Forbidden.code),
     NotFound: (404, NotFound.code),
     Conflict: (409, Conflict.code),

@@ -18,11 +18,17 @@ an unauthenticated client must not be able to fill the audit log.
 **Cross-site requests.** A browser attaches a client certificate (or a session cookie) to a
 request that another site's page makes, so a mutation must come from the API's own origin or
 from a client that is not a browser. A mutation is refused (403 ``cross_site_request``,
-audited) when ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site``, or when ``Origin`` names
-another origin (or ``null``); programs (the CLI, scripts, a seed 003 UI's server) send
-neither header. A body of one of the types an HTML form can send without a preflight
-(``application/x-www-form-urlencoded``, ``multipart/form-data``, ``text/plain``) is refused
-with 415 on every mutation: the API reads JSON only.
+audited) when ``Sec-Fetch-Site`` says ``cross-site`` or ``same-site``, or, without
+``Sec-Fetch-Site: same-origin``, when ``Origin`` names another origin (or ``null``: the
+console's pages use ``Referrer-Policy: no-referrer``, under which a browser's same-origin POST
+says ``Origin: null`` but ``Sec-Fetch-Site: same-origin``); programs (the CLI, scripts, a seed
+003 UI's server) send neither header. A body of one of the types an HTML form can send
+without a preflight (``application/x-www-form-urlencoded``, ``multipart/form-data``,
+``text/plain``) is refused with 415 on every mutation: the API reads JSON only.
+
+**CSRF.** A mutation made by a browser also needs its console session's token in
+``x-longshore-csrf`` (:func:`check_csrf`); with ``read_only`` every mutation is refused
+(403 ``read_only``).
 """
 
 from __future__ import annotations
@@ -35,8 +41,15 @@ from fastapi import Request
 
 from admin.auth import Identity, check_role, config_of, current_identity
 from admin.config import Role
-from admin.errors import ApprovalRequired, CrossSiteRequest, UnsupportedMediaType
+from admin.errors import (
+    ApprovalRequired,
+    CrossSiteRequest,
+    CsrfRejected,
+    ReadOnly,
+    UnsupportedMediaType,
+)
 from admin.schemas import storable
+from admin.sessions import CSRF_HEADER, cookie_session
 from store.events import AuditLog, AuditStatus
 from store.events.audit import PendingEntry
 
@@ -158,8 +171,14 @@ class MutationDependency:
     async def __call__(self, request: Request) -> Mutation:
         current = self.context(request)
         check_same_origin(request)
-        check_role(current.identity, self.role)
         config = config_of(request)
+        if config.read_only:
+            raise ReadOnly(
+                "the admin API is read-only (serve --read-only / WORKER_ADMIN_READ_ONLY): "
+                "mutations are turned off"
+            )
+        check_csrf(request, current.identity)
+        check_role(current.identity, self.role)
         if self.risky and config.require_approval:
             presented = request.headers.get(APPROVAL_HEADER, "").encode()
             expected = (config.approval_token or "").encode()
@@ -169,6 +188,35 @@ class MutationDependency:
                 )
         await current.begin()
         return current
+
+
+_AMBIENT = frozenset({"session", "basic", "none"})
+"""Credentials a browser attaches to every request by itself (a cookie, cached Basic
+credentials, none at all): a mutation made with them must prove it comes from the console."""
+_BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode")
+
+
+def check_csrf(request: Request, identity: Identity) -> None:
+    """Refuse a mutation a browser sent without its console session's CSRF token.
+
+    A browser's mutation is one made with ambient credentials (:data:`_AMBIENT`), or with a
+    client certificate by a browser (it sends ``Origin`` or ``Sec-Fetch-*``): it must carry
+    :data:`~admin.sessions.CSRF_HEADER` equal to the token of the session its cookie names,
+    a session of the same actor. A bearer token is proof enough (a page cannot make a
+    browser send one to another origin), and programs send no browser headers.
+    """
+    browser = identity.via in _AMBIENT or (
+        identity.via == "certificate" and any(name in request.headers for name in _BROWSER_HEADERS)
+    )
+    if not browser:
+        return
+    session = cookie_session(request)
+    presented = request.headers.get(CSRF_HEADER, "").strip()
+    if session is None or session.actor != identity.actor or not session.csrf_matches(presented):
+        raise CsrfRejected(
+            f"refused a browser mutation without the console's CSRF token (the {CSRF_HEADER} "
+            "header of a signed-in console session)"
+        )
 
 
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
@@ -183,14 +231,31 @@ def check_same_origin(request: Request) -> None:
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not accepted: send JSON (application/json)"
         )
+    refusal = _cross_site(request)
+    if refusal is not None:
+        raise CrossSiteRequest(f"{refusal}: mutations must be same-origin")
+
+
+def check_same_origin_form(request: Request) -> None:
+    """The console's own forms (sign-in, sign-out): refused unless sent from its origin."""
+    refusal = _cross_site(request)
+    if refusal is not None:
+        raise CrossSiteRequest(f"{refusal}: the console's forms must be sent from its pages")
+
+
+def _cross_site(request: Request) -> str | None:
+    """Why the request comes from another site, or ``None``. ``Sec-Fetch-Site`` decides when
+    the browser sent it: under ``Referrer-Policy: no-referrer`` a browser's same-origin POST
+    carries ``Origin: null``, so ``Origin`` is only compared when it is absent."""
     fetch_site = request.headers.get("sec-fetch-site", "").strip().lower()
     if fetch_site in _CROSS_SITE:
-        raise CrossSiteRequest(f"refused a {fetch_site} request: mutations must be same-origin")
+        return f"refused a {fetch_site} request"
+    if fetch_site == "same-origin":
+        return None
     origin = request.headers.get("origin")
     if origin is not None and origin.strip().lower() != _own_origin(request):
-        raise CrossSiteRequest(
-            "refused a request from another origin: mutations must be same-origin"
-        )
+        return "refused a request from another origin"
+    return None
 
 
 def _own_origin(request: Request) -> str:

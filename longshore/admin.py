@@ -45,7 +45,7 @@ class AdminMount:
     ) -> None:
         self._client = client
         self._registry = registry
-        self._config = dataclasses.replace(config, host_auth=auth)
+        self._config = dataclasses.replace(config, host_auth=auth, console=False)
         self._app: FastAPI | None = None
         self._built_on: Stores | None = None
 

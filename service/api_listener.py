@@ -17,12 +17,19 @@ import socket
 import ssl
 from pathlib import Path
 
-from admin.config import DEFAULT_TOKEN_NAME, AdminConfig, Role, parse_tokens
+from admin.config import (
+    ANONYMOUS_ACTOR,
+    BASIC_USER,
+    DEFAULT_TOKEN_NAME,
+    AdminConfig,
+    Role,
+    parse_tokens,
+)
 from service.api_server import AdminPlan
-from service.api_token import TOKEN_FILE, load_or_create_token
+from service.api_token import PASSWORD_FILE, TOKEN_FILE, load_or_create_token
 from service.build_info import build_info
 from service.errors import SettingsError
-from service.settings import Settings
+from service.settings import SECRET_FIELDS, Settings
 
 __all__ = ["is_loopback", "prepare_admin_api"]
 
@@ -45,20 +52,18 @@ def prepare_admin_api(settings: Settings) -> AdminPlan:
     if tls is not None:
         _check_tls_files(*tls)
     else:
-        if not is_loopback(host):
-            raise SettingsError(
-                f"WORKER_ADMIN_HTTP_ADDR={settings.admin_http_addr} is not loopback: "
-                "set WORKER_ADMIN_TLS_CERT/KEY/CA for mTLS"
-            )
+        _check_plain_listener(settings, host)
         if not tokens:
             path = settings.data_dir / TOKEN_FILE
             secret, created = load_or_create_token(path)
             tokens = parse_tokens(secret)
             token_source = str(path)
             new_token = secret if created else None
-    config = _admin_config(settings, tokens)
+    password, new_password = _basic_password(settings)
+    config = _admin_config(settings, tokens, password, secure=tls is not None)
     sock = _bind(host, port, settings.admin_http_addr)
     return AdminPlan(
+        new_password=new_password,
         host=host,
         port=port,
         tls=tls,
@@ -69,6 +74,32 @@ def prepare_admin_api(settings: Settings) -> AdminPlan:
     )
 
 
+def _check_plain_listener(settings: Settings, host: str) -> None:
+    """A listener without mTLS must be loopback, or behind a TLS proxy with a sign-in
+    (``none`` is loopback only)."""
+    shown = f"WORKER_ADMIN_HTTP_ADDR={settings.admin_http_addr}"
+    if is_loopback(host):
+        return
+    if not settings.admin_behind_tls_proxy:
+        raise SettingsError(
+            f"{shown} is not loopback: set WORKER_ADMIN_TLS_CERT/KEY/CA for mTLS "
+            "(or WORKER_ADMIN_BEHIND_TLS_PROXY=true behind a TLS-terminating proxy)"
+        )
+    if settings.admin_auth == "none":
+        raise SettingsError(f"{shown} is not loopback: WORKER_ADMIN_AUTH=none is loopback only")
+
+
+def _basic_password(settings: Settings) -> tuple[str | None, str | None]:
+    """The ``basic`` mode's password (``WORKER_ADMIN_PASSWORD``, else one generated into the
+    data dir) and, when this start generated it, the password to show once."""
+    if settings.admin_auth != "basic":
+        return None, None
+    if settings.admin_password is not None:
+        return settings.admin_password.get_secret_value(), None
+    secret, created = load_or_create_token(settings.data_dir / PASSWORD_FILE)
+    return secret, secret if created else None
+
+
 def _roles(settings: Settings, tokens: dict[str, str]) -> dict[str, Role]:
     """``WORKER_ADMIN_ROLES``, with the single bare (or generated) token an admin unless
     listed there: it is the loopback mode's one credential, while the default role
@@ -76,10 +107,21 @@ def _roles(settings: Settings, tokens: dict[str, str]) -> dict[str, Role]:
     roles: dict[str, Role] = {}
     if DEFAULT_TOKEN_NAME in tokens:
         roles[DEFAULT_TOKEN_NAME] = Role.ADMIN
+    # basic's one user and none's anonymous caller are the mode's one identity.
+    if settings.admin_auth == "basic":
+        roles[BASIC_USER] = Role.ADMIN
+    if settings.admin_auth == "none":
+        roles[ANONYMOUS_ACTOR] = Role.ADMIN
     return roles | dict(settings.admin_roles)
 
 
-def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
+def _admin_config(
+    settings: Settings,
+    tokens: dict[str, str],
+    password: str | None = None,
+    *,
+    secure: bool = False,
+) -> AdminConfig:
     approval = settings.admin_approval_token
     build = build_info()
     try:
@@ -97,9 +139,39 @@ def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
             version=build.version,
             commit=build.commit,
             build_time=build.build_time,
+            console_auth=settings.admin_auth,
+            basic_password=password,
+            token_header=settings.admin_token_header.lower(),
+            read_only=settings.admin_read_only,
+            secure_cookies=secure or settings.admin_behind_tls_proxy,
+            settings_view=settings_view(settings),
         )
     except ValueError as exc:  # checked by Settings already; kept as a clear error
         raise SettingsError(f"admin API settings: {exc}") from None
+
+
+def settings_view(settings: Settings) -> dict[str, str]:
+    """Every setting as ``WORKER_NAME -> value`` for the console, secrets shown as set or
+    not (never their value)."""
+    shown: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        variable = f"WORKER_{name.upper()}"
+        if name in SECRET_FIELDS or name.endswith(("password", "_token", "secret")):
+            shown[variable] = "(not set)" if value is None else "(set, hidden)"
+        elif name == "database_url" and value:
+            shown[variable] = mask_url(str(value))
+        else:
+            shown[variable] = "" if value is None else str(value)
+    return shown
+
+
+def mask_url(url: str) -> str:
+    """``url`` without its password."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def is_loopback(host: str) -> bool:

@@ -16,12 +16,14 @@ from pathlib import Path
 from admin.config import parse_tokens
 from service.errors import SettingsError
 
-__all__ = ["TOKEN_FILE", "load_or_create_token"]
+__all__ = ["PASSWORD_FILE", "TOKEN_FILE", "load_or_create_token"]
 
 logger = logging.getLogger(__name__)
 
 TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 """Name of the generated bearer token's file in the data dir."""
+PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name, not a secret
+"""Name of the ``basic`` mode's generated password's file in the data dir."""
 
 
 def load_or_create_token(path: Path) -> tuple[str, bool]:

@@ -37,7 +37,7 @@ IGNORED_SEED_VARIABLES = (
 in-memory cron (replaced by the ``WORKER_DURABLE_CRON_*`` schedules), an event cache (the
 event store indexes per key) and binary paths (git is run from ``PATH``, Docker through its
 API socket)."""
-_SECRET_FIELDS = frozenset({"admin_token", "admin_approval_token"})
+SECRET_FIELDS = frozenset({"admin_token", "admin_approval_token", "admin_password"})
 """Fields whose value is never shown, not even in an error message."""
 _TLS_VARIABLES = ("WORKER_ADMIN_TLS_CERT", "WORKER_ADMIN_TLS_KEY", "WORKER_ADMIN_TLS_CA")
 MIN_TOKEN_CHARS = 24
@@ -109,6 +109,14 @@ class Settings(JobSettings):
     admin_token: SecretStr | None = None
     admin_roles: Annotated[dict[str, Role], NoDecode] = Field(default_factory=dict)
     admin_default_role: Role = Role.VIEWER
+    # The console's sign-in without a client certificate (docs/console.md)
+    admin_auth: Literal["bearer", "header", "basic", "none"] = "bearer"
+    admin_password: SecretStr | None = None
+    admin_token_header: str = Field(
+        default="x-longshore-admin-token", pattern=r"^[A-Za-z0-9-]{1,64}$"
+    )
+    admin_behind_tls_proxy: bool = False
+    admin_read_only: bool = False
 
     # Client commands (`longshore jobs|runs|schedules|audit ...`; docs/cli.md)
     admin_url: str | None = None
@@ -228,6 +236,7 @@ class Settings(JobSettings):
         "admin_tls_ca",
         "admin_token",
         "admin_approval_token",
+        "admin_password",
         "admin_url",
         "admin_client_cert",
         "admin_client_key",
@@ -274,6 +283,8 @@ class Settings(JobSettings):
                 "WORKER_ADMIN_TLS_CERT, WORKER_ADMIN_TLS_KEY and WORKER_ADMIN_TLS_CA must be "
                 f"set together for mTLS (missing: {', '.join(missing)})"
             )
+        if self.admin_password is not None and self.admin_auth != "basic":
+            raise ValueError("WORKER_ADMIN_PASSWORD is set but WORKER_ADMIN_AUTH is not basic")
         if self.admin_require_approval and self.admin_approval_token is None:
             raise ValueError(
                 "WORKER_ADMIN_REQUIRE_APPROVAL is true but WORKER_ADMIN_APPROVAL_TOKEN is not "
@@ -357,7 +368,7 @@ def _describe(exc: ValidationError) -> str:
             continue
         field = str(error["loc"][0])
         value = error.get("input")
-        secret = field in _SECRET_FIELDS
+        secret = field in SECRET_FIELDS
         shown = f" (got {value!r})" if isinstance(value, str | int | float) and not secret else ""
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
     return "; ".join(problems)

@@ -13,6 +13,7 @@ from jobrunner.errors import EngineUnavailable
 from jobrunner.runner import JobRunner
 from service.api_listener import prepare_admin_api
 from service.api_server import AdminPlan
+from service.api_token import PASSWORD_FILE
 from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
 from service.datadir import secure_data_dir
@@ -40,7 +41,20 @@ def register(app: typer.Typer) -> None:
     app.command("migrate")(migrate)
 
 
-def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> None:
+ReadOnlyFlag = Annotated[
+    bool,
+    typer.Option(
+        "--read-only",
+        help="Turn every mutation off, in the console and the API (WORKER_ADMIN_READ_ONLY).",
+    ),
+]
+
+
+def serve(
+    database_url: DatabaseUrl = None,
+    concurrency: Concurrency = None,
+    read_only: ReadOnlyFlag = False,
+) -> None:
     """Run Longshore in one process: the admin API, the worker and the scheduler over the
     embedded store (or PostgreSQL), writing run and schedule events to the event store.
 
@@ -52,7 +66,12 @@ def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> 
     grace period, unfinished ones are handed back; then the admin API and the scheduler stop
     and the event store and the database are closed.
     """
-    settings = settings_for(database_url, long_running=True, concurrency=concurrency)
+    settings = settings_for(
+        database_url,
+        long_running=True,
+        concurrency=concurrency,
+        admin_read_only=True if read_only else None,
+    )
     secure_data_dir(settings.data_dir, (settings.event_dir, settings.job_work_dir))
     target, _ = resolve_target(settings)
     plan = prepare_admin_api(settings)
@@ -61,6 +80,13 @@ def serve(database_url: DatabaseUrl = None, concurrency: Concurrency = None) -> 
             typer.echo(
                 f"longshore: generated an admin API token, stored in {plan.token_source} "
                 f"(mode 0600) and shown only this once:\n  {plan.new_token}",
+                err=True,
+            )
+        if plan.new_password is not None:
+            typer.echo(
+                "longshore: generated the console password of user 'admin', stored in "
+                f"{settings.data_dir / PASSWORD_FILE} (mode 0600) and shown only this once:\n"
+                f"  {plan.new_password}",
                 err=True,
             )
         typer.echo(

@@ -76,7 +76,8 @@ async def full_admin(
             artifacts=runtime.artifacts,
             schedules=runtime.manager,
         )
-        admin_config = AdminConfig(tokens=TOKENS, roles=ROLES, **config)
+        roles = {**ROLES, **config.pop("roles", {})}
+        admin_config = AdminConfig(tokens=TOKENS, roles=roles, **config)
         app = create_app(services=services, config=admin_config)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

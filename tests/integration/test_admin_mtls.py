@@ -184,3 +184,30 @@ async def test_a_cn_with_a_control_character_is_refused_at_authentication(
         assert response.status_code == 401, response.text
         assert "control" in response.json()["error"]["message"]
     assert not await server.queue.is_global_paused()
+
+
+async def test_the_console_over_mtls_takes_the_certificate_and_needs_csrf_from_a_browser(
+    server: Server,
+) -> None:
+    operator = server.ca.issue_cert("ops@example.org", common_name="ops-console")
+    root = server.url.removesuffix("/admin/v1")
+    async with server.client(operator) as client:
+        page = await client.get(f"{root}/queues")
+        assert page.status_code == 200, page.text
+        assert "ops-console (operator)" in page.text
+        assert "Secure" in page.headers["set-cookie"]
+        token = page.text.split('name="longshore-csrf" content="', 1)[1].split('"', 1)[0]
+        browser = {"sec-fetch-site": "same-origin", "origin": "null"}
+        refused = await client.post("/pause", headers=browser)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "csrf_rejected"
+        accepted = await client.post("/pause", headers={**browser, "x-longshore-csrf": token})
+        assert accepted.status_code == 200, accepted.text
+        # A program with the certificate (no browser headers) needs no CSRF token.
+        client.cookies.clear()
+        assert (await client.post("/resume")).status_code == 200
+    entries = await server.audit.recent(AuditQuery(action="dequeue.pause"))
+    assert [(e.actor, e.status.value) for e in reversed(entries)] == [
+        ("ops-console", "error"),
+        ("ops-console", "ok"),
+    ]

@@ -1,0 +1,233 @@
+// Longshore console: actions (API calls with the session's CSRF token), forms, live updates.
+// No inline script anywhere: this file is the only script of every page.
+"use strict";
+(function () {
+  const meta = (name) => {
+    const found = document.querySelector(`meta[name="${name}"]`);
+    return found ? found.getAttribute("content") : "";
+  };
+  const csrf = meta("longshore-csrf");
+  const csrfHeader = meta("longshore-csrf-header") || "x-longshore-csrf";
+
+  const HINTS = {
+    400: "Check the value named in the message and try again.",
+    401: "Sign in again: your session may have expired.",
+    403: "Your role does not allow this, or the console is read-only.",
+    404: "It may have been deleted meanwhile.",
+    409: "It changed meanwhile: reload the page and try again.",
+    429: "Too many requests of this kind: wait a little.",
+    503: "The store is unavailable: retry in a moment.",
+  };
+
+  function showError(status, body) {
+    const panel = document.getElementById("flash");
+    if (!panel) return;
+    const error = (body && body.error) || {};
+    panel.replaceChildren();
+    panel.className = "panel error";
+    const lines = [
+      ["Error", `${status} ${error.message || "request failed"}`],
+      ["Code", error.code || "http_error"],
+      ["Request id", (body && body.requestId) || ""],
+      ["Hint", HINTS[status] || "Retry, or report the request id to an administrator."],
+    ];
+    for (const [label, text] of lines) {
+      const row = document.createElement("p");
+      const strong = document.createElement("strong");
+      strong.textContent = `${label}: `;
+      row.append(strong, document.createTextNode(text));
+      panel.append(row);
+    }
+    panel.hidden = false;
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  function showDone(text) {
+    const panel = document.getElementById("flash");
+    if (!panel) return;
+    panel.className = "panel ok";
+    panel.textContent = text;
+    panel.hidden = false;
+  }
+
+  async function call(method, url, body, approval) {
+    const headers = { accept: "application/json" };
+    headers[csrfHeader] = csrf;
+    if (approval) headers["x-admin-approval"] = approval;
+    const init = { method, headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(url, init);
+    let parsed = null;
+    try {
+      parsed = await response.json();
+    } catch (_) {
+      parsed = null;
+    }
+    return { ok: response.ok, status: response.status, body: parsed };
+  }
+
+  function fill(template, data) {
+    return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(String(data[key] ?? "")));
+  }
+
+  // Buttons: <button data-action data-method data-url data-body data-confirm data-then>
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    event.preventDefault();
+    const question = button.dataset.confirm;
+    if (question && !window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
+      const method = button.dataset.method || "POST";
+      let result = await call(method, button.dataset.url, body);
+      const code = result.body && result.body.error && result.body.error.code;
+      if (result.status === 403 && code === "approval_required") {
+        // Risky actions need the approval token when the service requires approval.
+        const approval = window.prompt("This action needs approval: enter the approval token");
+        if (approval) result = await call(method, button.dataset.url, body, approval);
+      }
+      if (!result.ok) {
+        showError(result.status, result.body);
+        return;
+      }
+      const then = button.dataset.then;
+      if (then) {
+        window.location.assign(fill(then, (result.body && (result.body.run || result.body)) || {}));
+      } else {
+        showDone(button.dataset.done || "Done.");
+        refresh();
+      }
+    } catch (error) {
+      showError(0, { error: { message: String(error), code: "network_error" } });
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // Forms: <form data-api-form data-url data-then>; fields named as the API's JSON.
+  function formBody(form) {
+    const body = {};
+    for (const field of form.querySelectorAll("[name]")) {
+      if (field.disabled || field.dataset.skip !== undefined) continue;
+      let value = field.type === "checkbox" ? field.checked : field.value;
+      const kind = field.dataset.kind;
+      if (kind === "lines") {
+        value = value.split("\n").map((line) => line.trim()).filter((line) => line);
+        if (!value.length) continue;
+      } else if (kind === "int") {
+        if (value.trim() === "") continue;
+        value = Number.isInteger(Number(value)) ? Number(value) : value;
+      } else if (kind === "float") {
+        if (value.trim() === "") continue;
+        value = Number(value);
+      } else if (typeof value === "string" && value.trim() === "") {
+        continue;
+      }
+      const path = field.name.split(".");
+      let target = body;
+      for (const part of path.slice(0, -1)) target = target[part] = target[part] || {};
+      target[path[path.length - 1]] = value;
+    }
+    return body;
+  }
+
+  function fieldErrors(form, message) {
+    let placed = false;
+    for (const part of message.split("; ")) {
+      const match = /^([A-Za-z][\w.]*?)(\[\d+\])?(\.[\w.]+)?: (.*)$/s.exec(part);
+      if (!match) continue;
+      const name = match[1] + (match[3] || "");
+      const field = form.querySelector(`[name="${CSS.escape(name)}"]`) ||
+        form.querySelector(`[name="${CSS.escape(match[1])}"]`);
+      if (!field) continue;
+      const slot = form.querySelector(`[data-error-for="${CSS.escape(field.name)}"]`);
+      if (slot) {
+        slot.textContent = part;
+        slot.hidden = false;
+      }
+      field.setAttribute("aria-invalid", "true");
+      placed = true;
+    }
+    return placed;
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api-form]");
+    if (!form) return;
+    event.preventDefault();
+    for (const slot of form.querySelectorAll("[data-error-for]")) slot.hidden = true;
+    for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
+    const result = await call(form.dataset.method || "POST", form.dataset.url, formBody(form));
+    if (!result.ok) {
+      const message = (result.body && result.body.error && result.body.error.message) || "";
+      fieldErrors(form, message);
+      showError(result.status, result.body);
+      return;
+    }
+    const saved = (result.body && (result.body.job || result.body.schedule || result.body)) || {};
+    window.location.assign(fill(form.dataset.then || window.location.pathname, saved));
+  });
+
+  // Live pages: the #live region is re-read when the event stream says something changed.
+  let pending = null;
+  function refresh() {
+    const region = document.getElementById("live");
+    if (!region || pending) return;
+    pending = window.setTimeout(async () => {
+      pending = null;
+      try {
+        const response = await fetch(window.location.href, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const html = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = html.getElementById("live");
+        if (fresh) region.replaceWith(fresh);
+      } catch (_) {
+        /* the next event retries */
+      }
+    }, 500);
+  }
+
+  const body = document.body;
+  if (body.dataset.live !== undefined && window.EventSource) {
+    const stream = new EventSource("/admin/v1/events");
+    for (const name of ["overview", "job_events", "schedule_events"]) {
+      stream.addEventListener(name, refresh);
+    }
+    const badge = document.getElementById("live-state");
+    stream.addEventListener("open", () => badge && (badge.textContent = "live"));
+    stream.addEventListener("error", () => badge && (badge.textContent = "reconnecting"));
+  }
+
+  // A run's output, followed over SSE; EventSource resumes after a reconnect with
+  // Last-Event-ID (the server's durable event ids), so nothing is shown twice.
+  const output = document.getElementById("output");
+  if (output && output.dataset.follow && window.EventSource) {
+    const state = document.getElementById("output-state");
+    const stream = new EventSource(output.dataset.follow);
+    output.textContent = "";
+    stream.addEventListener("output", (event) => {
+      const data = JSON.parse(event.data);
+      output.append(document.createTextNode(data.text));
+      output.scrollTop = output.scrollHeight;
+    });
+    stream.addEventListener("status", (event) => {
+      const data = JSON.parse(event.data);
+      if (state) state.textContent = data.status;
+      refresh();
+    });
+    stream.addEventListener("end", (event) => {
+      const data = JSON.parse(event.data);
+      if (state) state.textContent = `ended: ${data.status || "final"}`;
+      output.dataset.ended = "true";
+      stream.close();
+      refresh();
+    });
+    stream.addEventListener("open", () => state && !output.dataset.ended && (state.textContent = "following"));
+    stream.addEventListener("error", () => state && !output.dataset.ended && (state.textContent = "reconnecting"));
+  }
+})();
