@@ -35,6 +35,7 @@ from admin.routes import (
     queues,
     runs,
     schedules,
+    secrets,
     tasks,
     workers,
 )
@@ -80,6 +81,7 @@ _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (audit.router, ("events",)),
     (overview.router, ()),
     (events.router, ("events",)),
+    (secrets.router, ("secrets", "jobs")),
 )
 """Routers mounted only when the :class:`AdminServices` fields they name are given."""
 

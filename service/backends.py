@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
 from store.schedules.protocol import ScheduleStore
+from store.secrets.crypto import SecretBox, load_or_create_key
+from store.secrets.protocol import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class Stores:
     jobs: JobStore
     runs: RunStore
     schedules: ScheduleStore
+    secrets: SecretStore
 
 
 @asynccontextmanager
@@ -80,6 +84,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     connection, are closed before the database)."""
     target, location = resolve_target(settings)
     retention = timedelta(seconds=settings.key_retention_seconds)
+    # Made (0600) on the first start when absent; every host of one database needs the same.
+    box = SecretBox(await asyncio.to_thread(load_or_create_key, settings.secrets_key_path))
     queue: TaskQueue
     schedules: ScheduleStore
     if target.backend == "postgres":
@@ -87,6 +93,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
         from store.queue.postgres import PostgresTaskQueue
         from store.schedules.postgres import PostgresScheduleStore
+        from store.secrets.postgres import PostgresSecretStore
 
         pg = await PostgresDatabase.open(location, max_size=max(4, settings.concurrency // 4))
         try:
@@ -101,6 +108,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=PostgresJobStore(pg),
                     runs=PostgresRunStore(pg),
                     schedules=schedules,
+                    secrets=PostgresSecretStore(pg, box),
                 )
             finally:
                 await schedules.close()
@@ -112,6 +120,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
         from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
         from store.queue.sqlite import SqliteTaskQueue
         from store.schedules.sqlite import SqliteScheduleStore
+        from store.secrets.sqlite import SqliteSecretStore
 
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         lite = await SqliteDatabase.open(location)
@@ -127,6 +136,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=SqliteJobStore(lite),
                     runs=SqliteRunStore(lite),
                     schedules=schedules,
+                    secrets=SqliteSecretStore(lite, box),
                 )
             finally:
                 await schedules.close()

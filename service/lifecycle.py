@@ -124,6 +124,7 @@ async def open_runtime(
             config=config,
             default_queue=settings.admin_default_queue,
             events=events,
+            secrets=stores.secrets,
         )
         stack.push_async_callback(job_runner.close)
 
@@ -204,6 +205,7 @@ async def open_runtime(
                 artifacts=artifacts,
                 schedules=manager,
                 retention=counters,
+                secrets=stores.secrets,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(
