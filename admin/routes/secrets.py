@@ -4,7 +4,8 @@ A value is sent once (``PUT /secrets/{name}``) and never returned by any route, 
 event or log. The audit entry names the secret, never its value: the request body of these
 mutations is not hashed into the entry (a hash of a short value could be guessed back), so
 their ``payloadHash`` is that of an empty body. Setting and deleting is for admins; the
-list is for operators. A secret granted to a job cannot be deleted (409 naming the jobs).
+list (names, sizes, dates: a job definition names its secrets to viewers anyway) for
+every role. A secret granted to a job cannot be deleted (409 naming the jobs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from admin.auth import RequireOperator
+from admin.auth import RequireViewer
 from admin.config import Role
 from admin.deps import JobsDep, SecretsDep
 from admin.errors import Conflict, InvalidRequest, NotFound
@@ -39,7 +40,7 @@ Delete = Annotated[
 
 
 @router.get("", response_model=SecretList)
-async def list_secrets(_: RequireOperator, secrets: SecretsDep) -> SecretList:
+async def list_secrets(_: RequireViewer, secrets: SecretsDep) -> SecretList:
     """Every secret by name: its size and dates, never its value."""
     return SecretList(secrets=[SecretBody.of(info) for info in await secrets.list_secrets()])
 
