@@ -32,11 +32,7 @@ from tests.acceptance.conftest import Longshore, Process, wait_until
 from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_listening
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.docker,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 TOKEN = "acceptance-token-" + "7" * 24
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -144,6 +140,7 @@ def output_text(stream: bytes) -> str:
     return "".join(texts)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
     longshore: Longshore, tmp_path: Path, busybox: None
 ) -> None:
@@ -238,6 +235,7 @@ async def secret_uses(directory: Path, run_id: str) -> list[dict[str, Any]]:
     return [dict(e.data) for e in events if e.type == "RunSecretUsed"]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_typed_parameters_reach_the_container_and_bad_values_are_refused(
     longshore: Longshore, tmp_path: Path, busybox: None
 ) -> None:
@@ -286,6 +284,29 @@ def test_typed_parameters_reach_the_container_and_bad_values_are_refused(
         refused_cli = serve.cli("jobs", "run", "with-params", "-p", "count=x")
         assert refused_cli.returncode != 0
         assert "params.count" in refused_cli.stderr
+
+        # A schedule gives values (any declared parameter); bad ones are refused when saved.
+        schedule = {"name": "params-nightly", "spec": "0 3 * * *", "factory": "with-params"}
+        bad = {**schedule, "payload": {"params": {"count": 2, "region": "asia"}}}
+        refused_schedule = serve.http.post("/schedules", json=bad)
+        assert refused_schedule.status_code == 400
+        assert "params.region" in refused_schedule.text
+        good = {**schedule, "payload": {"params": {"count": 2, "region": "us"}}}
+        assert serve.http.post("/schedules", json=good).status_code in (200, 201)
+        assert serve.http.post("/schedules/params-nightly/run").status_code == 200
+
+        def scheduled_run() -> bool:
+            runs = serve.http.get("/runs", params={"job": "with-params"}).json()["runs"]
+            return any(r["trigger"] == "schedule" for r in runs)
+
+        wait_until(scheduled_run, "the schedule's run is recorded", timeout=60)
+        runs = serve.http.get("/runs", params={"job": "with-params"}).json()["runs"]
+        fired = next(r for r in runs if r["trigger"] == "schedule")
+        run = serve.wait_run(fired["runId"])
+        assert run["status"] == "succeeded", run["error"]
+        assert run["params"] == {"region": "us", "count": 2, "dry": False}
+        output = serve.http.get(f"/runs/{fired['runId']}/output").text
+        assert "region=us count=2 dry=false" in output
     finally:
         serve.http.close()
         stop(serve.process)
