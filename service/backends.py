@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,7 @@ from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
 from store.schedules.protocol import ScheduleStore
-from store.secrets.crypto import SecretBox, load_or_create_key
+from store.secrets.crypto import SecretBox
 from store.secrets.protocol import SecretStore
 
 logger = logging.getLogger(__name__)
@@ -67,6 +66,8 @@ class Stores:
     runs: RunStore
     schedules: ScheduleStore
     secrets: SecretStore
+    secrets_box: SecretBox
+    """The key of ``secrets`` (read or made on first use; :meth:`SecretBox.load` forces it)."""
 
 
 @asynccontextmanager
@@ -84,8 +85,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     connection, are closed before the database)."""
     target, location = resolve_target(settings)
     retention = timedelta(seconds=settings.key_retention_seconds)
-    # Made (0600) on the first start when absent; every host of one database needs the same.
-    box = SecretBox(await asyncio.to_thread(load_or_create_key, settings.secrets_key_path))
+    # Read (or made, 0600) when first needed: ``serve`` and ``worker`` load it at start.
+    box = SecretBox(settings.secrets_key_path)
     queue: TaskQueue
     schedules: ScheduleStore
     if target.backend == "postgres":
@@ -109,6 +110,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     runs=PostgresRunStore(pg),
                     schedules=schedules,
                     secrets=PostgresSecretStore(pg, box),
+                    secrets_box=box,
                 )
             finally:
                 await schedules.close()
@@ -137,6 +139,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     runs=SqliteRunStore(lite),
                     schedules=schedules,
                     secrets=SqliteSecretStore(lite, box),
+                    secrets_box=box,
                 )
             finally:
                 await schedules.close()

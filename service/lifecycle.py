@@ -107,6 +107,8 @@ async def open_runtime(
         raise ValueError("only `serve` runs the admin API")
     async with AsyncExitStack() as stack:
         stores = await stack.enter_async_context(open_store(settings))
+        # The secrets key is made (0600) on the first start, and a bad one stops the start.
+        await asyncio.to_thread(stores.secrets_box.load)
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")

@@ -63,24 +63,41 @@ def _read_key(path: Path) -> bytes:
 
 
 class SecretBox:
-    """Seals and opens secret values with one key."""
+    """Seals and opens secret values with one key: ``key`` itself, or the key file at that
+    path, read (or made, see :func:`load_or_create_key`) by :meth:`load` or on first use, so
+    a process that never touches a secret never makes a key file."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_BYTES:
+    def __init__(self, key: bytes | Path) -> None:
+        self._path: Path | None = None
+        self._cipher: AESGCM | None = None
+        if isinstance(key, Path):
+            self._path = key
+        elif len(key) != KEY_BYTES:
             raise SecretKeyError(f"a secrets key has {KEY_BYTES} bytes")
-        self._aead = AESGCM(key)
+        else:
+            self._cipher = AESGCM(key)
+
+    def load(self) -> None:
+        """Read or make the key file now (blocking: call it in a thread)."""
+        self._aead()
+
+    def _aead(self) -> AESGCM:
+        if self._cipher is None:
+            assert self._path is not None
+            self._cipher = AESGCM(load_or_create_key(self._path))
+        return self._cipher
 
     def seal(self, name: str, value: bytes) -> bytes:
         """``value`` encrypted for the secret called ``name``."""
         nonce = random.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, value, name.encode("utf-8"))
+        return nonce + self._aead().encrypt(nonce, value, name.encode("utf-8"))
 
     def open(self, name: str, sealed: bytes) -> bytes:
         """The value sealed for ``name``; raises :class:`SecretKeyError` when it does not
         decrypt (another key, another name, or altered bytes)."""
         nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         try:
-            return self._aead.decrypt(nonce, body, name.encode("utf-8"))
+            return self._aead().decrypt(nonce, body, name.encode("utf-8"))
         except (InvalidTag, ValueError):
             raise SecretKeyError(
                 f"secret {name!r} does not decrypt with the secrets key (another key?)"

@@ -17,6 +17,7 @@ import asyncio
 import io
 import json
 import os
+import stat
 import tarfile
 import threading
 import uuid
@@ -146,6 +147,9 @@ def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
 ) -> None:
     serve = Serve(longshore, tmp_path)
     try:
+        # The first start made the key, private.
+        key = tmp_path / "data" / "secrets.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
         # Set from stdin: the value never appears on a command line.
         set_it = serve.cli("secrets", "set", "db-password", input=SECRET + "\n")
         assert set_it.returncode == 0, set_it.stderr

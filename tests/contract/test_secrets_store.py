@@ -132,3 +132,14 @@ async def test_definitions_keep_grants_and_params_and_runs_their_values(job_stor
     assert later.params == {"count": 3, "region": "eu", "on": True}
     bare = await job_stores.runs.create(NewRun(job="with-secrets"))
     assert bare.params is None
+
+
+def test_a_box_on_a_key_file_makes_it_only_when_first_needed(tmp_path):
+    path = tmp_path / "lazy" / "secrets.key"
+    box = SecretBox(path)
+    assert not path.exists()
+    sealed = box.seal("name", b"value")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SecretBox(path).open("name", sealed) == b"value"
+    with pytest.raises(SecretKeyError):
+        SecretBox(path).open("other-name", sealed)
