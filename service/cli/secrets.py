@@ -59,8 +59,12 @@ def set_secret(
     """Create or replace the secret NAME; its value is read from standard input or --file."""
     value = read_value(file, keep_newline)
     try:
-        body = {"value": value.decode("utf-8")}
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
+        text = "\0"
+    # Bytes that are not text (or hold NUL, which no JSON string of the API may) as base64.
+    body = {"value": text}
+    if "\0" in text:
         body = {"valueBase64": base64.b64encode(value).decode("ascii")}
     with api_client(ctx) as client:
         answer = client.request("PUT", f"/secrets/{_segment(name)}", body=body)

@@ -153,9 +153,13 @@ def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
         # Set from stdin: the value never appears on a command line.
         set_it = serve.cli("secrets", "set", "db-password", input=SECRET + "\n")
         assert set_it.returncode == 0, set_it.stderr
+        binary = tmp_path / "blob.bin"
+        binary.write_bytes(b"\x00\xff\xfe bytes\n")
+        from_file = serve.cli("secrets", "set", "blob", "--file", str(binary), "--keep-newline")
+        assert from_file.returncode == 0, from_file.stderr
         listed = json.loads(serve.cli("secrets", "list", "--json").stdout)
-        assert [s["name"] for s in listed["secrets"]] == ["db-password"]
-        assert listed["secrets"][0]["sizeBytes"] == len(SECRET)
+        assert [s["name"] for s in listed["secrets"]] == ["blob", "db-password"]
+        assert [s["sizeBytes"] for s in listed["secrets"]] == [10, len(SECRET)]
         assert SECRET not in json.dumps(listed)
 
         name = job_tarball(serve.tarballs, "secret-job.tar.gz", SECRET_SCRIPT)
