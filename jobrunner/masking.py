@@ -61,13 +61,18 @@ class OutputMasker:
         return data
 
     def _partial_tail(self, data: bytes) -> int:
-        """The length of the longest tail of ``data`` that starts some value."""
-        longest = min(len(data), len(self._forms[0]) - 1)
-        for size in range(longest, 0, -1):
-            tail = data[-size:]
-            if any(form.startswith(tail) for form in self._forms if len(form) > size):
-                return size
-        return 0
+        """The length of the longest tail of ``data`` that starts some value (shorter than
+        it). Only positions holding a value's first byte are tried, from the earliest."""
+        best = 0
+        for form in self._forms:
+            first = form[:1]
+            position = data.find(first, max(len(data) - len(form) + 1, 0))
+            while position != -1 and len(data) - position > best:
+                if form.startswith(data[position:]):
+                    best = len(data) - position
+                    break
+                position = data.find(first, position + 1)
+        return best
 
 
 def mask_text(text: str, values: Iterable[bytes]) -> str:

@@ -62,3 +62,10 @@ def test_nothing_to_mask_passes_chunks_through() -> None:
 
 def test_text_is_masked_too() -> None:
     assert mask_text("error: " + SECRET.decode(), [SECRET]) == "error: " + MASK.decode()
+
+
+def test_a_large_value_is_masked_in_small_chunks_without_quadratic_work() -> None:
+    value = bytes(range(256)) * 256  # 64 KiB, the largest secret
+    text = b"start " + value + b" end\n"
+    chunks = [text[i : i + 4096] for i in range(0, len(text), 4096)]
+    assert run([value], chunks) == b"start *** end\n"
