@@ -147,7 +147,8 @@ def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
 ) -> None:
     serve = Serve(longshore, tmp_path)
     try:
-        # The first start made the key, private.
+        # The first start made the key, private (before the API answers).
+        assert serve.http.get("/health").status_code == 200
         key = tmp_path / "data" / "secrets.key"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         # Set from stdin: the value never appears on a command line.
