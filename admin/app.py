@@ -38,6 +38,7 @@ from admin.routes import (
     runs,
     schedule_preview,
     schedules,
+    secrets,
     task_actions,
     tasks,
     workers,
@@ -84,6 +85,7 @@ _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (audit.router, ("events",)),
     (overview.router, ()),
     (events.router, ("events",)),
+    (secrets.router, ("secrets", "jobs")),
 )
 """Routers mounted only when the :class:`AdminServices` fields they name are given."""
 

@@ -20,6 +20,7 @@ from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
+from store.secrets.protocol import SecretStore
 
 
 def services_of(request: Request) -> AdminServices:
@@ -57,4 +58,5 @@ RunsDep = Annotated[RunStore, Depends(_required("runs"))]
 RunnerDep = Annotated[JobRunner, Depends(_required("runner"))]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_required("artifacts"))]
 SchedulesDep = Annotated[ScheduleManager, Depends(_required("schedules"))]
+SecretsDep = Annotated[SecretStore, Depends(_required("secrets"))]
 ConfigDep = Annotated[AdminConfig, Depends(config_of)]

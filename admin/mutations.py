@@ -138,7 +138,9 @@ class MutationDependency:
         fixed_target: str,
         risky: bool,
         body_target: str | None = None,
+        redact_body: bool = False,
     ) -> None:
+        self.redact_body = redact_body
         self.action = action
         self.role = role
         self.target = target
@@ -156,7 +158,7 @@ class MutationDependency:
     def context(self, request: Request) -> Mutation:
         """Authenticate (401 is raised, not audited) and register the audit context."""
         identity = current_identity(request)
-        body: bytes = getattr(request.state, "raw_body", b"")
+        body: bytes = b"" if self.redact_body else getattr(request.state, "raw_body", b"")
         current = Mutation(
             audit=request.app.state.admin_services.audit,
             identity=identity,
@@ -276,6 +278,7 @@ def mutation(
     body_target: str | None = None,
     fixed_target: str = "",
     risky: bool = False,
+    redact_body: bool = False,
 ) -> MutationDependency:
     """A dependency that authenticates, registers the audit context, then checks the role
     and (for ``risky`` mutations when approval is required) ``X-Admin-Approval``.
@@ -283,7 +286,8 @@ def mutation(
     The audit target is the path parameter named ``target``, else the top-level string
     field ``body_target`` of the JSON body (e.g. ``"name"`` when creating a job: also for
     refusals recorded before the body is validated), else ``fixed_target`` (e.g. ``"*"``
-    for the global pause).
+    for the global pause). With ``redact_body`` (a body carrying a secret value) the
+    entry's ``payloadHash`` is that of an empty body: no trace of the value is kept.
     """
     return MutationDependency(
         action,
@@ -292,6 +296,7 @@ def mutation(
         fixed_target=fixed_target,
         risky=risky,
         body_target=body_target,
+        redact_body=redact_body,
     )
 
 

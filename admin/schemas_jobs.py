@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from admin.schemas import Schema, epoch_ms, rfc3339
+from admin.schemas_params import ParamBody, SecretGrantBody
 from jobrunner.sources import registry
 from store.jobs.models import (
     JobDefinition,
@@ -75,10 +76,18 @@ class JobRequest(Schema):
     on_output_limit: str | None = None
     user: str | None = None
     """Who the container runs as (``uid[:gid]`` or names); default: an unprivileged user."""
+    secrets: list[SecretGrantBody] | None = None
+    """The secrets the job gets; omitted: those of the saved definition (a seed 003 client,
+    which knows no secrets, keeps them when it saves the job)."""
+    params: list[ParamBody] | None = None
+    """The parameters the job declares; omitted: those of the saved definition."""
 
-    def definition(self, *, default_queue: str) -> JobDefinition:
+    def definition(
+        self, *, default_queue: str, existing: JobDefinition | None = None
+    ) -> JobDefinition:
         """The definition as sent, not yet validated (the store's types, loosely filled:
-        :func:`~jobrunner.definition.validate_definition` reports what is wrong)."""
+        :func:`~jobrunner.definition.validate_definition` reports what is wrong); omitted
+        ``secrets`` and ``params`` are those of ``existing``."""
         resources = self.resources or ResourcesBody()
         fields: dict[str, Any] = {
             "name": self.name,
@@ -102,6 +111,16 @@ class JobRequest(Schema):
             "output_bytes": self.output_bytes,
             "on_output_limit": self.on_output_limit or OutputLimitAction.TRUNCATE.value,
             "user": self.user or None,
+            "secrets": (
+                tuple(grant.grant() for grant in self.secrets)
+                if self.secrets is not None
+                else (existing.secrets if existing is not None else ())
+            ),
+            "params": (
+                tuple(param.spec() for param in self.params)
+                if self.params is not None
+                else (existing.params if existing is not None else ())
+            ),
         }
         # ``on_output_limit`` stays a plain string here on purpose, as do the source fields:
         # the validator turns them into their types or names the field in a 400.
@@ -146,6 +165,9 @@ class JobBody(Schema):
     output_bytes: int | None
     on_output_limit: str
     user: str | None
+    secrets: list[SecretGrantBody]
+    """The secrets the job gets (names and where; never values)."""
+    params: list[ParamBody]
     revision: int
     created_at: str | None
     created_at_ms: int | None
@@ -171,6 +193,8 @@ class JobBody(Schema):
             output_bytes=job.output_bytes,
             on_output_limit=OutputLimitAction(job.on_output_limit).value,
             user=job.user,
+            secrets=[SecretGrantBody.of(grant) for grant in job.secrets],
+            params=[ParamBody.of(spec) for spec in job.params],
             revision=job.revision,
             created_at=rfc3339(job.created_at),
             created_at_ms=epoch_ms(job.created_at),

@@ -62,6 +62,8 @@ class RunBody(Schema):
     artifacts: list[RunArtifactBody]
     user: str | None
     """Who the container ran as (``null`` until the run reached ``running``)."""
+    params: dict[str, bool | int | str] | None
+    """The run's parameter values (``null`` until they are resolved, when it starts)."""
 
     @classmethod
     def of(cls, run: Run) -> RunBody:
@@ -114,6 +116,7 @@ def _run_fields(run: Run) -> dict[str, Any]:
         "output_sha256": run.output_sha256,
         "artifacts": [RunArtifactBody.of(artifact) for artifact in run.artifacts],
         "user": run.user,
+        "params": None if run.params is None else dict(run.params),
     }
 
 

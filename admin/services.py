@@ -18,6 +18,7 @@ from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
+from store.secrets.protocol import SecretStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,5 +36,7 @@ class AdminServices:
     artifacts: ArtifactStore | None = None
     """Run artifacts and source artifacts, by sha256."""
     schedules: ScheduleManager | None = None
+    secrets: SecretStore | None = None
+    """Secrets (``/secrets``; saving a job checks that the secrets it names exist)."""
     retention: RetentionCounters | None = None
     """What run retention and the removal of crash leftovers did (for the metrics)."""

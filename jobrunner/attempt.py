@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -58,6 +59,7 @@ from jobrunner.errors import (
 )
 from jobrunner.output_events import OutputEvents
 from jobrunner.run_events import RunRecorder
+from jobrunner.run_inputs import gather, record_uses, run_params
 from jobrunner.sources import registry
 from store.artifacts import ArtifactStore
 from store.background import TaskOwner
@@ -65,6 +67,7 @@ from store.errors import PermanentFailure
 from store.events.protocol import EventStore
 from store.jobs.models import JobDefinition, Run, RunArtifact, RunFields, RunStatus
 from store.jobs.protocol import JobStore, RunStore
+from store.secrets.protocol import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class AttemptPipeline:
         recorder: RunRecorder,
         events: EventStore | None,
         scope: str,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._jobs = jobs
         self._runs = runs
@@ -102,18 +106,20 @@ class AttemptPipeline:
         self._recorder = recorder
         self._events = events
         self._scope = scope
+        self._secrets = secrets
 
-    async def run(self, run: Run) -> None:
+    async def run(self, run: Run, given: Mapping[str, object] | None = None) -> None:
         """Execute the attempt of ``run`` and record its final status.
 
         Success returns; a verification failure, an invalid or missing definition or a
         failing build raises :class:`PermanentFailure` (no retry); infrastructure faults
         (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
         non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
-        normally. The final status is written even when the caller is cancelled."""
+        normally. The final status is written even when the caller is cancelled. ``given``
+        are the parameter values of the run's task (``jobrunner.run_inputs.run_params``)."""
         finish = self._recorder.finish
         try:
-            await self._execute(run)
+            await self._execute(run, given)
         except asyncio.CancelledError:
             await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
             raise
@@ -130,11 +136,12 @@ class AttemptPipeline:
             await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
             raise
 
-    async def _execute(self, run: Run) -> None:
+    async def _execute(self, run: Run, given: Mapping[str, object] | None) -> None:
         definition = await self._jobs.get(run.job)
         if definition is None:
             raise PermanentFailure(f"job {run.job!r} no longer exists")
         definition = validate_definition(definition, self._config)
+        values = run_params(definition, run.trigger, given)
         recorder = self._recorder
         short_id = run.run_id[:12]
         cancel = asyncio.Event()
@@ -148,7 +155,9 @@ class AttemptPipeline:
             output_stored: asyncio.Task[str] | None = None
             try:
                 await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
-                await recorder.transition(run.run_id, RunStatus.FETCHING, background=True)
+                await recorder.transition(
+                    run.run_id, RunStatus.FETCHING, background=True, params=values
+                )
                 source_path, identity, fields = await self._fetch(definition, run_dir)
                 context = await asyncio.to_thread(
                     build_context_file,
@@ -176,9 +185,14 @@ class AttemptPipeline:
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
                     return
+                inputs = await gather(definition, values, self._secrets)
                 spec = self._spec(definition, image_id, digest, run.run_id, remaining)
+                spec = dataclasses.replace(
+                    spec, env=spec.env + inputs.env, files=inputs.files, mask=inputs.mask
+                )
                 running: RunFields = {**image, "user": spec.user or DEFAULT_USER}
                 started = await recorder.transition(run.run_id, RunStatus.RUNNING, **running)
+                await record_uses(self._events, started, inputs.used)
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
                 result = await self._engine.run(spec, None if live is None else live.feed, cancel)

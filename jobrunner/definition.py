@@ -25,8 +25,15 @@ from typing import Final
 from jobrunner.config import RunnerConfig
 from jobrunner.errors import InvalidDefinition
 from jobrunner.fieldrules import MAX_PATH, check_relative_path
+from jobrunner.params import check_grants, check_specs
 from jobrunner.sources import registry
-from store.jobs.models import JOB_NAME, JobDefinition, OutputLimitAction, Resources
+from store.jobs.models import (
+    JOB_NAME,
+    JobDefinition,
+    OutputLimitAction,
+    Resources,
+    SecretGrant,
+)
 from store.queue.models import QUEUE_NAME
 
 __all__ = ["validate_definition"]
@@ -82,7 +89,20 @@ def validate_definition(defn: JobDefinition, config: RunnerConfig) -> JobDefinit
         output_bytes=_output_bytes(defn.output_bytes, config),
         on_output_limit=_on_output_limit(defn.on_output_limit),
         user=_user(defn.user),
+        secrets=_grants(defn.secrets, defn.env),
+        params=check_specs(defn.params),
     )
+
+
+def _grants(grants: object, env: object) -> tuple[SecretGrant, ...]:
+    if not isinstance(grants, tuple | list):
+        raise InvalidDefinition("secrets", "must be a list")
+    checked = check_grants(grants)
+    keys = {str(item).partition("=")[0] for item in env} if isinstance(env, tuple | list) else set()
+    for index, grant in enumerate(checked):
+        if grant.env in keys:
+            raise InvalidDefinition(f"secrets[{index}].env", f"{grant.env} is also set in env")
+    return checked
 
 
 # --- identity ---------------------------------------------------------------------------------

@@ -60,6 +60,16 @@ class ArtifactLimits:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RunFile:
+    """A file a run gets under ``/run`` (``path`` relative to it, e.g. ``secrets/token``),
+    never written to disk (``jobrunner.docker_engine.run_files``)."""
+
+    path: str
+    content: bytes = field(repr=False)
+    mode: int = 0o400
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunSpec:
     """Everything needed to run one container of a built image.
 
@@ -75,11 +85,14 @@ class RunSpec:
     - ``artifacts_path``: absolute directory whose regular files are collected after exit
       (``None``: collect nothing).
     - ``user``: who the container's processes run as (``None``: the image's ``USER``).
+    - ``files``: files under ``/run`` (mounted read-only, in memory; none: no mount).
+    - ``mask``: values replaced by ``***`` in the output, live and retained
+      (``jobrunner.masking``). ``env``, ``files`` and ``mask`` are left out of the repr.
     """
 
     image: str
     command: tuple[str, ...] | None = None
-    env: tuple[str, ...] = ()
+    env: tuple[str, ...] = field(default=(), repr=False)
     labels: Mapping[str, str] = field(default_factory=dict)
     memory_mb: int = 512
     cpus: float = 1.0
@@ -91,6 +104,8 @@ class RunSpec:
     artifacts_path: str | None = "/artifacts"
     artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
     user: str | None = None
+    files: tuple[RunFile, ...] = field(default=(), repr=False)
+    mask: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,7 +3,10 @@
 LongshoreError (store.errors)
  └── JobRunnerError
       ├── InvalidDefinition      a job definition breaks a rule (a 400 when saved)
-      │    └── UnknownSource     its source type is not registered; also a LookupError
+      │    ├── UnknownSource     its source type is not registered; also a LookupError
+      │    ├── UnknownSecret     it is granted a secret that does not exist
+      │    └── InvalidParameter  a parameter value breaks its declaration, or a manual
+      │                          run overrides a parameter that is not overridable
       ├── JobNotFound            a run was asked of a job that has no definition (a 404);
       │                          also a LookupError
       ├── JobRunFailed           the job's container failed (non-zero exit, timeout, output
@@ -41,6 +44,23 @@ class InvalidDefinition(JobRunnerError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class UnknownSecret(InvalidDefinition):
+    """A definition grants a secret that does not exist (``field``: ``secrets[i].name``)."""
+
+    def __init__(self, field: str, name: str) -> None:
+        super().__init__(field, f"no secret called {name!r}")
+        self.name = name
+
+
+class InvalidParameter(InvalidDefinition):
+    """A run's value of a parameter breaks the job's declaration of it, or may not be given
+    there (``field``: ``params.<name>``)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"params.{name}", message)
+        self.name = name
 
 
 class UnknownSource(InvalidDefinition, LookupError):

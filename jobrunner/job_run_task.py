@@ -37,6 +37,8 @@ class JobRunPayload:
     actor: str | None = None
     schedule_name: str | None = None
     run_id: str | None = None
+    params: Mapping[str, Any] | None = None
+    """Parameter values given: a schedule's (a scheduled run) or a manual run's overrides."""
 
     def to_payload(self) -> dict[str, Any]:
         """The task payload (camelCase); ``runId`` only when there is one."""
@@ -46,6 +48,8 @@ class JobRunPayload:
         payload.update(
             trigger=self.trigger.value, actor=self.actor, scheduleName=self.schedule_name
         )
+        if self.params:
+            payload["params"] = dict(self.params)
         return payload
 
     @classmethod
@@ -55,12 +59,14 @@ class JobRunPayload:
         actor = payload.get("actor")
         schedule_name = payload.get("scheduleName")
         run_id = payload.get("runId")
+        params = payload.get("params")
         return cls(
             job=str(payload.get("job", "")),
             trigger=RunTrigger(payload.get("trigger") or RunTrigger.API.value),
             actor=None if actor is None else str(actor),
             schedule_name=None if schedule_name is None else str(schedule_name),
             run_id=run_id if isinstance(run_id, str) else None,
+            params=dict(params) if isinstance(params, Mapping) else None,
         )
 
 

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import uuid
+from collections.abc import Mapping
 
 from jobrunner.attempt import AttemptPipeline
 from jobrunner.config import RunnerConfig
@@ -27,6 +28,7 @@ from jobrunner.errors import JobNotFound
 from jobrunner.job_run_task import RETRY_BASE_DELAY, JobRunPayload, job_run_task
 from jobrunner.recovery import CrashRecovery
 from jobrunner.run_events import RunRecorder
+from jobrunner.run_inputs import run_params
 from store.artifacts import ArtifactStore
 from store.events.protocol import EventStore
 from store.jobs.errors import RunAlreadyExists
@@ -35,6 +37,7 @@ from store.jobs.protocol import JobStore, RunStore
 from store.queue.handlers import TaskContext
 from store.queue.models import Task
 from store.queue.protocol import TaskQueue
+from store.secrets.protocol import SecretStore
 
 
 class JobRunner:
@@ -57,6 +60,7 @@ class JobRunner:
         default_queue: str = "default",
         retry_base_delay: float = RETRY_BASE_DELAY,
         events: EventStore | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._queue = queue
         self._jobs = jobs
@@ -79,7 +83,9 @@ class JobRunner:
             recorder=self._recorder,
             events=events,
             scope=self.scope,
+            secrets=secrets,
         )
+        self._secrets = secrets
         self._recovery = CrashRecovery(
             queue=queue, runs=runs, engine=engine, recorder=self._recorder, scope=self.scope
         )
@@ -107,12 +113,16 @@ class JobRunner:
         trigger: RunTrigger,
         actor: str | None,
         schedule_name: str | None = None,
+        params: Mapping[str, object] | None = None,
     ) -> tuple[int, str]:
         """Record a queued run of ``job_name`` and enqueue the ``job.run`` task that executes
-        it; return ``(task_id, run_id)``. Raises :class:`JobNotFound` for an unknown job."""
+        it; return ``(task_id, run_id)``. Raises :class:`JobNotFound` for an unknown job
+        and ``InvalidParameter`` when ``params`` (a manual run's overrides) break the job's
+        declarations (nothing is enqueued); the run records the resolved values."""
         definition = await self._jobs.get(job_name)
         if definition is None:
             raise JobNotFound(job_name)
+        values = run_params(definition, RunTrigger(trigger), params)
         run_id = uuid.uuid4().hex
         payload = JobRunPayload(
             job=job_name,
@@ -120,6 +130,7 @@ class JobRunner:
             trigger=RunTrigger(trigger),
             actor=actor,
             schedule_name=schedule_name,
+            params=dict(params) if params else None,
         )
         # The task first (its id goes on the run); the handler records the run itself if it
         # gets there before we do.
@@ -132,7 +143,7 @@ class JobRunner:
         task_id = (await self._queue.enqueue(task)).task.id
         new = _new_run(payload, task_id=task_id, attempt=1)
         with contextlib.suppress(RunAlreadyExists):  # the handler recorded it (and its event)
-            await self._recorder.create(dataclasses.replace(new, run_id=run_id))
+            await self._recorder.create(dataclasses.replace(new, run_id=run_id, params=values))
         return task_id, run_id
 
     # --- the handler --------------------------------------------------------------------------
@@ -149,8 +160,9 @@ class JobRunner:
                 run.run_id, RunStatus.CANCELLED, error="cancelled before start"
             )
             return
+        given = JobRunPayload.from_payload(context.task.payload).params
         try:
-            await self._attempts.run(run)
+            await self._attempts.run(run, given)
         finally:
             self._recorder.forget(run.run_id)
 

@@ -20,6 +20,8 @@ from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.protocol import TaskQueue
 from store.schedules.protocol import ScheduleStore
+from store.secrets.crypto import SecretBox
+from store.secrets.protocol import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class Stores:
     jobs: JobStore
     runs: RunStore
     schedules: ScheduleStore
+    secrets: SecretStore
+    secrets_box: SecretBox
+    """The key of ``secrets`` (read or made on first use; :meth:`SecretBox.load` forces it)."""
 
 
 @asynccontextmanager
@@ -80,6 +85,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     connection, are closed before the database)."""
     target, location = resolve_target(settings)
     retention = timedelta(seconds=settings.key_retention_seconds)
+    # Read (or made, 0600) when first needed: ``serve`` and ``worker`` load it at start.
+    box = SecretBox(settings.secrets_key_path)
     queue: TaskQueue
     schedules: ScheduleStore
     if target.backend == "postgres":
@@ -87,6 +94,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
         from store.queue.postgres import PostgresTaskQueue
         from store.schedules.postgres import PostgresScheduleStore
+        from store.secrets.postgres import PostgresSecretStore
 
         pg = await PostgresDatabase.open(location, max_size=max(4, settings.concurrency // 4))
         try:
@@ -101,6 +109,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=PostgresJobStore(pg),
                     runs=PostgresRunStore(pg),
                     schedules=schedules,
+                    secrets=PostgresSecretStore(pg, box),
+                    secrets_box=box,
                 )
             finally:
                 await schedules.close()
@@ -112,6 +122,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
         from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
         from store.queue.sqlite import SqliteTaskQueue
         from store.schedules.sqlite import SqliteScheduleStore
+        from store.secrets.sqlite import SqliteSecretStore
 
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         lite = await SqliteDatabase.open(location)
@@ -127,6 +138,8 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=SqliteJobStore(lite),
                     runs=SqliteRunStore(lite),
                     schedules=schedules,
+                    secrets=SqliteSecretStore(lite, box),
+                    secrets_box=box,
                 )
             finally:
                 await schedules.close()

@@ -14,7 +14,9 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from jobrunner.errors import InvalidParameter
 from jobrunner.job_run_task import RETRY_BASE_DELAY, JobRunPayload, job_run_task
+from jobrunner.params import resolve
 from scheduler.factories import Factory, FactoryRegistry, Firing
 from scheduler.manager import ScheduleManager
 from scheduler.status import DEFAULT_LAG_THRESHOLD
@@ -60,11 +62,14 @@ def job_factory(
     name = definition.name
 
     async def produce(firing: Firing) -> NewTask:
+        # A schedule gives the job's parameters in its payload: ``{"params": {...}}``.
+        params = firing.payload.get("params")
         payload = JobRunPayload(
             job=name,
             trigger=RunTrigger.SCHEDULE,
             actor=SCHEDULER_ACTOR,
             schedule_name=firing.schedule,
+            params=params if isinstance(params, dict) else None,
         )
         return job_run_task(
             definition,
@@ -138,6 +143,19 @@ class JobFactories:
                 self._registry.unregister(gone)
                 self._owned.discard(gone)
 
+    async def check_params(self, schedule: Schedule) -> None:
+        """Refuse a schedule of a job whose ``payload.params`` break the job's parameter
+        declarations (``jobrunner.params.resolve``: what its runs would be refused for)."""
+        if schedule.factory not in self._owned:
+            return
+        definition = await self._jobs.get(schedule.factory)
+        if definition is None:
+            return
+        given = schedule.payload.get("params")
+        if given is not None and not isinstance(given, dict):
+            raise InvalidParameter("*", "payload.params must be a JSON object")
+        resolve(definition.params, scheduled=given)
+
     async def run(self, interval: float = JOB_FACTORY_SYNC_SECONDS) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -181,5 +199,8 @@ class SyncingScheduleManager(ScheduleManager):
         self._job_factories = job_factories
 
     async def save(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        """Refresh the job factories, check the parameter values a job's schedule gives
+        (``payload.params``: an ``InvalidParameter`` naming the parameter), then save."""
         await self._job_factories.sync()
+        await self._job_factories.check_params(schedule)
         return await super().save(schedule)

@@ -107,6 +107,8 @@ async def open_runtime(
         raise ValueError("only `serve` runs the admin API")
     async with AsyncExitStack() as stack:
         stores = await stack.enter_async_context(open_store(settings))
+        # The secrets key is made (0600) on the first start, and a bad one stops the start.
+        await asyncio.to_thread(stores.secrets_box.load)
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
@@ -124,6 +126,7 @@ async def open_runtime(
             config=config,
             default_queue=settings.admin_default_queue,
             events=events,
+            secrets=stores.secrets,
         )
         stack.push_async_callback(job_runner.close)
 
@@ -204,6 +207,7 @@ async def open_runtime(
                 artifacts=artifacts,
                 schedules=manager,
                 retention=counters,
+                secrets=stores.secrets,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(

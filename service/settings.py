@@ -65,6 +65,7 @@ class Settings(JobSettings):
     # Storage
     database_url: str | None = None
     data_dir: Path = Path("./longshore-data")
+    secrets_key_file: Path | None = None
 
     # Worker
     concurrency: int = Field(default=8, ge=1, le=1024)
@@ -311,6 +312,11 @@ class Settings(JobSettings):
     @property
     def job_work_dir(self) -> Path:
         return self.job_workdir or self.data_dir / "work"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        """``WORKER_SECRETS_KEY_FILE``, by default ``secrets.key`` in the data dir."""
+        return self.secrets_key_file or self.data_dir / "secrets.key"
 
     @property
     def event_dir(self) -> Path:

@@ -33,17 +33,19 @@ from admin.schemas_jobs import (
     SourceArtifactBody,
     SourceArtifactOne,
 )
+from admin.schemas_params import RunRequest
 from admin.seed.items import seed_items_of
 from admin.seed.job_events import JobEventList
 from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
-from jobrunner.errors import InvalidDefinition
+from jobrunner.errors import InvalidDefinition, UnknownSecret
 from jobrunner.runner import JobRunner
 from jobrunner.sources import registry
 from store.artifacts import ArtifactNotFound, ArtifactStore
 from store.jobs.errors import InvalidJobRecord
 from store.jobs.models import JobDefinition, Run, RunTrigger
 from store.jobs.protocol import RunStore
+from store.secrets.protocol import SECRET_NAME, SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +111,23 @@ def env_visible(caller: Identity) -> bool:
 
 @router.post("", response_model=JobOne, status_code=200, responses={201: {"model": JobOne}})
 async def upsert_job(
-    body: JobRequest, audit: Upsert, jobs: JobsDep, runner: RunnerDep
+    body: JobRequest, audit: Upsert, jobs: JobsDep, runner: RunnerDep, services: ServicesDep
 ) -> JSONResponse:
     """Create (201) or replace (200) a job definition, validated with the runner's
-    settings; a broken rule is a 400 naming the field."""
+    settings; a broken rule is a 400 naming the field, a secret that does not exist a 400
+    naming it."""
+    secrets = services.secrets
     config = runner_config(runner)
+    existing = None
+    if body.secrets is None or body.params is None:
+        existing = await jobs.get(body.name)
     try:
         definition = validate_definition(
-            body.definition(default_queue=runner.default_queue), config
+            body.definition(default_queue=runner.default_queue, existing=existing), config
         )
         source = registry.get(definition.source)
         await asyncio.to_thread(source.check_saved, definition.source_fields, config)
+        await check_secrets_exist(definition, secrets)
     except InvalidDefinition as exc:
         raise InvalidRequest(str(exc)) from None
     try:
@@ -143,10 +151,34 @@ async def delete_job(name: str, audit: Delete, jobs: JobsDep) -> JobDeleted:
     return JobDeleted(deleted=True, name=name)
 
 
+async def check_secrets_exist(definition: JobDefinition, secrets: SecretStore | None) -> None:
+    """Refuse a definition granted a secret that does not exist (naming it)."""
+    if not definition.secrets:
+        return
+    found = (
+        set()
+        if secrets is None
+        else await secrets.existing(
+            [g.name for g in definition.secrets if SECRET_NAME.fullmatch(g.name)]
+        )
+    )
+    for index, grant in enumerate(definition.secrets):
+        if grant.name not in found:
+            raise UnknownSecret(f"secrets[{index}].name", grant.name)
+
+
 @router.post("/{name}/run", response_model=RunStarted)
-async def run_job(name: str, audit: RunNow, runner: RunnerDep) -> RunStarted:
-    """Queue a run now (an empty body is fine): the ``job.run`` task and the run record."""
-    task_id, run_id = await runner.submit(name, trigger=RunTrigger.API, actor=audit.actor)
+async def run_job(
+    name: str, audit: RunNow, runner: RunnerDep, body: RunRequest | None = None
+) -> RunStarted:
+    """Queue a run now: the ``job.run`` task and the run record. No body (or ``{}``) runs
+    with the job's defaults; ``{"params": {...}}`` overrides parameters marked
+    ``overridable`` (any other, or a value breaking its declaration, is a 400 naming the
+    parameter, and nothing is queued)."""
+    params = None if body is None else body.params
+    task_id, run_id = await runner.submit(
+        name, trigger=RunTrigger.API, actor=audit.actor, params=params
+    )
     await audit.ok(f"taskId={task_id} runId={run_id}")
     return RunStarted(task_id=str(task_id), run_id=run_id)
 

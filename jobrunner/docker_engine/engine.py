@@ -22,9 +22,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import docker  # type: ignore[import-untyped, unused-ignore]
-import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
-
 from jobrunner.docker_engine import sdk
 from jobrunner.docker_engine.artifact_holders import ArtifactHolders, Holder
 from jobrunner.docker_engine.artifacts import ArtifactReader
@@ -33,6 +30,7 @@ from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerC
 from jobrunner.docker_engine.image_build import ImageBuilder
 from jobrunner.docker_engine.orphans import remove_orphans
 from jobrunner.docker_engine.output_pump import OutputPump, consume
+from jobrunner.docker_engine.run_files import FilesHolder, RunFiles
 from jobrunner.engine import (
     LABEL_RUN,
     LABEL_SCOPE,
@@ -51,7 +49,6 @@ from store.background import TaskOwner
 
 logger = logging.getLogger(__name__)
 
-_WAIT_POLL_SECONDS = 30.0  # socket timeout of one ``wait`` call; the loop re-issues it
 _DRAIN_SECONDS = 10.0  # how long to wait for the rest of the output after the exit
 
 
@@ -93,6 +90,7 @@ class DockerEngine:
         # What outlives the run that started it: creates, connects and container removals.
         self._tasks = TaskOwner("docker-engine")
         self._holders = ArtifactHolders(self._clients, self._tasks, spares=artifact_holder_spares)
+        self._files = RunFiles(self._clients)
 
     def close(self) -> None:
         """Close the client's connections (the engine can be used again afterwards)."""
@@ -142,15 +140,29 @@ class DockerEngine:
         limit_passed = asyncio.Event()
         run_tag = spec.labels.get(LABEL_RUN, "")[:12]
         holder: Holder | None = None
-        if spec.artifacts_path is not None:
-            holder = await self._holders.take(
-                scope=spec.labels.get(LABEL_SCOPE), size_bytes=spec.artifact_limits.max_total_bytes
-            )
+        files = await self._files.make(spec)  # the run's files under /run, if any
+        try:
+            if spec.artifacts_path is not None:
+                holder = await self._holders.take(
+                    scope=spec.labels.get(LABEL_SCOPE),
+                    size_bytes=spec.artifact_limits.max_total_bytes,
+                )
+        except BaseException:
+            await asyncio.shield(self._files.remove(files))
+            raise
         volume = None if holder is None else holder.volume
+        files_volume = None if files is None else files.volume
         # Owned by the engine, never cancelled: the removal awaits ``create`` however the run
         # ends, and a client made by ``connect`` but not used is closed when it is made.
         create = self._tasks.spawn(
-            call("create a container", sdk.create_container, spec, self._tmp_size_mb, volume),
+            call(
+                "create a container",
+                sdk.create_container,
+                spec,
+                self._tmp_size_mb,
+                volume,
+                files_volume,
+            ),
             name=f"docker-create-{run_tag}",
         )
         # The output stream's own client, made while the container is created.
@@ -183,7 +195,8 @@ class DockerEngine:
                 await call("start a container", sdk.start, container_id)
                 deadline = loop.time() + spec.timeout_seconds
                 exited = in_thread(
-                    lambda: self._wait_blocking(cid, stop_waiting), name=f"docker-wait-{cid[:12]}"
+                    lambda: sdk.wait_exit(self._clients, cid, stop_waiting),
+                    name=f"docker-wait-{cid[:12]}",
                 )
                 consumer = tasks.spawn(
                     consume(pump, buffer, on_output, spec, limit_passed),
@@ -239,7 +252,7 @@ class DockerEngine:
                 else:
                     connect.add_done_callback(_close_connected)  # made (or making) but unused
                 cleanup = self._tasks.spawn(
-                    self._dispose(create, holder, reuse=reusable is not None),
+                    self._dispose(create, holder, files, reuse=reusable is not None),
                     name=f"docker-remove-{run_tag}",
                 )
                 # Shielded: a cancelled run still removes its container before it unwinds.
@@ -307,22 +320,6 @@ class DockerEngine:
         except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"docker engine failed to wait for a container: {exc}") from exc
 
-    def _wait_blocking(self, container_id: str, stop: threading.Event) -> int | None:
-        """The exit code (``None`` if the container vanished), however long it takes."""
-        api = self._clients.shared()
-        poll = min(_WAIT_POLL_SECONDS, self._clients.timeout)
-        while True:
-            try:
-                return int(api.wait(container_id, timeout=poll)["StatusCode"])
-            except docker.errors.NotFound:
-                return None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-                # A read timeout of this one call (it is only a socket timeout), or the
-                # engine went away: inspect tells which (it raises in the second case).
-                if stop.is_set():
-                    return None
-                api.inspect_container(container_id)
-
     async def _judge_exit(
         self, container_id: str, exit_code: int | None, spec: RunSpec, buffer: OutputBuffer
     ) -> tuple[RunStatus, str | None]:
@@ -343,10 +340,15 @@ class DockerEngine:
         return RunStatus.FAILED, f"exited with code {exit_code}"
 
     async def _dispose(
-        self, create: asyncio.Future[str], holder: Holder | None, *, reuse: bool
+        self,
+        create: asyncio.Future[str],
+        holder: Holder | None,
+        files: FilesHolder | None,
+        *,
+        reuse: bool,
     ) -> None:
-        """Remove the container and its artifacts volume and holder (a holder left as new:
-        kept as a spare), however the run ended."""
+        """Remove the container, its artifacts volume and holder (a holder left as new:
+        kept as a spare) and then its files' holder and volume, however the run ended."""
         try:
             container_id: str | None = await create
         except BaseException:
@@ -357,6 +359,7 @@ class DockerEngine:
                 await removal
             else:
                 await self._holders.release(holder, removal, reuse=reuse)
+            await self._files.remove(files)
         except EngineUnavailable:
             # Left for ``cleanup_orphans``; the run's outcome stands.
             logger.exception("could not remove container", extra={"container_id": container_id})

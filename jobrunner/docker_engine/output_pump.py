@@ -14,6 +14,7 @@ from typing import Any
 
 from jobrunner.docker_engine.client import ENGINE_ERRORS
 from jobrunner.engine import OutputCallback, RunSpec
+from jobrunner.masking import OutputMasker
 from jobrunner.output import OutputBuffer
 
 logger = logging.getLogger(__name__)
@@ -83,11 +84,18 @@ async def consume(
     spec: RunSpec,
     limit_passed: asyncio.Event,
 ) -> None:
-    """Retain every chunk in ``buffer`` and pass it to ``on_output``; set ``limit_passed``
-    once the output is over a ``fail`` limit."""
-    while (chunk := await pump.get()) is not None:
-        buffer.append(chunk)
-        if on_output is not None:
-            await on_output(chunk)
-        if spec.on_output_limit == "fail" and buffer.truncated:
-            limit_passed.set()
+    """Mask the secret values of ``spec.mask`` in every chunk (``jobrunner.masking``),
+    retain it in ``buffer`` and pass it to ``on_output``; set ``limit_passed`` once the
+    output is over a ``fail`` limit."""
+    masker = OutputMasker(spec.mask)
+    while True:
+        raw = await pump.get()
+        chunk = masker.flush() if raw is None else masker.feed(raw)
+        if chunk:
+            buffer.append(chunk)
+            if on_output is not None:
+                await on_output(chunk)
+            if spec.on_output_limit == "fail" and buffer.truncated:
+                limit_passed.set()
+        if raw is None:
+            return

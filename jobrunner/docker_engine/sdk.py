@@ -12,13 +12,20 @@ import base64
 import binascii
 import json
 from contextlib import closing, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker  # type: ignore[import-untyped, unused-ignore]
+import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
 from docker.types import LogConfig, Mount  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.engine import LABEL_SCOPE, LABEL_SOURCE_DIGEST, RunSpec
 
+if TYPE_CHECKING:
+    import threading
+
+    from jobrunner.docker_engine.client import DockerClients
+
+_WAIT_POLL_SECONDS = 30.0  # socket timeout of one ``wait`` call; the loop re-issues it
 _STAT_HEADER = "X-Docker-Container-Path-Stat"  # the stat of a ``HEAD .../archive``
 
 
@@ -49,12 +56,19 @@ def image_if_labelled(api: Any, image_id: str, digest: str, scope: str | None = 
 
 
 def create_container(
-    api: Any, spec: RunSpec, tmp_size_mb: int, artifacts_volume: str | None = None
+    api: Any,
+    spec: RunSpec,
+    tmp_size_mb: int,
+    artifacts_volume: str | None = None,
+    files_volume: str | None = None,
 ) -> str:
     """Create (not start) the container of ``spec``; its id. ``artifacts_volume`` is the
     capped volume of the artifacts directory (``jobrunner.docker_engine.artifact_holders``);
-    without one it is an anonymous volume, uncapped."""
+    without one it is an anonymous volume, uncapped. ``files_volume`` holds the run's files,
+    mounted read-only at ``/run`` (``jobrunner.docker_engine.run_files``)."""
     mounts = []
+    if files_volume is not None:
+        mounts.append(Mount(target="/run", source=files_volume, type="volume", read_only=True))
     if spec.artifacts_path is not None:
         # Writable on a read-only root and still there after the exit for ``get_archive``.
         mounts.append(Mount(target=spec.artifacts_path, source=artifacts_volume, type="volume"))
@@ -151,3 +165,20 @@ def remove(api: Any, container_id: str) -> None:
 def state(api: Any, container_id: str) -> dict[str, Any]:
     container_state: dict[str, Any] = api.inspect_container(container_id).get("State") or {}
     return container_state
+
+
+def wait_exit(clients: DockerClients, container_id: str, stop: threading.Event) -> int | None:
+    """The exit code (``None`` if the container vanished), however long it takes; blocks."""
+    api = clients.shared()
+    poll = min(_WAIT_POLL_SECONDS, clients.timeout)
+    while True:
+        try:
+            return int(api.wait(container_id, timeout=poll)["StatusCode"])
+        except docker.errors.NotFound:
+            return None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
+            # A read timeout of this one call (it is only a socket timeout), or the
+            # engine went away: inspect tells which (it raises in the second case).
+            if stop.is_set():
+                return None
+            api.inspect_container(container_id)

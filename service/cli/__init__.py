@@ -3,7 +3,7 @@
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
 ``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
 ``--database-url``); they also work while the service is down. The client commands
-``jobs``, ``runs``, ``schedules``, ``audit``, ``maintenance`` and the task actions
+``jobs``, ``runs``, ``schedules``, ``secrets``, ``audit``, ``maintenance`` and the task actions
 (``tasks complete|fail|run-now|reschedule|remove``) talk to the admin API (see
 :mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
 failure is one line on stderr and a non-zero exit status.
@@ -27,6 +27,7 @@ from service.cli import (
     run,
     runs,
     schedules,
+    secrets,
     task_actions,
     tasks,
 )
@@ -48,6 +49,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
 app.add_typer(maintenance.app, name="maintenance")
+app.add_typer(secrets.app, name="secrets")
 
 
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)

@@ -149,14 +149,22 @@ def run(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream the output; exit with the run's status.")
     ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="NAME=VALUE: override an overridable parameter (repeatable)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     raw: RawFlag = False,
 ) -> None:
-    """Run a job now. With --follow, print its output live (terminal control and bidi
-    characters shown as escapes unless --raw) and exit 0 when it succeeds, 1 when it fails,
-    124 when it timed out, 125 when it was cancelled."""
+    """Run a job now, with --param NAME=VALUE overriding parameters marked overridable
+    (checked by the service). With --follow, print its output live (terminal control and
+    bidi characters shown as escapes unless --raw) and exit 0 when it succeeds, 1 when it
+    fails, 124 when it timed out, 125 when it was cancelled."""
+    body = {"params": parse_params(param)} if param else None
     with api_client(ctx) as client:
-        started = client.post(f"/jobs/{_segment(name)}/run")
+        started = client.post(f"/jobs/{_segment(name)}/run", body)
         run_id = str(started.get("runId"))
         if as_json and not follow:
             print_json(started)
@@ -167,6 +175,17 @@ def run(
         typer.echo(f"run {run_id} queued; following its output", err=True)
         status = follow_run(client, run_id, raw=raw)
     raise typer.Exit(exit_status(status))
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` options as a mapping (the service converts and checks the values)."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ApiError(f"--param {item!r}: expected NAME=VALUE")
+        params[key] = value
+    return params
 
 
 EXIT_STATUS = {"succeeded": 0, "failed": 1, "timed_out": 124, "cancelled": 125}

@@ -43,6 +43,7 @@ class EventType(enum.StrEnum):
     RUN_BUILD_STARTED = "RunBuildStarted"
     RUN_STARTED = "RunStarted"
     RUN_OUTPUT_EMITTED = "RunOutputEmitted"
+    RUN_SECRET_USED = "RunSecretUsed"  # noqa: S105 (an event name)
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     RUN_TIMED_OUT = "RunTimedOut"

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
+from store.jobs._extras import values_json
 from store.jobs.errors import InvalidJobRecord
 from store.jobs.models import (
     BUILD_LOG_MAX_CHARS,
@@ -178,6 +179,8 @@ def check_fields(fields: Mapping[str, Any]) -> RunFields:
             out[name] = value
     if "artifacts" in fields:
         out["artifacts"] = check_artifacts(fields["artifacts"])
+    if "params" in fields:
+        out["params"] = values_json(fields["params"]) or {}
     return out
 
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from store.db.postgres import Row
+from store.jobs import _extras as extras
 from store.jobs._checks import artifacts_from_json, artifacts_json
 from store.jobs.models import (
     JobDefinition,
@@ -26,7 +27,7 @@ def _json(value: Any) -> str:
 
 
 def definition_args(definition: JobDefinition) -> list[Any]:
-    """Parameters $1-$19 of ``upsert_job``."""
+    """Parameters $1-$21 of ``upsert_job``."""
     return [
         definition.name,
         definition.description,
@@ -47,6 +48,8 @@ def definition_args(definition: JobDefinition) -> list[Any]:
         definition.output_bytes,
         OutputLimitAction(definition.on_output_limit).value,
         definition.user,
+        _json(extras.grants_json(definition.secrets)),
+        _json(extras.params_json(definition.params)),
     ]
 
 
@@ -72,14 +75,17 @@ def definition_from_row(row: Row) -> JobDefinition:
         output_bytes=row["output_bytes"],
         on_output_limit=OutputLimitAction(row["on_output_limit"]),
         user=row["run_user"],
+        secrets=extras.grants_from_json(row["secrets"]),
+        params=extras.params_from_json(row["params"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 def fields_args(fields: RunFields) -> list[Any]:
-    """Parameters $5-$14 of ``transition_run``: ``None`` keeps the stored value."""
+    """Parameters $5-$15 of ``transition_run``: ``None`` keeps the stored value."""
     artifacts = fields.get("artifacts")
+    values = extras.values_json(fields.get("params"))
     return [
         fields.get("exit_code"),
         fields.get("error"),
@@ -91,11 +97,18 @@ def fields_args(fields: RunFields) -> list[Any]:
         fields.get("build_log"),
         None if artifacts is None else _json(artifacts_json(artifacts)),
         fields.get("user"),
+        None if values is None else _json(values),
     ]
 
 
 def artifacts_arg(artifacts: tuple[RunArtifact, ...]) -> str:
     return _json(artifacts_json(artifacts))
+
+
+def values_arg(values: object) -> str | None:
+    """A run's parameter values as the jsonb text of ``insert_run`` (``None``: none)."""
+    checked = extras.values_json(values)  # type: ignore[arg-type]
+    return None if checked is None else _json(checked)
 
 
 def run_from_row(row: Row) -> Run:
@@ -125,5 +138,6 @@ def run_from_row(row: Row) -> Run:
         build_log=row["build_log"],
         output_sha256=row["output_sha256"],
         user=row["run_user"],
+        params=extras.values_from_json(row["params"]),
         updated_at=row["updated_at"],
     )

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from typing import Any
 
+from store.jobs import _extras as extras
 from store.jobs._checks import artifacts_from_json, artifacts_json
 from store.jobs.models import (
     JobDefinition,
@@ -49,6 +50,8 @@ def definition_params(definition: JobDefinition, now: int) -> Params:
         "output_bytes": definition.output_bytes,
         "on_output_limit": OutputLimitAction(definition.on_output_limit).value,
         "run_user": definition.user,
+        "secrets": to_json(extras.grants_json(definition.secrets)),
+        "params": to_json(extras.params_json(definition.params)),
         "now": now,
     }
 
@@ -75,6 +78,8 @@ def definition_from_row(row: sqlite3.Row) -> JobDefinition:
         output_bytes=row["output_bytes"],
         on_output_limit=OutputLimitAction(row["on_output_limit"]),
         user=row["run_user"],
+        secrets=extras.grants_from_json(json.loads(row["secrets"])),
+        params=extras.params_from_json(json.loads(row["params"])),
         created_at=from_us(row["created_at"]),
         updated_at=from_us(row["updated_at"]),
     )
@@ -84,6 +89,7 @@ def fields_params(fields: RunFields) -> Params:
     """The field parameters of ``transition_run``: ``None`` keeps the stored value."""
     artifacts = fields.get("artifacts")
     truncated = fields.get("output_truncated")
+    values = extras.values_json(fields.get("params"))
     return {
         "exit_code": fields.get("exit_code"),
         "error": fields.get("error"),
@@ -95,7 +101,14 @@ def fields_params(fields: RunFields) -> Params:
         "build_log": fields.get("build_log"),
         "artifacts": None if artifacts is None else to_json(artifacts_json(artifacts)),
         "run_user": fields.get("user"),
+        "params": None if values is None else to_json(values),
     }
+
+
+def values_param(values: object) -> str | None:
+    """A run's parameter values as the JSON text of ``insert_run`` (``None``: none)."""
+    checked = extras.values_json(values)  # type: ignore[arg-type]
+    return None if checked is None else to_json(checked)
 
 
 def run_from_row(row: sqlite3.Row) -> Run:
@@ -125,5 +138,8 @@ def run_from_row(row: sqlite3.Row) -> Run:
         build_log=row["build_log"],
         output_sha256=row["output_sha256"],
         user=row["run_user"],
+        params=extras.values_from_json(
+            None if row["params"] is None else json.loads(row["params"])
+        ),
         updated_at=from_us(row["updated_at"]),
     )

@@ -28,12 +28,16 @@ __all__ = [
     "NewRun",
     "OutputLimitAction",
     "Page",
+    "ParamSpec",
+    "ParamType",
+    "ParamValue",
     "Resources",
     "Run",
     "RunArtifact",
     "RunFields",
     "RunStatus",
     "RunTrigger",
+    "SecretGrant",
     "bound_text",
 ]
 
@@ -67,6 +71,48 @@ class Resources:
     pids_limit: int = 256
 
 
+ParamValue = str | int | bool
+"""The value of a job parameter: a string (``string``, ``enum``), an integer or a boolean."""
+
+
+class ParamType(enum.StrEnum):
+    """The type of a job parameter."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    ENUM = "enum"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamSpec:
+    """A parameter a job declares (API: ``params[]``): its ``name`` and ``type``, whether
+    a run must have a value (``required``), the value used when none is given
+    (``default``), a regular expression a ``string`` must match in full (``pattern``), the
+    values an ``enum`` may take (``choices``) and whether a manual run may override it
+    (``overridable``). The rules are the job runner's (``jobrunner.params``)."""
+
+    name: str
+    type: ParamType = ParamType.STRING
+    required: bool = False
+    default: ParamValue | None = None
+    pattern: str | None = None
+    choices: tuple[str, ...] = ()
+    overridable: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretGrant:
+    """A secret a job is given (API: ``secrets[]``): the secret called ``name`` as the
+    environment variable ``env`` or as the file ``/run/secrets/<file>`` (exactly one of
+    the two is set)."""
+
+    name: str
+    env: str | None = None
+    file: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobDefinition:
     """A container job as defined by an operator.
@@ -78,7 +124,8 @@ class JobDefinition:
     build context's subdirectory (``None``: the archive root, or its single top-level
     directory). ``output_bytes`` ``None`` means the server's cap. ``user`` is who the
     container runs as (``uid[:gid]`` or names the image knows); ``None`` means the job
-    runner's unprivileged default.
+    runner's unprivileged default. ``secrets`` are the secrets the job is granted and
+    ``params`` the parameters it declares.
 
     ``revision``, ``created_at`` and ``updated_at`` are set by the store: a definition that
     was never saved has revision 0 and no timestamps; each save increments the revision.
@@ -101,6 +148,8 @@ class JobDefinition:
     output_bytes: int | None = None
     on_output_limit: OutputLimitAction = OutputLimitAction.TRUNCATE
     user: str | None = None
+    secrets: tuple[SecretGrant, ...] = ()
+    params: tuple[ParamSpec, ...] = ()
     revision: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -182,6 +231,7 @@ class NewRun:
     actor: str | None = None
     schedule_name: str | None = None
     run_id: str | None = None
+    params: Mapping[str, ParamValue] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +276,8 @@ class Run:
     """SHA256 of the retained output (head + tail), whose bytes are in the artifact store."""
     user: str | None = None
     """The user the container ran as (set when the run reaches ``running``)."""
+    params: Mapping[str, ParamValue] | None = None
+    """The parameter values of the run (``None``: not resolved yet)."""
 
     def artifact(self, name: str) -> RunArtifact | None:
         """The artifact called ``name``, if the run has one."""
@@ -256,6 +308,7 @@ class RunFields(TypedDict, total=False):
     artifacts: tuple[RunArtifact, ...] | list[RunArtifact]
     output_sha256: str
     user: str
+    params: Mapping[str, ParamValue]
 
 
 def bound_text(text: str, limit: int, *, keep: str = "tail") -> str:

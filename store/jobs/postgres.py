@@ -90,6 +90,7 @@ class PostgresRunStore:
             run.trigger.value,
             run.actor,
             run.schedule_name,
+            rows.values_arg(run.params),
         )
         if row is None:
             raise RunAlreadyExists(run_id)

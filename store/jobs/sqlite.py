@@ -88,6 +88,7 @@ class SqliteRunStore:
             "actor": run.actor,
             "schedule_name": run.schedule_name,
             "now": rows.now_us(),
+            "params": rows.values_param(run.params),
         }
         row = await self._db.write(lambda conn: conn.execute(q("insert_run"), params).fetchone())
         if row is None:

@@ -66,12 +66,18 @@ class Longshore:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command to its end and return it (whatever its exit status)."""
+        """Run a command to its end and return it (whatever its exit status); ``input`` is
+        its standard input."""
         return subprocess.run(
             [str(self.command), *args],
             env={**self.env, **(env or {})},
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -75,6 +75,7 @@ async def full_admin(
             runner=runtime.job_runner,
             artifacts=runtime.artifacts,
             schedules=runtime.manager,
+            secrets=runtime.stores.secrets,
         )
         roles = {**ROLES, **config.pop("roles", {})}
         admin_config = AdminConfig(tokens=TOKENS, roles=roles, **config)

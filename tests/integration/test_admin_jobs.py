@@ -107,6 +107,8 @@ async def test_jobs_are_created_listed_by_page_read_replaced_and_deleted(
             "outputBytes": 4096,
             "onOutputLimit": "fail",
             "user": "1000:1000",
+            "secrets": [],
+            "params": [],
             "revision": 1,
             "createdAt": job["createdAt"],
             "createdAtMs": job["createdAtMs"],

@@ -284,6 +284,7 @@ async def test_a_run_detail_carries_every_field_of_the_record(admin: FullAdmin) 
         "outputSha256": "cd" * 32,
         "artifacts": [{"name": "out/report.txt", "sizeBytes": 7, "sha256": "ef" * 32}],
         "user": "65534:65534",
+        "params": None,
         "buildLog": "step 1/2\nok\n",
     }
     stamps = {

@@ -20,7 +20,7 @@ def test_every_mutation_names_its_role_and_audit_action() -> None:
     mutations = {
         key: found
         for key, found in facts.items()
-        if key[0] in ("post", "delete") and not found.get("readOnly")
+        if key[0] in ("post", "put", "delete") and not found.get("readOnly")
     }
     assert mutations
     for (method, path), found in mutations.items():

@@ -9,10 +9,10 @@
 INSERT INTO job_definitions (
     name, revision, description, source, source_fields, path, dockerfile, command, env,
     queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
-    output_bytes, on_output_limit, run_user
+    output_bytes, on_output_limit, run_user, secrets, params
 ) VALUES (
     $1, 1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15,
-    $16, $17, $18, $19
+    $16, $17, $18, $19, $20::jsonb, $21::jsonb
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
@@ -34,6 +34,8 @@ ON CONFLICT (name) DO UPDATE SET
     output_bytes = excluded.output_bytes,
     on_output_limit = excluded.on_output_limit,
     run_user = excluded.run_user,
+    secrets = excluded.secrets,
+    params = excluded.params,
     updated_at = now()
 RETURNING *;
 
@@ -52,8 +54,10 @@ DELETE FROM job_definitions WHERE name = $1 RETURNING name;
 -- ---------------------------------------------------------------------------- runs
 
 -- name: insert_run
-INSERT INTO runs (run_id, task_id, job, attempt, trigger_kind, actor, schedule_name, status)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued')
+INSERT INTO runs (
+    run_id, task_id, job, attempt, trigger_kind, actor, schedule_name, status, params
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8::jsonb)
 ON CONFLICT (run_id) DO NOTHING
 RETURNING *;
 
@@ -80,6 +84,7 @@ UPDATE runs SET
     build_log = coalesce($12::text, build_log),
     artifacts = coalesce($13::jsonb, artifacts),
     run_user = coalesce($14::text, run_user),
+    params = coalesce($15::jsonb, params),
     updated_at = now()
 WHERE run_id = $1 AND status = ANY ($3::text[])
 RETURNING *;

@@ -449,3 +449,16 @@ WHEN (OLD.output_sha256 IS DISTINCT FROM NEW.output_sha256
       OR OLD.source_sha256 IS DISTINCT FROM NEW.source_sha256
       OR OLD.artifacts IS DISTINCT FROM NEW.artifacts)
 EXECUTE FUNCTION runs_index_blobs();
+
+-- 010: secrets (encrypted), the secrets and parameters of job definitions, the parameters of runs
+-- (see migrations/010_secrets_params.sql).
+CREATE TABLE secrets (
+    name text PRIMARY KEY,
+    ciphertext bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER TABLE job_definitions ADD COLUMN secrets jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE job_definitions ADD COLUMN params jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN params jsonb;

@@ -10,11 +10,11 @@
 INSERT INTO job_definitions (
     name, revision, description, source, source_fields, path, dockerfile, command, env,
     queue, retries, timeout_seconds, memory_mb, cpus, pids_limit, network, artifacts_path,
-    output_bytes, on_output_limit, run_user, created_at, updated_at
+    output_bytes, on_output_limit, run_user, secrets, params, created_at, updated_at
 ) VALUES (
     :name, 1, :description, :source, :source_fields, :path, :dockerfile, :command, :env,
     :queue, :retries, :timeout_seconds, :memory_mb, :cpus, :pids_limit, :network,
-    :artifacts_path, :output_bytes, :on_output_limit, :run_user, :now, :now
+    :artifacts_path, :output_bytes, :on_output_limit, :run_user, :secrets, :params, :now, :now
 )
 ON CONFLICT (name) DO UPDATE SET
     revision = job_definitions.revision + 1,
@@ -36,6 +36,8 @@ ON CONFLICT (name) DO UPDATE SET
     output_bytes = excluded.output_bytes,
     on_output_limit = excluded.on_output_limit,
     run_user = excluded.run_user,
+    secrets = excluded.secrets,
+    params = excluded.params,
     updated_at = excluded.updated_at
 RETURNING *
 
@@ -56,10 +58,10 @@ DELETE FROM job_definitions WHERE name = :name
 -- name: insert_run
 INSERT INTO runs (
     run_id, task_id, job, attempt, trigger_kind, actor, schedule_name, status, queued_at,
-    updated_at
+    updated_at, params
 ) VALUES (
     :run_id, :task_id, :job, :attempt, :trigger_kind, :actor, :schedule_name, 'queued', :now,
-    :now
+    :now, :params
 )
 ON CONFLICT (run_id) DO NOTHING
 RETURNING *
@@ -86,6 +88,7 @@ UPDATE runs SET
     build_log = coalesce(:build_log, build_log),
     artifacts = coalesce(:artifacts, artifacts),
     run_user = coalesce(:run_user, run_user),
+    params = coalesce(:params, params),
     updated_at = :now
 WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:sources))
 RETURNING *

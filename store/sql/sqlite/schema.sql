@@ -226,3 +226,16 @@ BEGIN
     )
     WHERE digest IS NOT NULL;
 END;
+
+-- 009: secrets (encrypted), the secrets and parameters of job definitions, the parameters of runs
+-- (see migrations/009_secrets_params.sql).
+CREATE TABLE secrets (
+    name       TEXT    PRIMARY KEY,
+    ciphertext BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+ALTER TABLE job_definitions ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE job_definitions ADD COLUMN params TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN params TEXT;
