@@ -3,8 +3,9 @@
 :meth:`JobRunner.submit` records a run (``queued``, attempt 1) and enqueues a ``job.run``
 task whose payload (:class:`~jobrunner.job_run_task.JobRunPayload`) names the job and the
 run; :meth:`JobRunner.handle` is the task's handler. Each attempt of the task has its own
-run record (attempt 1 uses the payload's ``runId``; a retry records a new run with the same
-``task_id`` and ``attempt`` = the task's attempt), executed by
+run record (attempt 1 uses the payload's ``runId``; a retry, a re-run after a hand-back or a
+replay records a new run with the same ``task_id``, numbered as in
+:meth:`JobRunner._run_for_attempt`), executed by
 :class:`~jobrunner.attempt.AttemptPipeline` (fetch → build → run → record).
 
 The parts, one module each: the task and its payload (:mod:`jobrunner.job_run_task`), the
@@ -155,24 +156,38 @@ class JobRunner:
             self._recorder.forget(run.run_id)
 
     async def _run_for_attempt(self, task: Task) -> Run:
+        """The run of this execution of ``task``: its ``queued`` run when one waits for it,
+        else a new one. Executions are numbered in order: a task handed back at shutdown
+        (its attempt not counted by the queue) is re-run as the next attempt all the same.
+        A replayed task's runs are ``trigger: replay`` by the replaying actor, numbered
+        afresh from the replay on (which reset its attempts)."""
         payload = JobRunPayload.from_payload(task.payload)
-        attempt = max(task.attempts, 1)
-        new = _new_run(payload, task_id=task.id, attempt=attempt)
-        if attempt == 1 and payload.run_id is not None:
-            existing = await self._runs.get(payload.run_id)
-            if existing is None:
-                try:
-                    return await self._recorder.create(
-                        dataclasses.replace(new, run_id=payload.run_id)
-                    )
-                except RunAlreadyExists:
-                    existing = await self._runs.get(payload.run_id)
+        earlier = await self._runs.find_by_task(task.id)
+        trigger, actor = payload.trigger, payload.actor
+        replayed = task.replay_count > 0
+        if replayed:
+            trigger, actor = RunTrigger.REPLAY, task.replayed_by
+            since = task.replayed_at
+            earlier = [
+                r
+                for r in earlier
+                if r.trigger is RunTrigger.REPLAY and (since is None or r.queued_at >= since)
+            ]
+        started = [r.attempt + 1 for r in earlier if r.status is not RunStatus.QUEUED]
+        attempt = max([task.attempts, 1, *started])
+        for run in earlier:
+            if run.attempt == attempt and run.status is RunStatus.QUEUED:
+                return run
+        new = _new_run(payload, task_id=task.id, attempt=attempt, trigger=trigger, actor=actor)
+        if attempt == 1 and not replayed and payload.run_id is not None:
+            # Recorded by ``submit``, unless this handler got there first.
+            try:
+                return await self._recorder.create(dataclasses.replace(new, run_id=payload.run_id))
+            except RunAlreadyExists:
+                existing = await self._runs.get(payload.run_id)
             if existing is not None and not existing.status.is_final:
                 return existing
-        else:
-            for earlier in await self._runs.find_by_task(task.id):
-                if earlier.attempt == attempt and not earlier.status.is_final:
-                    return earlier
+            new = dataclasses.replace(new, attempt=2)
         return await self._recorder.create(new)
 
     # --- crash recovery -----------------------------------------------------------------------
@@ -190,13 +205,21 @@ class JobRunner:
         return await self._recovery.sweep_interrupted()
 
 
-def _new_run(payload: JobRunPayload, *, task_id: int, attempt: int) -> NewRun:
-    """The run of one attempt of the task; the store picks its id."""
+def _new_run(
+    payload: JobRunPayload,
+    *,
+    task_id: int,
+    attempt: int,
+    trigger: RunTrigger | None = None,
+    actor: str | None = None,
+) -> NewRun:
+    """The run of one attempt of the task; the store picks its id. ``trigger`` and ``actor``
+    default to the payload's."""
     return NewRun(
         job=payload.job,
         task_id=task_id,
         attempt=attempt,
-        trigger=payload.trigger,
-        actor=payload.actor,
+        trigger=payload.trigger if trigger is None else trigger,
+        actor=payload.actor if trigger is None else actor,
         schedule_name=payload.schedule_name,
     )
