@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,9 @@ from store.jobs.protocol import JobStore, RunStore
 
 logger = logging.getLogger(__name__)
 
+LEASE_LOST = "not started: the task's lease was lost (another attempt settled it)"
+"""The error of a run that ended before its container because its attempt lost the lease."""
+
 CANCEL_POLL_SECONDS = 0.5
 
 _RUN_STATUS: Mapping[EngineStatus, RunStatus] = {
@@ -103,17 +106,21 @@ class AttemptPipeline:
         self._events = events
         self._scope = scope
 
-    async def run(self, run: Run) -> None:
+    async def run(
+        self, run: Run, *, lease_held: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         """Execute the attempt of ``run`` and record its final status.
 
         Success returns; a verification failure, an invalid or missing definition or a
         failing build raises :class:`PermanentFailure` (no retry); infrastructure faults
         (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
         non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
-        normally. The final status is written even when the caller is cancelled."""
+        normally. The final status is written even when the caller is cancelled. When
+        ``lease_held`` says the task's lease is lost before the container starts, the run
+        ends ``cancelled`` (:data:`LEASE_LOST`) without starting it."""
         finish = self._recorder.finish
         try:
-            await self._execute(run)
+            await self._execute(run, lease_held)
         except asyncio.CancelledError:
             await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
             raise
@@ -130,7 +137,7 @@ class AttemptPipeline:
             await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
             raise
 
-    async def _execute(self, run: Run) -> None:
+    async def _execute(self, run: Run, lease_held: Callable[[], Awaitable[bool]] | None) -> None:
         definition = await self._jobs.get(run.job)
         if definition is None:
             raise PermanentFailure(f"job {run.job!r} no longer exists")
@@ -175,6 +182,10 @@ class AttemptPipeline:
                 image: RunFields = {"image_id": image_id, "build_log": built.log}
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
+                    return
+                if lease_held is not None and not await lease_held():
+                    lost: RunFields = {**image, "error": LEASE_LOST}
+                    await recorder.finish(run.run_id, RunStatus.CANCELLED, **lost)
                     return
                 spec = self._spec(definition, image_id, digest, run.run_id, remaining)
                 running: RunFields = {**image, "user": spec.user or DEFAULT_USER}

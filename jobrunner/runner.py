@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import uuid
+from collections import OrderedDict
 
 from jobrunner.attempt import AttemptPipeline
 from jobrunner.config import RunnerConfig
@@ -34,8 +36,13 @@ from store.jobs.errors import RunAlreadyExists
 from store.jobs.models import NewRun, Run, RunStatus, RunTrigger
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.handlers import TaskContext
-from store.queue.models import Task
+from store.queue.models import LateOutcome, Task, TaskState
 from store.queue.protocol import TaskQueue
+
+logger = logging.getLogger(__name__)
+
+CLAIMS_REMEMBERED = 4096
+"""How many recent attempts the runner remembers the run of, for a late result of theirs."""
 
 
 class JobRunner:
@@ -84,6 +91,8 @@ class JobRunner:
         self._recovery = CrashRecovery(
             queue=queue, runs=runs, engine=engine, recorder=self._recorder, scope=self.scope
         )
+        # (task id, attempt as claimed) -> the run that attempt executed.
+        self._claims: OrderedDict[tuple[int, int], str] = OrderedDict()
 
     @property
     def config(self) -> RunnerConfig:
@@ -141,6 +150,9 @@ class JobRunner:
     async def handle(self, context: TaskContext) -> None:
         """Execute one attempt of a ``job.run`` task (see the module docstring)."""
         run = await self._run_for_attempt(context.task)
+        self._claims[(context.task.id, context.task.attempts)] = run.run_id
+        while len(self._claims) > CLAIMS_REMEMBERED:
+            self._claims.popitem(last=False)
         if run.status.is_final:
             return
         if run.attempt > 1:
@@ -151,9 +163,32 @@ class JobRunner:
             )
             return
         try:
-            await self._attempts.run(run)
+            await self._attempts.run(run, lease_held=lambda: self._lease_held(context))
         finally:
             self._recorder.forget(run.run_id)
+
+    async def _lease_held(self, context: TaskContext) -> bool:
+        """Whether the attempt of ``context`` still holds its task's lease (a container is
+        started only then: a task settled by another attempt's late result is not re-run)."""
+        task = await self._queue.get_task(context.task.id)
+        return (
+            task is not None
+            and task.state is TaskState.RUNNING
+            and task.lease_owner == context.worker_id
+            and task.attempts == context.task.attempts
+        )
+
+    async def late_result(self, context: TaskContext, outcome: LateOutcome) -> None:
+        """The ``job.run`` late-result hook: record on the attempt's run (``RunLateResult``)
+        that its success was written after its lease lapsed, and what that did."""
+        task = context.task
+        run_id = self._claims.pop((task.id, task.attempts), None)
+        run = None if run_id is None else await self._runs.get(run_id)
+        if run is None:
+            logger.warning("late result of a run no longer known", extra={"task_id": task.id})
+            return
+        data = {"lateResult": outcome.value, "worker": context.worker_id}
+        await self._recorder.late_result(run, data)
 
     async def _run_for_attempt(self, task: Task) -> Run:
         """The run of this execution of ``task``: its ``queued`` run when one waits for it,

@@ -189,6 +189,31 @@ class EnqueueResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Lease:
+    """The fence of one claim: the task and its ``attempts`` as that claim returned it. A
+    result is written against the lease its attempt held, never against a later claim."""
+
+    task_id: int
+    attempt: int
+
+
+class LateOutcome(enum.StrEnum):
+    """What writing a success against its lease did (see ``TaskQueue.complete_fenced``)."""
+
+    WRITTEN = "written"
+    """The lease was still held: completed as usual."""
+    TAKEN_FROM_DLQ = "taken_from_dlq"
+    """Dead-lettered only because this lease lapsed: completed, out of the DLQ."""
+    TAKEN_FROM_QUEUE = "taken_from_queue"
+    """Returned to the queue when this lease lapsed and not claimed since: completed."""
+    SUPERSEDED = "superseded"
+    """Claimed again after this lease lapsed and running: completed; the re-run's own
+    result is then ignored (a job run stops before starting its container)."""
+    IGNORED = "ignored"
+    """Finished, failed, replayed or deleted since the lease lapsed: nothing changed."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Failure:
     """A failed attempt reported by a worker.
 

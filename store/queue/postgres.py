@@ -21,6 +21,8 @@ from store.queue.models import (
     DeadStats,
     EnqueueResult,
     Failure,
+    LateOutcome,
+    Lease,
     NewTask,
     Page,
     QueueInfo,
@@ -98,6 +100,20 @@ class PostgresTaskQueue:
             return 0
         count: int = await self._db.fetchval(self._sql["complete"], worker_id, list(task_ids))
         return count
+
+    async def complete_fenced(
+        self, worker_id: str, leases: Sequence[Lease]
+    ) -> dict[int, LateOutcome]:
+        """See :meth:`TaskQueue.complete_fenced`: one statement."""
+        if not leases:
+            return {}
+        found = await self._db.fetch(
+            self._sql["complete_fenced"],
+            worker_id,
+            [lease.task_id for lease in leases],
+            [lease.attempt for lease in leases],
+        )
+        return {int(row[0]): LateOutcome(row[1]) for row in found}
 
     async def fail(self, worker_id: str, failures: Sequence[Failure]) -> int:
         """See :meth:`TaskQueue.fail`."""

@@ -43,6 +43,8 @@ from store.queue.models import (
     DeadStats,
     EnqueueResult,
     Failure,
+    LateOutcome,
+    Lease,
     NewTask,
     Page,
     QueueInfo,
@@ -99,6 +101,25 @@ class TaskQueue(Protocol):
         Tasks without a key are deleted; keyed ones become ``done``. Ids that are not
         running under this worker's lease (e.g. reclaimed after it expired) are ignored.
         Increments each queue's ``completed`` counter.
+        """
+        ...
+
+    async def complete_fenced(
+        self, worker_id: str, leases: Sequence[Lease]
+    ) -> dict[int, LateOutcome]:
+        """Complete tasks as :meth:`complete` does, each fenced by the lease its attempt held
+        (``worker_id`` and the attempt number its claim returned); return each task's
+        :class:`LateOutcome`.
+
+        A success whose lease lapsed meanwhile (held back by a store outage, or by a worker
+        paused past its lease) still settles the task when that lapse is all that happened
+        since: a task dead-lettered or returned to the queue because this lease expired or
+        its worker was swept (same attempt number, ``last_error`` naming this worker's
+        lease) is completed (out of the DLQ), and one claimed again since (a higher attempt
+        number, running) is completed under the re-run's nose. A task finished, failed,
+        replayed or deleted since is left as it is (``ignored``). Counts each completion in
+        the queue's ``completed`` counter; a task completed late keeps why in
+        ``last_error`` while its key is retained.
         """
         ...
 

@@ -26,11 +26,14 @@ from store.db.sqlite import SqliteDatabase
 from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _sqlite_rows as rows
 from store.queue._sqlite_admin import SqliteQueueAdmin, q
+from store.queue.fencing import classify, late_note
 from store.queue.models import (
     EnqueueOutcome,
     EnqueueResult,
     Failure,
     KeyMode,
+    LateOutcome,
+    Lease,
     NewTask,
     Task,
     WorkerInfo,
@@ -180,6 +183,42 @@ class SqliteTaskQueue(SqliteQueueAdmin):
             deleted = conn.execute(q("delete_completed"), params).fetchall()
             done = conn.execute(q("mark_done"), params).fetchall()
             return _count(conn, "count_completed", [*deleted, *done])
+
+        return await self._db.write(run)
+
+    async def complete_fenced(
+        self, worker_id: str, leases: Sequence[Lease]
+    ) -> dict[int, LateOutcome]:
+        if not leases:
+            return {}
+        attempt = {lease.task_id: lease.attempt for lease in leases}
+        now = rows.now_us()
+
+        def run(conn: sqlite3.Connection) -> dict[int, LateOutcome]:
+            found = conn.execute(q("fenced_lookup"), {"ids": rows.to_json(list(attempt))})
+            outcomes = dict.fromkeys(attempt, LateOutcome.IGNORED)
+            settled: list[sqlite3.Row] = []
+            notes: dict[str, str] = {}
+            for row in found.fetchall():
+                tid = int(row["id"])
+                outcome = classify(
+                    worker_id,
+                    attempt[tid],
+                    state=str(row["state"]),
+                    owner=row["lease_owner"],
+                    attempts=int(row["attempts"]),
+                    last_error=row["last_error"],
+                )
+                outcomes[tid] = outcome
+                if outcome is not LateOutcome.IGNORED:
+                    settled.append(row)
+                if outcome not in (LateOutcome.IGNORED, LateOutcome.WRITTEN):
+                    notes[str(tid)] = late_note(worker_id, attempt[tid], outcome)
+            ids = rows.to_json([int(row["id"]) for row in settled])
+            conn.execute(q("delete_settled"), {"ids": ids})
+            conn.execute(q("mark_settled"), {"ids": ids, "now": now, "notes": rows.to_json(notes)})
+            _count(conn, "count_completed", settled)
+            return outcomes
 
         return await self._db.write(run)
 

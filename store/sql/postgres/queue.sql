@@ -40,6 +40,52 @@ WITH deleted AS (
 )
 SELECT COALESCE(sum(n), 0)::integer FROM counts;
 
+-- name: complete_fenced
+-- $1 worker, $2 task ids, $3 the attempt number each claim returned. Each task is classified
+-- under its row lock (re-evaluated after a lock wait): the lease still held ('written'); the
+-- lapse of this very lease is all that happened since (same attempt, last_error naming it:
+-- 'taken_from_dlq' / 'taken_from_queue'); claimed again and running ('superseded'); anything
+-- else is left alone ('ignored'). Settled tasks are deleted (keyless) or kept as done.
+WITH req AS (
+    SELECT DISTINCT ON (r.id) r.id, r.attempt
+    FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
+), cur AS (
+    SELECT t.id, t.queue, t.key IS NULL AS keyless, req.attempt,
+           CASE
+               WHEN t.state = 'running' AND t.lease_owner = $1 AND t.attempts = req.attempt
+                   THEN 'written'
+               WHEN t.attempts = req.attempt AND t.state IN ('dead', 'waiting')
+                    AND starts_with(COALESCE(t.last_error, ''), 'lease of worker ' || $1 || ' ')
+                   THEN CASE WHEN t.state = 'dead' THEN 'taken_from_dlq'
+                             ELSE 'taken_from_queue' END
+               WHEN t.state = 'running' AND t.attempts > req.attempt THEN 'superseded'
+               ELSE 'ignored'
+           END AS outcome
+    FROM tasks AS t JOIN req ON req.id = t.id
+    FOR UPDATE OF t
+), deleted AS (
+    DELETE FROM tasks AS t USING cur
+    WHERE t.id = cur.id AND cur.outcome <> 'ignored' AND cur.keyless
+    RETURNING t.id
+), finished AS (
+    UPDATE tasks AS t
+    SET state = 'done', done_at = now(), updated_at = now(), lease_owner = NULL,
+        lease_expires_at = NULL, dead_at = NULL,
+        last_error = CASE WHEN cur.outcome = 'written' THEN t.last_error
+                          ELSE format('completed by the late result of attempt %s of worker %s (%s)',
+                                      cur.attempt, $1, cur.outcome) END
+    FROM cur
+    WHERE t.id = cur.id AND cur.outcome <> 'ignored' AND NOT cur.keyless
+    RETURNING t.id
+), counts AS (
+    SELECT queue, count(*) AS n FROM cur WHERE outcome <> 'ignored' GROUP BY queue
+), bumped AS (
+    UPDATE queues AS q SET completed = q.completed + counts.n
+    FROM counts WHERE q.name = counts.queue
+)
+SELECT req.id, COALESCE(cur.outcome, 'ignored') AS outcome
+FROM req LEFT JOIN cur ON cur.id = req.id;
+
 -- name: fail
 WITH failures AS (
     SELECT DISTINCT ON (f.id) f.id, f.error, f.retry_at
