@@ -49,6 +49,9 @@ class ResultWriter:
         self._late_hook = late_hook
         self._completed: list[_Success] = []
         self._failed: list[Failure] = []
+        # Completions whose write failed once: the store may have applied it anyway (the
+        # answer was lost), so "finished" is then no news.
+        self._retried: set[int] = set()
         self._ready = asyncio.Event()
         self._flushed = asyncio.Event()
         # One flush at a time: the final flush at shutdown must wait for one in flight,
@@ -92,14 +95,21 @@ class ResultWriter:
                     # renews the leases meanwhile, and a lease lost anyway fences the write.
                     self._completed[:0] = completed
                     self._failed[:0] = failed
+                    self._retried.update(success.context.task.id for success in completed)
                     logger.warning("writing results failed; retrying", extra={"error": str(exc)})
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 for success in completed:
-                    outcome = outcomes.get(success.context.task.id, LateOutcome.IGNORED)
-                    if outcome is not LateOutcome.WRITTEN:
-                        await self._late(success.context, outcome)
+                    task_id = success.context.task.id
+                    outcome = outcomes.get(task_id, LateOutcome.FINISHED)
+                    retried = task_id in self._retried
+                    self._retried.discard(task_id)
+                    if outcome is LateOutcome.WRITTEN:
+                        continue
+                    if retried and outcome is LateOutcome.FINISHED:
+                        continue  # most likely written by the try whose answer was lost
+                    await self._late(success.context, outcome)
             self._flushed.set()
 
     async def flushed_now(self) -> None:

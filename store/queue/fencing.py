@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from store.queue.models import LateOutcome
 
+SETTLING = frozenset(
+    {
+        LateOutcome.WRITTEN,
+        LateOutcome.TAKEN_FROM_DLQ,
+        LateOutcome.TAKEN_FROM_QUEUE,
+        LateOutcome.SUPERSEDED,
+    }
+)
+"""The outcomes that complete the task."""
+
 LAPSED_PREFIX = "lease of worker {worker} "
 """How ``last_error`` begins when a worker's lease lapsed (expired, or the worker was swept)."""
 
@@ -27,6 +37,8 @@ def classify(
     ``attempts`` and ``last_error``."""
     if state == "running" and owner == worker_id and attempts == attempt:
         return LateOutcome.WRITTEN
+    if state == "done":
+        return LateOutcome.FINISHED
     lapsed = (last_error or "").startswith(LAPSED_PREFIX.format(worker=worker_id))
     if attempts == attempt and lapsed and state in ("dead", "waiting"):
         return LateOutcome.TAKEN_FROM_DLQ if state == "dead" else LateOutcome.TAKEN_FROM_QUEUE

@@ -209,8 +209,12 @@ class LateOutcome(enum.StrEnum):
     SUPERSEDED = "superseded"
     """Claimed again after this lease lapsed and running: completed; the re-run's own
     result is then ignored (a job run stops before starting its container)."""
+    FINISHED = "finished"
+    """Done or deleted already: finished by another attempt (or by this very write, when
+    the answer to an earlier try of it was lost). Nothing changed."""
     IGNORED = "ignored"
-    """Finished, failed, replayed or deleted since the lease lapsed: nothing changed."""
+    """Failed, dead-lettered for another reason, replayed or running under another claim
+    of the same attempt since: nothing changed."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -116,8 +116,9 @@ class TaskQueue(Protocol):
         since: a task dead-lettered or returned to the queue because this lease expired or
         its worker was swept (same attempt number, ``last_error`` naming this worker's
         lease) is completed (out of the DLQ), and one claimed again since (a higher attempt
-        number, running) is completed under the re-run's nose. A task finished, failed,
-        replayed or deleted since is left as it is (``ignored``). Counts each completion in
+        number, running) is completed under the re-run's nose. A task done or deleted
+        already is ``finished``; one failed or replayed since is left as it is
+        (``ignored``). Counts each completion in
         the queue's ``completed`` counter; a task completed late keeps why in
         ``last_error`` while its key is retained.
         """

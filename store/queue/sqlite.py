@@ -26,7 +26,7 @@ from store.db.sqlite import SqliteDatabase
 from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _sqlite_rows as rows
 from store.queue._sqlite_admin import SqliteQueueAdmin, q
-from store.queue.fencing import classify, late_note
+from store.queue.fencing import SETTLING, classify, late_note
 from store.queue.models import (
     EnqueueOutcome,
     EnqueueResult,
@@ -196,7 +196,7 @@ class SqliteTaskQueue(SqliteQueueAdmin):
 
         def run(conn: sqlite3.Connection) -> dict[int, LateOutcome]:
             found = conn.execute(q("fenced_lookup"), {"ids": rows.to_json(list(attempt))})
-            outcomes = dict.fromkeys(attempt, LateOutcome.IGNORED)
+            outcomes = dict.fromkeys(attempt, LateOutcome.FINISHED)
             settled: list[sqlite3.Row] = []
             notes: dict[str, str] = {}
             for row in found.fetchall():
@@ -210,9 +210,9 @@ class SqliteTaskQueue(SqliteQueueAdmin):
                     last_error=row["last_error"],
                 )
                 outcomes[tid] = outcome
-                if outcome is not LateOutcome.IGNORED:
+                if outcome in SETTLING:
                     settled.append(row)
-                if outcome not in (LateOutcome.IGNORED, LateOutcome.WRITTEN):
+                if outcome in SETTLING and outcome is not LateOutcome.WRITTEN:
                     notes[str(tid)] = late_note(worker_id, attempt[tid], outcome)
             ids = rows.to_json([int(row["id"]) for row in settled])
             conn.execute(q("delete_settled"), {"ids": ids})

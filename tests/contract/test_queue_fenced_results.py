@@ -100,7 +100,7 @@ async def test_a_task_running_again_is_completed_and_its_rerun_result_ignored(qu
     assert outcomes == {first.id: LateOutcome.SUPERSEDED}
     assert (await queue.get_task(first.id)).state is TaskState.DONE
     # The re-run no longer holds a lease: its own result changes nothing.
-    assert await queue.complete_fenced("w2", [lease(second)]) == {second.id: LateOutcome.IGNORED}
+    assert await queue.complete_fenced("w2", [lease(second)]) == {second.id: LateOutcome.FINISHED}
     assert await queue.fail("w2", [Failure(task_id=second.id, error="x", retry_at=None)]) == 0
     assert await completed(queue) == 1
 
@@ -114,7 +114,7 @@ async def test_the_fence_is_the_attempt_a_later_claim_by_the_same_worker_is_not_
 
     # The second claim's own success is written as usual; the first's finds it finished.
     assert await queue.complete_fenced("w1", [lease(second)]) == {second.id: LateOutcome.WRITTEN}
-    assert await queue.complete_fenced("w1", [lease(first)]) == {first.id: LateOutcome.IGNORED}
+    assert await queue.complete_fenced("w1", [lease(first)]) == {first.id: LateOutcome.FINISHED}
 
 
 async def test_a_task_failed_replayed_or_gone_since_is_left_alone(queue):
@@ -140,7 +140,7 @@ async def test_a_task_failed_replayed_or_gone_since_is_left_alone(queue):
     assert outcomes == {
         failed_first.id: LateOutcome.IGNORED,
         replayed.id: LateOutcome.IGNORED,
-        999_999: LateOutcome.IGNORED,
+        999_999: LateOutcome.FINISHED,
     }
     assert (await queue.get_task(failed_first.id)).state is TaskState.DEAD
     assert (await queue.get_task(replayed.id)).state is TaskState.READY

@@ -44,8 +44,9 @@ SELECT COALESCE(sum(n), 0)::integer FROM counts;
 -- $1 worker, $2 task ids, $3 the attempt number each claim returned. Each task is classified
 -- under its row lock (re-evaluated after a lock wait): the lease still held ('written'); the
 -- lapse of this very lease is all that happened since (same attempt, last_error naming it:
--- 'taken_from_dlq' / 'taken_from_queue'); claimed again and running ('superseded'); anything
--- else is left alone ('ignored'). Settled tasks are deleted (keyless) or kept as done.
+-- 'taken_from_dlq' / 'taken_from_queue'); claimed again and running ('superseded'); done or
+-- deleted ('finished'); anything else is left alone ('ignored'). Settled tasks are deleted
+-- (keyless) or kept as done.
 WITH req AS (
     SELECT DISTINCT ON (r.id) r.id, r.attempt
     FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
@@ -54,6 +55,7 @@ WITH req AS (
            CASE
                WHEN t.state = 'running' AND t.lease_owner = $1 AND t.attempts = req.attempt
                    THEN 'written'
+               WHEN t.state = 'done' THEN 'finished'
                WHEN t.attempts = req.attempt AND t.state IN ('dead', 'waiting')
                     AND starts_with(COALESCE(t.last_error, ''), 'lease of worker ' || $1 || ' ')
                    THEN CASE WHEN t.state = 'dead' THEN 'taken_from_dlq'
@@ -65,7 +67,7 @@ WITH req AS (
     FOR UPDATE OF t
 ), deleted AS (
     DELETE FROM tasks AS t USING cur
-    WHERE t.id = cur.id AND cur.outcome <> 'ignored' AND cur.keyless
+    WHERE t.id = cur.id AND cur.outcome NOT IN ('ignored', 'finished') AND cur.keyless
     RETURNING t.id
 ), finished AS (
     UPDATE tasks AS t
@@ -75,15 +77,16 @@ WITH req AS (
                           ELSE format('completed by the late result of attempt %s of worker %s (%s)',
                                       cur.attempt, $1, cur.outcome) END
     FROM cur
-    WHERE t.id = cur.id AND cur.outcome <> 'ignored' AND NOT cur.keyless
+    WHERE t.id = cur.id AND cur.outcome NOT IN ('ignored', 'finished') AND NOT cur.keyless
     RETURNING t.id
 ), counts AS (
-    SELECT queue, count(*) AS n FROM cur WHERE outcome <> 'ignored' GROUP BY queue
+    SELECT queue, count(*) AS n FROM cur WHERE outcome NOT IN ('ignored', 'finished')
+    GROUP BY queue
 ), bumped AS (
     UPDATE queues AS q SET completed = q.completed + counts.n
     FROM counts WHERE q.name = counts.queue
 )
-SELECT req.id, COALESCE(cur.outcome, 'ignored') AS outcome
+SELECT req.id, COALESCE(cur.outcome, 'finished') AS outcome
 FROM req LEFT JOIN cur ON cur.id = req.id;
 
 -- name: fail
