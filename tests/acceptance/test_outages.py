@@ -50,7 +50,7 @@ OUTAGE_ENV = {
     "WORKER_POLL_INTERVAL_SECONDS": "0.2",
     "WORKER_CONCURRENCY": "4",
 }
-JOB_SCRIPT = "echo started\nsleep 6\necho finished\n"
+JOB_SCRIPT = "echo started\nsleep 2.5\necho finished\n"
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +244,15 @@ def test_postgres_outages_longer_than_the_lease_write_nothing_off(
     deployment.assert_new_run_succeeds()  # the image is built once, before the rounds
 
     for round_ in range(ROUNDS):
+        sleeps = deployment.enqueue_sleeps(f"pg-{round_}", 4, seconds=2 * LEASE, attempts=3)
+        wait_until(
+            lambda s=sleeps: all(
+                state is TaskState.RUNNING for state, _, _ in deployment.task_states(s).values()
+            ),
+            f"round {round_}: the sleeps run",
+            timeout=30,
+            interval=0.1,
+        )
         jobs = [deployment.run_job() for _ in range(2)]
         run_ids = [run_id for _, run_id in jobs]
         wait_until(
@@ -252,15 +261,8 @@ def test_postgres_outages_longer_than_the_lease_write_nothing_off(
             timeout=60,
             interval=0.1,
         )
-        sleeps = deployment.enqueue_sleeps(f"pg-{round_}", 4, seconds=2 * LEASE, attempts=3)
-        wait_until(
-            lambda s=sleeps: all(
-                state is TaskState.RUNNING for state, _, _ in deployment.task_states(s).values()
-            ),
-            f"round {round_}: the sleeps run",
-            timeout=30,
-        )
-        # The outage: 1.5 leases, every connection cut without a goodbye.
+        # The outage: 1.5 leases, every connection cut without a goodbye. The sleeps and
+        # the containers end during it: their results wait for the store.
         assert _pg_ctl(data_dir, "stop", "-m", "immediate", "-w") == 0
         time.sleep(1.5 * LEASE)
         assert _pg_ctl(data_dir, "start", "-w", "-t", "60", "-o", server_options) == 0
