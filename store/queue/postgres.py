@@ -104,16 +104,27 @@ class PostgresTaskQueue:
     async def complete_fenced(
         self, worker_id: str, leases: Sequence[Lease]
     ) -> dict[int, LateOutcome]:
-        """See :meth:`TaskQueue.complete_fenced`: one statement."""
+        """See :meth:`TaskQueue.complete_fenced`: the leases still held in one statement,
+        the others (rare: results written late) classified under row locks in another."""
         if not leases:
             return {}
-        found = await self._db.fetch(
-            self._sql["complete_fenced"],
+        held = await self._db.fetch(
+            self._sql["complete_held"],
             worker_id,
             [lease.task_id for lease in leases],
             [lease.attempt for lease in leases],
         )
-        return {int(row[0]): LateOutcome(row[1]) for row in found}
+        outcomes = {int(row[0]): LateOutcome.WRITTEN for row in held}
+        late = [lease for lease in leases if lease.task_id not in outcomes]
+        if late:
+            found = await self._db.fetch(
+                self._sql["complete_fenced"],
+                worker_id,
+                [lease.task_id for lease in late],
+                [lease.attempt for lease in late],
+            )
+            outcomes.update({int(row[0]): LateOutcome(row[1]) for row in found})
+        return outcomes
 
     async def fail(self, worker_id: str, failures: Sequence[Failure]) -> int:
         """See :meth:`TaskQueue.fail`."""

@@ -40,6 +40,31 @@ WITH deleted AS (
 )
 SELECT COALESCE(sum(n), 0)::integer FROM counts;
 
+-- name: complete_held
+-- The common case of complete_fenced: the tasks whose lease ($1 worker, $3 the attempt of
+-- each id in $2) is still held are completed as complete does; returns their ids.
+WITH deleted AS (
+    DELETE FROM tasks AS t
+    WHERE t.id = ANY ($2::bigint[]) AND t.state = 'running' AND t.lease_owner = $1
+      AND t.key IS NULL AND t.attempts = ($3::integer[])[array_position($2::bigint[], t.id)]
+    RETURNING t.id, t.queue
+), finished AS (
+    UPDATE tasks AS t
+    SET state = 'done', done_at = now(), updated_at = now(), lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE t.id = ANY ($2::bigint[]) AND t.state = 'running' AND t.lease_owner = $1
+      AND t.key IS NOT NULL AND t.attempts = ($3::integer[])[array_position($2::bigint[], t.id)]
+    RETURNING t.id, t.queue
+), done AS (
+    SELECT id, queue FROM deleted UNION ALL SELECT id, queue FROM finished
+), counts AS (
+    SELECT queue, count(*) AS n FROM done GROUP BY queue
+), bumped AS (
+    UPDATE queues AS q SET completed = q.completed + counts.n
+    FROM counts WHERE q.name = counts.queue
+)
+SELECT id FROM done;
+
 -- name: complete_fenced
 -- $1 worker, $2 task ids, $3 the attempt number each claim returned. Each task is classified
 -- under its row lock (re-evaluated after a lock wait): the lease still held ('written'); the
@@ -64,6 +89,7 @@ WITH req AS (
                ELSE 'ignored'
            END AS outcome
     FROM tasks AS t JOIN req ON req.id = t.id
+    WHERE t.id = ANY ($2::bigint[])
     FOR UPDATE OF t
 ), deleted AS (
     DELETE FROM tasks AS t USING cur
