@@ -70,13 +70,16 @@ def _routers() -> Iterator[APIRouter]:
 
 
 def route_facts() -> dict[tuple[str, str], dict[str, Any]]:
-    """``(method, path) -> {"role", "action", "risky"}`` from each route's dependencies."""
+    """``(method, path) -> {"role", "action", "risky", "readOnly"}`` from each route's
+    dependencies (``readOnly``: a POST that changes nothing, e.g. a preview)."""
     facts: dict[tuple[str, str], dict[str, Any]] = {}
     for router in _routers():
         for route in router.routes:
             if not isinstance(route, APIRoute):
                 continue
             found: dict[str, Any] = {}
+            if (route.openapi_extra or {}).get("x-longshore-read-only"):
+                found["readOnly"] = True
             for dependency in route.dependant.dependencies:
                 call = dependency.call
                 if isinstance(call, MutationDependency):
@@ -142,6 +145,8 @@ def _operation(method: str, path: str, op: dict[str, Any], facts: dict[str, Any]
         who.append(f"audit action `{facts['action']}`")
         if facts.get("risky"):
             who.append("risky (approval)")
+    elif facts.get("readOnly"):
+        who.append("changes nothing (not audited)")
     lines += ["; ".join(who) + ".", ""]
     parameters = op.get("parameters", [])
     if parameters:

@@ -30,11 +30,14 @@ from admin.routes import (
     events,
     health,
     jobs,
+    maintenance,
     metrics,
     overview,
     queues,
     runs,
+    schedule_preview,
     schedules,
+    task_actions,
     tasks,
     workers,
 )
@@ -114,7 +117,18 @@ def create_app(*, services: AdminServices, config: AdminConfig) -> FastAPI:
         responses=_ERROR_RESPONSES,
         dependencies=[Depends(reject_unstorable_text)],
     )
-    for module in (health, queues, dequeue, dlq, tasks, workers, metrics):
+    for module in (
+        health,
+        queues,
+        dequeue,
+        dlq,
+        tasks,
+        task_actions,
+        workers,
+        maintenance,
+        metrics,
+        schedule_preview,
+    ):
         api.include_router(module.router)
     for router, needs in _OPTIONAL_ROUTERS:
         if all(getattr(services, name) is not None for name in needs):

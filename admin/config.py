@@ -103,6 +103,9 @@ class AdminConfig:
     schedule_run_max: int = 10
     """Run-now calls allowed per schedule within ``schedule_run_window`` seconds."""
     schedule_run_window: float = 60.0
+    stale_worker_seconds: float = 60.0
+    """When ``POST /maintenance/sweep-stale-workers`` deems a worker stale, unless the request
+    says (the service passes its ``WORKER_STALE_WORKER_SECONDS`` rule)."""
     require_approval: bool = False
     approval_token: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES

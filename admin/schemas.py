@@ -66,6 +66,8 @@ class ReplayRequest(Schema):
     queue: str | None = None
     handler: str | None = None
     query: str | None = None
+    dry_run: Annotated[bool, Field(strict=True)] = False
+    """Only count, by queue, what would be replayed (answers a DeadPreview)."""
 
 
 TaskId = Annotated[str | int, Field(union_mode="left_to_right")]
@@ -73,11 +75,13 @@ TaskId = Annotated[str | int, Field(union_mode="left_to_right")]
 
 class ReplayIdsRequest(Schema):
     ids: Annotated[list[TaskId], Field(min_length=1)]
+    dry_run: Annotated[bool, Field(strict=True)] = False
 
 
 class PurgeRequest(Schema):
     older_than_seconds: Annotated[int, Field(ge=0, le=MAX_SECONDS, strict=True)] = 0
     """Purge entries dead for at least this long (0: every dead entry)."""
+    dry_run: Annotated[bool, Field(strict=True)] = False
 
 
 # --- responses --------------------------------------------------------------------------

@@ -70,14 +70,15 @@ STALL_SECONDS = 60.0
 # The targets on the reference machine (2 cores, PostgreSQL local). A target that
 # is absent for a backend is not checked.
 TARGETS: dict[str, dict[str, tuple[str, float]]] = {
+    # Drain against PgQueuer (>= 1.5x its median) is judged by bench.queue_compare.
     "postgres": {
         "throughput_per_s": (">=", 5_000.0),
-        "latency_p50_ms": ("<=", 4.0),
-        "latency_p99_ms": ("<=", 8.0),
+        "latency_p50_ms": ("<=", 2.5),
+        "latency_p99_ms": ("<=", 4.0),
     },
     "sqlite": {
-        "throughput_per_s": (">=", 3_000.0),
-        "latency_p99_ms": ("<=", 8.0),
+        "throughput_per_s": (">=", 8_000.0),
+        "latency_p99_ms": ("<=", 4.0),
     },
 }
 

@@ -91,6 +91,7 @@ def _admin_config(settings: Settings, tokens: dict[str, str]) -> AdminConfig:
             replay_ids_max=settings.admin_replay_ids_max,
             schedule_run_max=settings.admin_schedule_run_max,
             schedule_run_window=settings.admin_schedule_run_window,
+            stale_worker_seconds=settings.effective_stale_worker_seconds,
             require_approval=settings.admin_require_approval,
             approval_token=approval.get_secret_value() if approval is not None else None,
             version=build.version,

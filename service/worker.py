@@ -3,8 +3,9 @@
 One worker runs up to ``concurrency`` handlers at once. Around them it keeps four owned
 background loops:
 
-- the *claim loop* fills free slots with batched claims, and sleeps on the queue's wake-up
-  (LISTEN/NOTIFY or an in-process event) with polling only as the fallback;
+- the *claim loop* fills free slots with batched claims, claims ahead while tasks finish
+  quickly (:mod:`service.claim_ahead`), and sleeps on the queue's wake-up (LISTEN/NOTIFY or
+  an in-process event) with polling only as the fallback;
 - the *result flusher* writes completions and failures in batches, kept through a store
   outage and fenced by the lease each attempt held (:mod:`service.results`);
 - the *heartbeat* renews every lease this worker holds at a third of the lease length and
@@ -14,8 +15,9 @@ background loops:
 An optional :class:`~service.observer.TaskObserver` sees each task before and after its
 handler. A handler that raises never takes the worker down: the error is recorded on the task,
 which is retried by its policy or dead-lettered (:class:`PermanentFailure` skips retries).
-Shutdown (``stop`` set): stop claiming, let running handlers finish within the grace period,
-cancel the rest and give their leases back, flush results, deregister.
+Shutdown (``stop`` set): stop claiming, give back the tasks claimed ahead, let running
+handlers finish within the grace period, cancel the rest and give their leases back, flush
+results, deregister.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service import claim_ahead
+from service.claim_ahead import ClaimAhead
 from service.errors import UnknownHandler
 from service.liveness import Liveness
 from service.observer import TaskObserver, TaskOutcome, Verdict, notify
@@ -109,6 +113,7 @@ class Worker:
         self._options = options
         self._observer = observer
         self._active: dict[int, asyncio.Task[None]] = {}
+        self._ahead = ClaimAhead(batch=options.claim_batch)
         self._slot_freed = asyncio.Event()
         self._results = ResultWriter(queue, options.worker_id, registry.late_result_hook)
         self._stopping = asyncio.Event()
@@ -157,17 +162,22 @@ class Worker:
         opts = self._options
         backoff = 0.1
         while not stop.is_set():
-            free = opts.concurrency - len(self._active)
-            if free <= 0:
+            self._dispatch(handlers)
+            want = self._ahead.want(opts.concurrency - len(self._active))
+            if want <= 0:
                 self._slot_freed.clear()
-                await _first_of(stop.wait(), self._slot_freed.wait())
+                held: list[Coroutine[Any, Any, object]] = [stop.wait(), self._slot_freed.wait()]
+                if self._ahead:
+                    held.append(asyncio.sleep(claim_ahead.HOLD_AHEAD))
+                await _first_of(*held)
+                if len(self._active) >= opts.concurrency and self._ahead.held_too_long():
+                    # The tasks that were finishing quickly are not any more: let other
+                    # workers have what this one claimed ahead.
+                    await self._return_claimed_ahead()
                 continue
             try:
                 tasks = await self._queue.claim(
-                    self.worker_id,
-                    min(free, opts.claim_batch),
-                    lease=opts.lease,
-                    queues=opts.queues,
+                    self.worker_id, want, lease=opts.lease, queues=opts.queues
                 )
                 backoff = 0.1
             except StoreUnavailable as exc:
@@ -175,9 +185,8 @@ class Worker:
                 await _first_of(stop.wait(), asyncio.sleep(backoff))
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for task in tasks:
-                self._start(handlers, task)
             if tasks:
+                self._ahead.add(tasks)
                 continue
             if opts.drain and not self._active and await self._nothing_left():
                 logger.info("drained: nothing ready or running", extra={})
@@ -208,8 +217,10 @@ class Worker:
             if wanted is None or q.name in wanted
         )
 
-    def _start(self, handlers: TaskOwner, task: Task) -> None:
-        self._active[task.id] = handlers.spawn(self._execute(task), name=f"task-{task.id}")
+    def _dispatch(self, handlers: TaskOwner) -> None:
+        """Start claimed tasks while slots are free."""
+        for task in self._ahead.take(self._options.concurrency - len(self._active)):
+            self._active[task.id] = handlers.spawn(self._execute(task), name=f"task-{task.id}")
 
     # --- running a handler ----------------------------------------------------------------
 
@@ -224,6 +235,7 @@ class Worker:
                 await notify(self._observer.after_run, outcome, task_id=task.id)
         finally:
             self.processed += 1
+            self._ahead.finished()
             self._active.pop(task.id, None)
             self._slot_freed.set()
 
@@ -280,6 +292,8 @@ class Worker:
 
     async def _shutdown(self, loops: TaskOwner, handlers: TaskOwner) -> None:
         opts = self._options
+        if self._ahead:
+            await asyncio.shield(self._return_claimed_ahead())
         if self._active:
             logger.info(
                 "waiting for running tasks",
@@ -299,6 +313,18 @@ class Worker:
         await asyncio.shield(self._final_writes())
         await loops.close()
         logger.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _return_claimed_ahead(self) -> None:
+        """Give the tasks claimed ahead back to the queue; kept (and their leases renewed)
+        if the store cannot take them now."""
+        task_ids = self._ahead.ids()
+        try:
+            await self._queue.release(self.worker_id, task_ids)
+        except StoreUnavailable as exc:
+            logger.warning("could not give back tasks claimed ahead", extra={"error": str(exc)})
+            return
+        self._ahead.clear()
+        logger.debug("gave back tasks claimed ahead", extra={"task_ids": task_ids})
 
     async def _give_back(self, task_ids: list[int]) -> None:
         try:

@@ -3,7 +3,8 @@
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
 ``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
 ``--database-url``); they also work while the service is down. The client commands
-``jobs``, ``runs``, ``schedules`` and ``audit`` talk to the admin API (see
+``jobs``, ``runs``, ``schedules``, ``audit``, ``maintenance`` and the task actions
+(``tasks complete|fail|run-now|reschedule|remove``) talk to the admin API (see
 :mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
 failure is one line on stderr and a non-zero exit status.
 """
@@ -16,7 +17,19 @@ import click
 import typer
 from typer.exceptions import TyperException
 
-from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
+from service.cli import (
+    audit,
+    certs,
+    dlq,
+    jobs,
+    maintenance,
+    queues,
+    run,
+    runs,
+    schedules,
+    task_actions,
+    tasks,
+)
 from service.cli.common import command_group
 from service.cli.terminal import inline
 from store.errors import LongshoreError
@@ -25,6 +38,7 @@ app = command_group(
     "Run containerized jobs from versioned sources through durable queues.", name="longshore"
 )
 run.register(app)
+task_actions.register(tasks.app)
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(queues.app, name="queues")
@@ -33,6 +47,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
+app.add_typer(maintenance.app, name="maintenance")
 
 
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)

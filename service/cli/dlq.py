@@ -46,6 +46,69 @@ ViaApi = Annotated[
 ]
 
 
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Only count, by queue, the tasks it would take; change nothing."
+    ),
+]
+
+
+def _replay_preview(
+    ids: list[int] | None,
+    filters: DeadFilter,
+    limit: int,
+    database_url: str | None,
+    via_api: bool,
+) -> dict[str, int]:
+    """How many dead tasks, by queue, the replay would take."""
+    if via_api:
+        with connect(ConnectionFlags()) as client:
+            if ids:
+                body = client.post(
+                    "/dlq/replay/ids", {"ids": [str(i) for i in ids], "dryRun": True}
+                )
+            else:
+                wanted = {
+                    "queue": filters.queue,
+                    "handler": filters.handler,
+                    "query": filters.search,
+                }
+                body = client.post(
+                    "/dlq/replay",
+                    {
+                        "limit": limit,
+                        "dryRun": True,
+                        **{k: v for k, v in wanted.items() if v is not None},
+                    },
+                )
+        return {str(k): int(v) for k, v in (body.get("byQueue") or {}).items()}
+    settings = settings_for(database_url)
+
+    async def go() -> dict[str, int]:
+        async with queue_session(settings) as task_queue:
+            if not ids:
+                return await task_queue.dead_preview(filters, limit=limit)
+            counts: dict[str, int] = {}
+            for task_id in dict.fromkeys(ids):
+                task = await task_queue.get_task(task_id)
+                if task is not None and task.state is TaskState.DEAD:
+                    counts[task.queue] = counts.get(task.queue, 0) + 1
+            return dict(sorted(counts.items()))
+
+    return run_async(go)
+
+
+def _show_preview(action: str, by_queue: dict[str, int], as_json: bool) -> None:
+    total = sum(by_queue.values())
+    if as_json:
+        print_json({"dryRun": True, "action": action, "total": total, "byQueue": by_queue})
+        return
+    parts = ", ".join(f"{count} of queue {inline(name)}" for name, count in by_queue.items())
+    verb = "replays" if action == "replay" else "purges"
+    typer.echo(f"dry run: this {verb} {total} task(s)" + (f" ({parts})" if parts else ""))
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -164,6 +227,7 @@ def replay(
     handler: Handler = None,
     search: Search = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Cap for --all.")] = 100,
+    dry_run: DryRun = False,
     database_url: DatabaseUrl = None,
     via_api: ViaApi = False,
     as_json: JsonFlag = False,
@@ -171,6 +235,12 @@ def replay(
     """Make dead tasks ready again with their attempts reset (by ids, or --all with filters)."""
     if bool(ids) == all_matching:
         raise InvalidTask("give task ids or --all (with optional filters), not both or neither")
+    if dry_run:
+        matching = DeadFilter(queue=queue, handler=handler, search=search)
+        _show_preview(
+            "replay", _replay_preview(ids, matching, limit, database_url, via_api), as_json
+        )
+        return
     if via_api:
         with connect(ConnectionFlags()) as client:
             if ids:
@@ -237,21 +307,46 @@ def delete(
 @app.command("purge")
 def purge(
     older_than: Annotated[str, typer.Option(help="Age, e.g. 168h or 30d.")],
+    dry_run: DryRun = False,
     database_url: DatabaseUrl = None,
+    via_api: ViaApi = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Delete every dead task dead-lettered longer ago than --older-than."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise InvalidTask(f"--older-than: {exc}") from None
+    if via_api:
+        with connect(ConnectionFlags()) as client:
+            body = client.post("/dlq/purge", {"olderThanSeconds": round(age), "dryRun": dry_run})
+        if dry_run:
+            _show_preview("purge", body.get("byQueue") or {}, as_json)
+        elif as_json:
+            print_json(body)
+        else:
+            typer.echo(f"purged {body.get('purged', 0)} task(s)")
+        return
     settings = settings_for(database_url)
     cutoff = datetime.now(UTC) - timedelta(seconds=age)
+    if dry_run:
+
+        async def preview() -> dict[str, int]:
+            async with queue_session(settings) as task_queue:
+                return await task_queue.dead_preview(DeadFilter(dead_before=cutoff), limit=None)
+
+        _show_preview("purge", run_async(preview), as_json)
+        return
 
     async def go() -> int:
         async with queue_session(settings) as task_queue:
             return await task_queue.purge_dead(cutoff)
 
-    typer.echo(f"purged {run_async(go)} task(s) dead before {cutoff.isoformat()}")
+    purged = run_async(go)
+    if as_json:
+        print_json({"purged": purged})
+        return
+    typer.echo(f"purged {purged} task(s) dead before {cutoff.isoformat()}")
 
 
 @app.command("stats")

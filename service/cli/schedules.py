@@ -164,6 +164,28 @@ def run_now(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     typer.echo(f"schedule {name}: {json.dumps(body)}")
 
 
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    spec: Annotated[str, typer.Argument(help="A spec, e.g. '30 9 * * 1-5' or @hourly.")],
+    timezone: Annotated[str, typer.Option(help="IANA zone the spec is read in.")] = "UTC",
+    count: Annotated[int, typer.Option(min=1, max=50, help="How many fire times.")] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the next fire times of a spec in its time zone and in UTC (changes nothing)."""
+    with api_client(ctx) as client:
+        body = client.post(
+            "/schedules/preview", {"spec": spec, "timezone": timezone, "count": count}
+        )
+    if as_json:
+        print_json(body)
+        return
+    times = body.get("fireTimes", [])
+    print_table([timezone, "UTC"], [[t.get("at"), t.get("atUtc")] for t in times])
+    if not times:
+        typer.echo("this spec fires no more")
+
+
 @app.command("delete")
 def delete(ctx: typer.Context, name: Name) -> None:
     """Delete a schedule (its events are kept)."""

@@ -1,4 +1,6 @@
-"""``longshore tasks``: enqueue, list, show, cancel and count tasks."""
+"""``longshore tasks``: enqueue, list, show, cancel and count tasks (on the database); the
+task actions (complete, fail, run-now, reschedule, remove) go through the admin API
+(:mod:`service.cli.task_actions`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from service.builtins import PAYLOAD_CHECKS
+from service.cli.api import connection_callback
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
@@ -37,7 +40,12 @@ from store.queue.models import (
 )
 from store.queue.retry import RetryPolicy
 
-app = command_group("Enqueue, inspect and cancel tasks.")
+app = command_group(
+    "Enqueue, inspect and cancel tasks on the database; complete, fail, run-now, reschedule "
+    "and remove them through the admin API (its roles and audit log; --url, --token, --cert, "
+    "--key and --ca go before the command).",
+    callback=connection_callback,
+)
 
 ENQUEUE_CHUNK = 1000
 MAX_COUNT = 1_000_000

@@ -40,6 +40,32 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _STATEMENT_ATTEMPTS = 3
 
 
+class _SessionState:
+    """Which pooled connections hold session state, for the pool's ``reset``.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL`` whenever a connection goes back to the pool: one more round trip for every claim
+    and every completion. Queries here leave no session state (``SET LOCAL`` and transaction
+    advisory locks end with their transaction, which asyncpg rolls back on release when
+    still open), so only connections taken with :meth:`PostgresDatabase.session_connection`
+    get the full reset. Keyed by server process id: a reused id costs one needless reset.
+    """
+
+    def __init__(self) -> None:
+        self._pids: set[int] = set()
+
+    def mark(self, connection: Any) -> None:
+        self._pids.add(connection.get_server_pid())
+
+    async def reset(self, connection: Any) -> None:
+        pid = connection.get_server_pid()
+        if pid in self._pids:
+            self._pids.discard(pid)
+            reset_query = connection.get_reset_query()
+            if reset_query:
+                await connection.execute(reset_query)
+
+
 class Row(Protocol):
     """A result row (an ``asyncpg.Record``): columns by name or position."""
 
@@ -202,9 +228,10 @@ class PostgresDatabase:
     Python objects.
     """
 
-    def __init__(self, pool: Any, url: str) -> None:
+    def __init__(self, pool: Any, url: str, session_state: _SessionState) -> None:
         self._pool = pool
         self._url = url
+        self._session_state = session_state
         self.display_name = describe_url(url)
 
     @classmethod
@@ -215,6 +242,7 @@ class PostgresDatabase:
         server cannot be reached or refuses the connection.
         """
         display = describe_url(url)
+        session_state = _SessionState()
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -223,6 +251,7 @@ class PostgresDatabase:
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=STATEMENT_TIMEOUT,
                 init=_init_connection,
+                reset=session_state.reset,
                 # JIT compilation only adds latency to the short queries of a queue.
                 server_settings={"application_name": "longshore", "jit": "off"},
             )
@@ -230,7 +259,7 @@ class PostgresDatabase:
             reason = _scrub(str(exc) or type(exc).__name__, url).splitlines()[0]
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {display}: {reason}") from None
         logger.info("postgres pool opened", extra={"database": display, "max_size": max_size})
-        return cls(pool, url)
+        return cls(pool, url, session_state)
 
     async def close(self) -> None:
         """Close every pooled connection (waiting briefly for ones in use)."""
@@ -248,6 +277,15 @@ class PostgresDatabase:
         with translate_errors(self.display_name):
             async with self._pool.acquire() as connection:
                 yield connection
+
+    @asynccontextmanager
+    async def session_connection(self) -> AsyncIterator[Any]:
+        """A pooled connection whose session state (an advisory lock, a setting, a temporary
+        table) is reset in full before it goes back to the pool; :meth:`connection` and the
+        one-statement methods leave none, so theirs is not."""
+        async with self.connection() as connection:
+            self._session_state.mark(connection)
+            yield connection
 
     async def _call(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         # One autocommit statement that lost a deadlock or serialisation race was rolled
@@ -328,7 +366,7 @@ class PostgresDatabase:
         known = migrations("postgres")
         applied_now: list[int] = []
         while True:
-            async with self.connection() as connection, connection.transaction():
+            async with self.session_connection() as connection, connection.transaction():
                 await connection.execute(sql["migration_lock"], timeout=MIGRATION_TIMEOUT)
                 await connection.execute(sql["create_migrations_table"])
                 done = {row[0] for row in await connection.fetch(sql["applied_versions"])}

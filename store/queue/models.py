@@ -314,3 +314,41 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     running: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reschedule:
+    """What an operator changes of a waiting task; ``None`` keeps the value. At least one
+    field is set; ``max_attempts`` also becomes the task's retry policy's."""
+
+    run_at: datetime | None = None
+    priority: int | None = None
+    attempts: int | None = None
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        fields = (self.run_at, self.priority, self.attempts, self.max_attempts)
+        if all(value is None for value in fields):
+            raise InvalidTask(
+                "reschedule needs at least one of runAt, priority, attempts, maxAttempts"
+            )
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise InvalidTask("runAt must be timezone-aware")
+        for name, value, low, high in (
+            ("priority", self.priority, -1000, 1000),
+            ("attempts", self.attempts, 0, 1000),
+            ("maxAttempts", self.max_attempts, 1, 1000),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+            ):
+                raise InvalidTask(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskChange:
+    """An operator's change to one task: the task before it and after it (``None`` when the
+    change deleted it)."""
+
+    before: Task
+    after: Task | None

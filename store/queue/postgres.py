@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from store.db.postgres import NotificationWaiter, PostgresDatabase
 from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _pg_rows as rows
+from store.queue._pg_ops import PostgresOperatorActions
 from store.queue.models import (
     DeadFilter,
     DeadStats,
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 CHANNEL = "longshore_queue"
 
 
-class PostgresTaskQueue:
+class PostgresTaskQueue(PostgresOperatorActions):
     """A :class:`~store.queue.protocol.TaskQueue` stored in PostgreSQL."""
 
     def __init__(
@@ -380,6 +381,10 @@ class PostgresTaskQueue:
         """See :meth:`TaskQueue.purge_done`."""
         count: int = await self._db.fetchval(self._sql["purge_done"], older_than)
         return count
+
+    async def purge_expired_keys(self) -> int:
+        """See :meth:`TaskQueue.purge_expired_keys`."""
+        return await self.purge_done(datetime.now(UTC) - self._key_retention)
 
 
 def _check_weight(weight: int) -> int:

@@ -48,7 +48,9 @@ from store.queue.models import (
     NewTask,
     Page,
     QueueInfo,
+    Reschedule,
     Task,
+    TaskChange,
     TaskFilter,
     WorkerInfo,
     WorkerRecord,
@@ -176,6 +178,42 @@ class TaskQueue(Protocol):
         """
         ...
 
+    # --- operator actions (store.queue.operator says which states each applies to) -------
+
+    async def complete_task(self, task_id: int) -> TaskChange:
+        """Complete a waiting or dead task without running it (keyless: deleted; keyed:
+        ``done``). Raises :class:`TaskNotFound`, or :class:`TaskNotWaiting` for a running
+        or done task."""
+        ...
+
+    async def fail_task(self, task_id: int, reason: str) -> TaskChange:
+        """Move a waiting task to the dead-letter queue with ``reason`` as its
+        ``last_error``. Raises :class:`TaskNotFound` or :class:`TaskNotWaiting`."""
+        ...
+
+    async def run_task_now(self, task_id: int) -> TaskChange:
+        """Make a waiting task ready now. Raises :class:`TaskNotFound` or
+        :class:`TaskNotWaiting`."""
+        ...
+
+    async def reschedule_task(self, task_id: int, change: Reschedule) -> TaskChange:
+        """Change a waiting task's run time, priority, attempts or max attempts. Raises
+        :class:`TaskNotFound`, :class:`TaskNotWaiting`, or :class:`InvalidTask` when the
+        task would be left with no attempt (``attempts >= max_attempts``)."""
+        ...
+
+    async def remove_task_by_key(self, key: str, *, queue: str | None = None) -> TaskChange:
+        """Delete the task holding ``key`` (in ``queue`` when given), freeing the key.
+        Raises :class:`TaskNotFound`, or :class:`TaskNotWaiting` for a running task."""
+        ...
+
+    async def force_unlock(self, worker_ids: Sequence[str]) -> dict[str, list[int]]:
+        """Give the tasks leased by these workers back to the queue, as :meth:`release`
+        does (ready at once, the interrupted attempt not counted), whether or not the
+        workers are alive; their registrations stay. Returns the ids released, by worker
+        (workers holding nothing are left out)."""
+        ...
+
     # --- dead-letter queue --------------------------------------------------------------
 
     async def list_dead(self, filter: DeadFilter, *, limit: int, offset: int) -> Page[Task]:
@@ -206,6 +244,11 @@ class TaskQueue(Protocol):
 
     async def purge_dead(self, older_than: datetime) -> int:
         """Delete every dead task dead-lettered before ``older_than``; return the count."""
+        ...
+
+    async def dead_preview(self, filter: DeadFilter, *, limit: int | None) -> dict[str, int]:
+        """How many dead tasks, by queue, :meth:`replay_dead_matching` with ``filter`` and
+        ``limit`` (``None``: all, as a purge) would take now; changes nothing."""
         ...
 
     async def dead_stats(self) -> DeadStats:
@@ -280,6 +323,18 @@ class TaskQueue(Protocol):
     async def purge_done(self, older_than: datetime) -> int:
         """Delete ``done`` tasks (retained only for their keys) completed before
         ``older_than``; return the count."""
+        ...
+
+    async def purge_expired_keys(self) -> int:
+        """:meth:`purge_done` of the ``done`` tasks whose key retention is over (they no
+        longer deduplicate anything); return the count."""
+        ...
+
+    async def gc_queues(self) -> list[str]:
+        """Forget the queues that hold no task in any state and carry no setting (not
+        paused, no weight override or configured weight, no concurrency limit); their
+        cumulative counters go with them. Safe against a concurrent enqueue into one of
+        them. Returns the names removed."""
         ...
 
     async def close(self) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 from store.db.sqlite import SqliteDatabase
 from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _sqlite_rows as rows
-from store.queue._sqlite_admin import SqliteQueueAdmin, q
+from store.queue._sqlite_admin import q
+from store.queue._sqlite_ops import SqliteOperatorActions
 from store.queue.fencing import SETTLING, classify, late_note
 from store.queue.models import (
     EnqueueOutcome,
@@ -47,7 +48,7 @@ __all__ = ["SqliteTaskQueue"]
 _MICROSECOND = timedelta(microseconds=1)
 
 
-class SqliteTaskQueue(SqliteQueueAdmin):
+class SqliteTaskQueue(SqliteOperatorActions):
     """:class:`~store.queue.protocol.TaskQueue` on SQLite.
 
     ``key_retention`` is how long a completed keyed task keeps its key for ``dedupe``;
@@ -320,6 +321,10 @@ class SqliteTaskQueue(SqliteQueueAdmin):
 
     async def purge_done(self, older_than: datetime) -> int:
         params = {"before": rows.to_us(older_than)}
+        return await self._db.write(lambda conn: conn.execute(q("purge_done"), params).rowcount)
+
+    async def purge_expired_keys(self) -> int:
+        params = {"before": rows.now_us() - self._key_retention_us}
         return await self._db.write(lambda conn: conn.execute(q("purge_done"), params).rowcount)
 
     # --- workers -----------------------------------------------------------------------------

@@ -169,9 +169,9 @@ class PostgresLeaderLock:
     connection kept out of the pool while the lock is held.
 
     The lock lives as long as the session, so a killed process or a dropped connection frees
-    it at once; giving the connection back to the pool frees it too (asyncpg resets returned
-    connections with ``pg_advisory_unlock_all()`` and ``RESET ALL``, which also drops the
-    name the holder gave the session).
+    it at once; giving the connection back to the pool frees it too (a session connection,
+    reset with ``pg_advisory_unlock_all()`` and ``RESET ALL`` on its way back, which also
+    drops the name the holder gave the session).
     """
 
     def __init__(self, db: PostgresDatabase, sql: dict[str, str], holder: str = "") -> None:
@@ -186,7 +186,7 @@ class PostgresLeaderLock:
             return True
         stack = AsyncExitStack()
         try:
-            connection = await stack.enter_async_context(self._db.connection())
+            connection = await stack.enter_async_context(self._db.session_connection())
             won = await asyncio.wait_for(
                 connection.fetchval(self._sql["try_leader_lock"], LEADER_LOCK_KEY),
                 timeout=_PING_TIMEOUT,

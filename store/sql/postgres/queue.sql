@@ -408,3 +408,104 @@ WITH deleted AS (
     DELETE FROM tasks WHERE state = 'done' AND done_at < $1 RETURNING 1
 )
 SELECT count(*)::integer FROM deleted;
+
+-- ---------------------------------------------------------------------------- operator actions
+-- Each runs in a transaction after op_lock_task / op_lock_key locked the row and
+-- store.queue.operator checked its state.
+
+-- name: op_lock_task
+SELECT * FROM tasks WHERE id = $1 FOR UPDATE;
+
+-- name: op_lock_key
+SELECT * FROM tasks WHERE key = $1 FOR UPDATE;
+
+-- name: op_delete
+DELETE FROM tasks WHERE id = $1;
+
+-- name: op_mark_done
+UPDATE tasks
+SET state = 'done', done_at = now(), dead_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: op_fail
+UPDATE tasks
+SET state = 'dead', dead_at = now(), last_error = $2, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: op_run_now
+WITH moved AS (
+    UPDATE tasks SET run_at = least(run_at, now()), updated_at = now() WHERE id = $1
+    RETURNING *
+), woken AS (
+    SELECT pg_notify('longshore_queue', queue) FROM moved
+)
+SELECT * FROM moved WHERE (SELECT count(*) FROM woken) >= 0;
+
+-- name: op_reschedule
+WITH moved AS (
+    UPDATE tasks
+    SET run_at = COALESCE($2::timestamptz, run_at),
+        priority = COALESCE($3::integer, priority),
+        attempts = COALESCE($4::integer, attempts),
+        max_attempts = COALESCE($5::integer, max_attempts),
+        retry = CASE WHEN $5::integer IS NULL THEN retry
+                     ELSE jsonb_set(retry, '{maxAttempts}', to_jsonb($5::integer)) END,
+        updated_at = now()
+    WHERE id = $1
+    RETURNING *
+), woken AS (
+    SELECT pg_notify('longshore_queue', queue) FROM moved
+)
+SELECT * FROM moved WHERE (SELECT count(*) FROM woken) >= 0;
+
+-- name: force_unlock
+-- As release: the interrupted attempt is not counted, the task keeps its place.
+WITH owned AS (
+    SELECT t.id, t.lease_owner FROM tasks AS t
+    WHERE t.state = 'running' AND t.lease_owner = ANY ($1::text[])
+    FOR UPDATE
+), released AS (
+    UPDATE tasks AS t
+    SET state = 'waiting', run_at = least(t.run_at, now()),
+        attempts = greatest(t.attempts - 1, 0),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM owned
+    WHERE t.id = owned.id
+    RETURNING t.id, owned.lease_owner AS owner, t.queue
+), woken AS (
+    SELECT pg_notify('longshore_queue', r.queue) FROM (SELECT DISTINCT queue FROM released) AS r
+)
+SELECT id, owner FROM released WHERE (SELECT count(*) FROM woken) >= 0 ORDER BY id;
+
+-- name: dead_preview
+-- The queues of the tasks replay_dead_matching would pick ($6 NULL = no limit).
+SELECT queue, count(*) AS n FROM (
+    SELECT t.queue FROM tasks AS t
+    WHERE t.state = 'dead'
+      AND ($1::text IS NULL OR t.queue = $1)
+      AND ($2::text IS NULL OR t.handler = $2)
+      AND ($3::text IS NULL OR t.handler ILIKE $3 OR t.key ILIKE $3 OR t.last_error ILIKE $3
+           OR t.payload::text ILIKE $3)
+      AND ($4::timestamptz IS NULL OR t.dead_at < $4)
+      AND ($5::timestamptz IS NULL OR t.dead_at >= $5)
+    ORDER BY t.dead_at, t.id
+    LIMIT $6
+) AS picked
+GROUP BY queue
+ORDER BY queue;
+
+-- name: gc_lock
+-- Every enqueue writes to queues (its missing rows) before it inserts a task and holds that
+-- lock to commit: waiting for them here, and holding new ones off, means no task can be
+-- added to a queue between the check below and its row's deletion.
+LOCK TABLE queues IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: gc_queues
+DELETE FROM queues AS q
+WHERE NOT q.paused AND q.weight IS NULL AND q.default_weight = 1
+  AND q.concurrency_limit IS NULL
+  AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.queue = q.name)
+RETURNING q.name;

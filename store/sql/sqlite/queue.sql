@@ -410,3 +410,75 @@ SELECT w.*,
         WHERE t.state = 'running' AND t.lease_owner = w.worker_id) AS running
 FROM workers AS w
 ORDER BY w.worker_id
+
+-- ---------------------------------------------------------------------------- operator actions
+-- The state checks run in Python (store.queue.operator) inside the same write transaction.
+
+-- name: op_mark_done
+UPDATE tasks
+SET state = 'done', done_at = :now, dead_at = NULL, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = :now
+WHERE id = :id
+RETURNING *
+
+-- name: op_fail
+UPDATE tasks
+SET state = 'dead', dead_at = :now, last_error = :reason, updated_at = :now
+WHERE id = :id
+RETURNING *
+
+-- name: op_run_now
+UPDATE tasks SET run_at = min(run_at, :now), updated_at = :now WHERE id = :id RETURNING *
+
+-- name: op_reschedule
+UPDATE tasks
+SET run_at = coalesce(:run_at, run_at),
+    priority = coalesce(:priority, priority),
+    attempts = coalesce(:attempts, attempts),
+    max_attempts = coalesce(:max_attempts, max_attempts),
+    retry = CASE WHEN :max_attempts IS NULL THEN retry
+                 ELSE json_set(retry, '$.maxAttempts', :max_attempts) END,
+    updated_at = :now
+WHERE id = :id
+RETURNING *
+
+-- name: op_owned
+SELECT id, lease_owner FROM tasks
+WHERE state = 'running' AND lease_owner IN (SELECT value FROM json_each(:owners))
+ORDER BY id
+
+-- name: op_release_owned
+UPDATE tasks
+SET state = 'waiting',
+    run_at = min(run_at, :now),
+    attempts = max(attempts - 1, 0),
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    updated_at = :now
+WHERE state = 'running' AND lease_owner IN (SELECT value FROM json_each(:owners))
+
+-- name: dead_preview
+-- The queues of the tasks oldest_dead_ids would pick (:limit -1 = no limit).
+SELECT queue, count(*) AS n FROM (
+    SELECT queue FROM tasks
+    WHERE state = 'dead'
+      AND (:queue IS NULL OR queue = :queue)
+      AND (:handler IS NULL OR handler = :handler)
+      AND (:dead_before IS NULL OR dead_at < :dead_before)
+      AND (:dead_after IS NULL OR dead_at >= :dead_after)
+      AND (:search IS NULL
+           OR instr(casefold(handler), :search) > 0
+           OR instr(casefold(key), :search) > 0
+           OR instr(casefold(last_error), :search) > 0
+           OR instr(casefold(payload), :search) > 0)
+    ORDER BY dead_at, id
+    LIMIT :limit
+)
+GROUP BY queue
+ORDER BY queue
+
+-- name: gc_queues
+DELETE FROM queues
+WHERE paused = 0 AND weight IS NULL AND default_weight = 1 AND concurrency_limit IS NULL
+  AND NOT EXISTS (SELECT 1 FROM tasks AS t WHERE t.queue = queues.name)
+RETURNING name
