@@ -278,7 +278,9 @@ class Worker:
             # the unexpected.
             exc_info=not isinstance(exc, LongshoreError),
         )
-        self._results.failed(Failure(task_id=task.id, error=message, retry_at=retry_at))
+        self._results.failed(
+            Failure(task_id=task.id, error=message, retry_at=retry_at, attempt=task.attempts)
+        )
         return TaskOutcome(
             context=context,
             verdict=Verdict.DEAD if retry_at is None else Verdict.RETRY,

@@ -227,6 +227,9 @@ class Failure:
     task_id: int
     error: str
     retry_at: datetime | None
+    attempt: int | None = None
+    """The attempt number the failing attempt's claim returned: the failure then applies
+    only while that very claim holds the lease (``None``: any claim of the worker's)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -137,6 +137,7 @@ class PostgresTaskQueue(PostgresOperatorActions):
             [f.task_id for f in failures],
             [f.error for f in failures],
             [f.retry_at for f in failures],
+            [f.attempt for f in failures],
         )
         assert row is not None
         return int(row[0])

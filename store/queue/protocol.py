@@ -131,7 +131,9 @@ class TaskQueue(Protocol):
 
         A failure with ``retry_at`` makes the task waiting again at that time; one without
         moves it to the dead-letter queue (``dead_at`` = now). ``last_error`` is set either
-        way, the lease cleared, and the queue's ``failed`` counter incremented.
+        way, the lease cleared, and the queue's ``failed`` counter incremented. A failure
+        naming its ``attempt`` applies only to the claim that returned that attempt number
+        (a later claim of the task by the same worker is not failed by an earlier one).
         """
         ...
 

@@ -232,6 +232,7 @@ class SqliteTaskQueue(SqliteOperatorActions):
                     "id": failure.task_id,
                     "error": failure.error,
                     "retry_at": None if failure.retry_at is None else rows.to_us(failure.retry_at),
+                    "attempt": failure.attempt,
                 }
                 for failure in failures
             ]

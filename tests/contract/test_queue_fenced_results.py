@@ -145,3 +145,19 @@ async def test_a_task_failed_replayed_or_gone_since_is_left_alone(queue):
     assert (await queue.get_task(failed_first.id)).state is TaskState.DEAD
     assert (await queue.get_task(replayed.id)).state is TaskState.READY
     assert await completed(queue) == 0
+
+
+async def test_a_failure_is_fenced_by_its_attempt_too(queue):
+    await enqueue(queue, retry=RetryPolicy(max_attempts=5))
+    first = await claim_one(queue, "w1", lease=SHORT_LEASE)
+    await sleep_past(first.lease_expires_at)
+    assert await queue.reclaim_expired() == 1
+    second = await claim_one(queue, "w1")
+
+    stale = Failure(task_id=first.id, error="late", retry_at=None, attempt=first.attempts)
+    assert await queue.fail("w1", [stale]) == 0
+    assert (await queue.get_task(first.id)).state is TaskState.RUNNING
+    current = Failure(task_id=second.id, error="now", retry_at=None, attempt=second.attempts)
+    assert await queue.fail("w1", [current]) == 1
+    dead = await queue.get_task(first.id)
+    assert (dead.state, dead.last_error) == (TaskState.DEAD, "now")

@@ -117,8 +117,9 @@ FROM req LEFT JOIN cur ON cur.id = req.id;
 
 -- name: fail
 WITH failures AS (
-    SELECT DISTINCT ON (f.id) f.id, f.error, f.retry_at
-    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[]) AS f(id, error, retry_at)
+    SELECT DISTINCT ON (f.id) f.id, f.error, f.retry_at, f.attempt
+    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::integer[])
+        AS f(id, error, retry_at, attempt)
 ), failed AS (
     UPDATE tasks AS t
     SET state = CASE WHEN f.retry_at IS NULL THEN 'dead' ELSE 'waiting' END,
@@ -128,6 +129,7 @@ WITH failures AS (
         updated_at = now()
     FROM failures AS f
     WHERE t.id = f.id AND t.state = 'running' AND t.lease_owner = $1
+      AND (f.attempt IS NULL OR t.attempts = f.attempt)
     RETURNING t.queue, t.state
 ), counts AS (
     SELECT queue, count(*) AS n FROM failed GROUP BY queue

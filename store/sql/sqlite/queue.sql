@@ -154,10 +154,12 @@ SET state = CASE WHEN f.retry_at IS NULL THEN 'dead' ELSE 'waiting' END,
 FROM (
     SELECT json_extract(value, '$.id') AS id,
            json_extract(value, '$.error') AS error,
-           json_extract(value, '$.retry_at') AS retry_at
+           json_extract(value, '$.retry_at') AS retry_at,
+           json_extract(value, '$.attempt') AS attempt
     FROM json_each(:failures)
 ) AS f
 WHERE tasks.id = f.id AND tasks.state = 'running' AND tasks.lease_owner = :worker
+  AND (f.attempt IS NULL OR tasks.attempts = f.attempt)
 RETURNING queue
 
 -- name: release_tasks
