@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ from store.secrets.protocol import SecretStore
 
 logger = logging.getLogger(__name__)
 
+LEASE_LOST = "not started: the task's lease was lost (another attempt settled it)"
+"""The error of a run that ended before its container because its attempt lost the lease."""
+
 CANCEL_POLL_SECONDS = 0.5
 
 _RUN_STATUS: Mapping[EngineStatus, RunStatus] = {
@@ -108,7 +111,13 @@ class AttemptPipeline:
         self._scope = scope
         self._secrets = secrets
 
-    async def run(self, run: Run, given: Mapping[str, object] | None = None) -> None:
+    async def run(
+        self,
+        run: Run,
+        given: Mapping[str, object] | None = None,
+        *,
+        lease_held: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         """Execute the attempt of ``run`` and record its final status.
 
         Success returns; a verification failure, an invalid or missing definition or a
@@ -116,10 +125,12 @@ class AttemptPipeline:
         (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
         non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
         normally. The final status is written even when the caller is cancelled. ``given``
-        are the parameter values of the run's task (``jobrunner.run_inputs.run_params``)."""
+        are the parameter values of the run's task (``jobrunner.run_inputs.run_params``).
+        When ``lease_held`` says the task's lease is lost before the container starts, the
+        run ends ``cancelled`` (:data:`LEASE_LOST`) without starting it."""
         finish = self._recorder.finish
         try:
-            await self._execute(run, given)
+            await self._execute(run, given, lease_held)
         except asyncio.CancelledError:
             await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
             raise
@@ -136,7 +147,12 @@ class AttemptPipeline:
             await finish(run.run_id, RunStatus.FAILED, error=describe(exc))
             raise
 
-    async def _execute(self, run: Run, given: Mapping[str, object] | None) -> None:
+    async def _execute(
+        self,
+        run: Run,
+        given: Mapping[str, object] | None,
+        lease_held: Callable[[], Awaitable[bool]] | None,
+    ) -> None:
         definition = await self._jobs.get(run.job)
         if definition is None:
             raise PermanentFailure(f"job {run.job!r} no longer exists")
@@ -184,6 +200,10 @@ class AttemptPipeline:
                 image: RunFields = {"image_id": image_id, "build_log": built.log}
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **image)
+                    return
+                if lease_held is not None and not await lease_held():
+                    lost: RunFields = {**image, "error": LEASE_LOST}
+                    await recorder.finish(run.run_id, RunStatus.CANCELLED, **lost)
                     return
                 inputs = await gather(definition, values, self._secrets)
                 spec = self._spec(definition, image_id, digest, run.run_id, remaining)

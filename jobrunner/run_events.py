@@ -16,6 +16,7 @@ from typing import Any, Unpack
 
 from jobrunner.errors import describe
 from store.background import TaskOwner
+from store.errors import StoreUnavailable
 from store.events.models import EventType, NewEvent, Stream
 from store.events.protocol import EventStore
 from store.jobs.errors import IllegalTransition
@@ -26,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 EVENT_TIMEOUT_SECONDS = 5.0
 """How long a status event may take to append before the run goes on without it."""
+
+FINISH_RETRY_SECONDS = 600.0
+"""How long a run's final status is retried while the store is unreachable: the end of a
+container that finished during an outage is written when the store is back."""
 
 _STATUS_EVENTS: Mapping[RunStatus, EventType] = {
     RunStatus.QUEUED: EventType.RUN_QUEUED,
@@ -125,12 +130,49 @@ class RunRecorder:
         event_data: Mapping[str, Any] | None = None,
         **fields: Unpack[RunFields],
     ) -> None:
-        """The final transition; shielded so a cancelled handler still records it. A run
+        """The final transition; shielded so a cancelled handler still records it, and
+        retried while the store is unreachable (up to :data:`FINISH_RETRY_SECONDS`). A run
         that is final already is left as it is (logged)."""
+        loop = asyncio.get_running_loop()
+        deadline, backoff = loop.time() + FINISH_RETRY_SECONDS, 0.2
+        while True:
+            try:
+                change = self.transition(run_id, status, event_data=event_data, **fields)
+                await asyncio.shield(change)
+                return
+            except IllegalTransition:
+                logger.info("run already final", extra={"run_id": run_id, "status": status.value})
+                return
+            except StoreUnavailable as exc:
+                if loop.time() >= deadline:
+                    raise
+                logger.warning(
+                    "recording the end of a run failed; retrying",
+                    extra={"run_id": run_id, "status": status.value, "error": str(exc)},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def late_result(self, run: Run, data: Mapping[str, Any]) -> None:
+        """Emit ``RunLateResult``: a success of the run's attempt was written after its lease
+        lapsed (``data`` says what it did). Never raises, as :meth:`emit`."""
+        if self._events is None:
+            return
+        payload = {**run_event_data(run), **data}
+        event = NewEvent(
+            stream=Stream.RUNS,
+            key=run.job,
+            type=EventType.RUN_LATE_RESULT,
+            run_id=run.run_id,
+            data=payload,
+        )
         try:
-            await asyncio.shield(self.transition(run_id, status, event_data=event_data, **fields))
-        except IllegalTransition:
-            logger.info("run already final", extra={"run_id": run_id, "status": status.value})
+            await asyncio.wait_for(self._events.append(event), EVENT_TIMEOUT_SECONDS)
+        except Exception as exc:
+            logger.warning(
+                "could not append a run event",
+                extra={"run_id": run.run_id, "type": event.type, "error": describe(exc)},
+            )
 
     def forget(self, run_id: str) -> None:
         """Stop ordering events after the run's background ones: its attempt is over (its

@@ -3,8 +3,9 @@
 :meth:`JobRunner.submit` records a run (``queued``, attempt 1) and enqueues a ``job.run``
 task whose payload (:class:`~jobrunner.job_run_task.JobRunPayload`) names the job and the
 run; :meth:`JobRunner.handle` is the task's handler. Each attempt of the task has its own
-run record (attempt 1 uses the payload's ``runId``; a retry records a new run with the same
-``task_id`` and ``attempt`` = the task's attempt), executed by
+run record (attempt 1 uses the payload's ``runId``; a retry, a re-run after a hand-back or a
+replay records a new run with the same ``task_id``, numbered as in
+:meth:`JobRunner._run_for_attempt`), executed by
 :class:`~jobrunner.attempt.AttemptPipeline` (fetch → build → run → record).
 
 The parts, one module each: the task and its payload (:mod:`jobrunner.job_run_task`), the
@@ -18,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from jobrunner.attempt import AttemptPipeline
@@ -35,9 +38,14 @@ from store.jobs.errors import RunAlreadyExists
 from store.jobs.models import NewRun, Run, RunStatus, RunTrigger
 from store.jobs.protocol import JobStore, RunStore
 from store.queue.handlers import TaskContext
-from store.queue.models import Task
+from store.queue.models import LateOutcome, Task, TaskState
 from store.queue.protocol import TaskQueue
 from store.secrets.protocol import SecretStore
+
+logger = logging.getLogger(__name__)
+
+CLAIMS_REMEMBERED = 4096
+"""How many recent attempts the runner remembers the run of, for a late result of theirs."""
 
 
 class JobRunner:
@@ -89,6 +97,8 @@ class JobRunner:
         self._recovery = CrashRecovery(
             queue=queue, runs=runs, engine=engine, recorder=self._recorder, scope=self.scope
         )
+        # (task id, attempt as claimed) -> the run that attempt executed.
+        self._claims: OrderedDict[tuple[int, int], str] = OrderedDict()
 
     @property
     def config(self) -> RunnerConfig:
@@ -151,6 +161,9 @@ class JobRunner:
     async def handle(self, context: TaskContext) -> None:
         """Execute one attempt of a ``job.run`` task (see the module docstring)."""
         run = await self._run_for_attempt(context.task)
+        self._claims[(context.task.id, context.task.attempts)] = run.run_id
+        while len(self._claims) > CLAIMS_REMEMBERED:
+            self._claims.popitem(last=False)
         if run.status.is_final:
             return
         if run.attempt > 1:
@@ -162,29 +175,66 @@ class JobRunner:
             return
         given = JobRunPayload.from_payload(context.task.payload).params
         try:
-            await self._attempts.run(run, given)
+            await self._attempts.run(run, given, lease_held=lambda: self._lease_held(context))
         finally:
             self._recorder.forget(run.run_id)
 
+    async def _lease_held(self, context: TaskContext) -> bool:
+        """Whether the attempt of ``context`` still holds its task's lease (a container is
+        started only then: a task settled by another attempt's late result is not re-run)."""
+        task = await self._queue.get_task(context.task.id)
+        return (
+            task is not None
+            and task.state is TaskState.RUNNING
+            and task.lease_owner == context.worker_id
+            and task.attempts == context.task.attempts
+        )
+
+    async def late_result(self, context: TaskContext, outcome: LateOutcome) -> None:
+        """The ``job.run`` late-result hook: record on the attempt's run (``RunLateResult``)
+        that its success was written after its lease lapsed, and what that did."""
+        task = context.task
+        run_id = self._claims.pop((task.id, task.attempts), None)
+        run = None if run_id is None else await self._runs.get(run_id)
+        if run is None:
+            logger.warning("late result of a run no longer known", extra={"task_id": task.id})
+            return
+        data = {"lateResult": outcome.value, "worker": context.worker_id}
+        await self._recorder.late_result(run, data)
+
     async def _run_for_attempt(self, task: Task) -> Run:
+        """The run of this execution of ``task``: its ``queued`` run when one waits for it,
+        else a new one. Executions are numbered in order: a task handed back at shutdown
+        (its attempt not counted by the queue) is re-run as the next attempt all the same.
+        A replayed task's runs are ``trigger: replay`` by the replaying actor, numbered
+        afresh from the replay on (which reset its attempts)."""
         payload = JobRunPayload.from_payload(task.payload)
-        attempt = max(task.attempts, 1)
-        new = _new_run(payload, task_id=task.id, attempt=attempt)
-        if attempt == 1 and payload.run_id is not None:
-            existing = await self._runs.get(payload.run_id)
-            if existing is None:
-                try:
-                    return await self._recorder.create(
-                        dataclasses.replace(new, run_id=payload.run_id)
-                    )
-                except RunAlreadyExists:
-                    existing = await self._runs.get(payload.run_id)
+        earlier = await self._runs.find_by_task(task.id)
+        trigger, actor = payload.trigger, payload.actor
+        replayed = task.replay_count > 0
+        if replayed:
+            trigger, actor = RunTrigger.REPLAY, task.replayed_by
+            since = task.replayed_at
+            earlier = [
+                r
+                for r in earlier
+                if r.trigger is RunTrigger.REPLAY and (since is None or r.queued_at >= since)
+            ]
+        started = [r.attempt + 1 for r in earlier if r.status is not RunStatus.QUEUED]
+        attempt = max([task.attempts, 1, *started])
+        for run in earlier:
+            if run.attempt == attempt and run.status is RunStatus.QUEUED:
+                return run
+        new = _new_run(payload, task_id=task.id, attempt=attempt, trigger=trigger, actor=actor)
+        if attempt == 1 and not replayed and payload.run_id is not None:
+            # Recorded by ``submit``, unless this handler got there first.
+            try:
+                return await self._recorder.create(dataclasses.replace(new, run_id=payload.run_id))
+            except RunAlreadyExists:
+                existing = await self._runs.get(payload.run_id)
             if existing is not None and not existing.status.is_final:
                 return existing
-        else:
-            for earlier in await self._runs.find_by_task(task.id):
-                if earlier.attempt == attempt and not earlier.status.is_final:
-                    return earlier
+            new = dataclasses.replace(new, attempt=2)
         return await self._recorder.create(new)
 
     # --- crash recovery -----------------------------------------------------------------------
@@ -202,13 +252,21 @@ class JobRunner:
         return await self._recovery.sweep_interrupted()
 
 
-def _new_run(payload: JobRunPayload, *, task_id: int, attempt: int) -> NewRun:
-    """The run of one attempt of the task; the store picks its id."""
+def _new_run(
+    payload: JobRunPayload,
+    *,
+    task_id: int,
+    attempt: int,
+    trigger: RunTrigger | None = None,
+    actor: str | None = None,
+) -> NewRun:
+    """The run of one attempt of the task; the store picks its id. ``trigger`` and ``actor``
+    default to the payload's."""
     return NewRun(
         job=payload.job,
         task_id=task_id,
         attempt=attempt,
-        trigger=payload.trigger,
-        actor=payload.actor,
+        trigger=payload.trigger if trigger is None else trigger,
+        actor=payload.actor if trigger is None else actor,
         schedule_name=payload.schedule_name,
     )

@@ -39,7 +39,7 @@ def build_registry(job_runner: JobRunner | None = None) -> HandlerRegistry:
     registry = HandlerRegistry()
     register_builtins(registry)
     if job_runner is not None:
-        registry.register(JOB_RUN_HANDLER, job_runner.handle)
+        registry.register(JOB_RUN_HANDLER, job_runner.handle, on_late_result=job_runner.late_result)
     return registry
 
 

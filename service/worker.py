@@ -6,8 +6,8 @@ background loops:
 - the *claim loop* fills free slots with batched claims, claims ahead while tasks finish
   quickly (:mod:`service.claim_ahead`), and sleeps on the queue's wake-up (LISTEN/NOTIFY or
   an in-process event) with polling only as the fallback;
-- the *result flusher* writes completions and failures in batches, so a burst of short
-  tasks costs one round trip per batch, not one per task;
+- the *result flusher* writes completions and failures in batches, kept through a store
+  outage and fenced by the lease each attempt held (:mod:`service.results`);
 - the *heartbeat* renews every lease this worker holds at a third of the lease length and
   keeps it registered, and the *maintenance* loop returns expired leases and stale workers'
   tasks to the queue, fairly after a store outage (:mod:`service.liveness`).
@@ -37,9 +37,10 @@ from service.claim_ahead import ClaimAhead
 from service.errors import UnknownHandler
 from service.liveness import Liveness
 from service.observer import TaskObserver, TaskOutcome, Verdict, notify
+from service.results import ResultWriter
 from store.background import TaskOwner
 from store.errors import LongshoreError, PermanentFailure, StoreUnavailable
-from store.queue.handlers import Handler, TaskContext
+from store.queue.handlers import Handler, LateResultHook, TaskContext
 from store.queue.models import Failure, Task, WorkerInfo
 from store.queue.protocol import TaskQueue
 
@@ -53,14 +54,24 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._late_hooks: dict[str, LateResultHook] = {}
 
-    def register(self, name: str, handler: Handler) -> None:
+    def register(
+        self, name: str, handler: Handler, *, on_late_result: LateResultHook | None = None
+    ) -> None:
+        """Register ``handler`` for tasks named ``name``; ``on_late_result`` is told when
+        one of its successes was written after its lease lapsed (:mod:`service.results`)."""
         if name in self._handlers:
             raise ValueError(f"handler {name!r} is already registered")
         self._handlers[name] = handler
+        if on_late_result is not None:
+            self._late_hooks[name] = on_late_result
 
     def get(self, name: str) -> Handler | None:
         return self._handlers.get(name)
+
+    def late_result_hook(self, name: str) -> LateResultHook | None:
+        return self._late_hooks.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
@@ -104,13 +115,7 @@ class Worker:
         self._active: dict[int, asyncio.Task[None]] = {}
         self._ahead = ClaimAhead(batch=options.claim_batch)
         self._slot_freed = asyncio.Event()
-        self._completed: list[int] = []
-        self._failed: list[Failure] = []
-        self._results_ready = asyncio.Event()
-        self._results_flushed = asyncio.Event()
-        # One flush at a time: the final flush at shutdown must wait for one in flight,
-        # or deregistering would give back leases of tasks whose completion is unwritten.
-        self._flush_lock = asyncio.Lock()
+        self._results = ResultWriter(queue, options.worker_id, registry.late_result_hook)
         self._stopping = asyncio.Event()
         self._liveness = Liveness(
             queue,
@@ -141,7 +146,7 @@ class Worker:
             extra={"worker_id": self.worker_id, "concurrency": opts.concurrency},
         )
         loops = TaskOwner("worker")
-        loops.spawn(self._flush_loop(), name="worker-flush")
+        loops.spawn(self._results.loop(), name="worker-flush")
         loops.spawn(self._liveness.heartbeat_loop(), name="worker-heartbeat")
         loops.spawn(self._liveness.maintenance_loop(), name="worker-maintenance")
         handlers = TaskOwner("worker-handlers")
@@ -198,7 +203,7 @@ class Worker:
 
     async def _nothing_left(self) -> bool:
         """Drain mode: no claimable or running task remains in the served queues."""
-        await self._results_flushed_now()
+        await self._results.flushed_now()
         try:
             if await self._queue.is_global_paused():
                 return True
@@ -248,8 +253,7 @@ class Worker:
             return self._record_failure(context, exc, retry=False)
         except Exception as exc:
             return self._record_failure(context, exc, retry=True)
-        self._completed.append(task.id)
-        self._results_ready.set()
+        self._results.completed(context)
         return TaskOutcome(context=context, verdict=Verdict.COMPLETED)
 
     def _record_failure(
@@ -274,8 +278,9 @@ class Worker:
             # the unexpected.
             exc_info=not isinstance(exc, LongshoreError),
         )
-        self._failed.append(Failure(task_id=task.id, error=message, retry_at=retry_at))
-        self._results_ready.set()
+        self._results.failed(
+            Failure(task_id=task.id, error=message, retry_at=retry_at, attempt=task.attempts)
+        )
         return TaskOutcome(
             context=context,
             verdict=Verdict.DEAD if retry_at is None else Verdict.RETRY,
@@ -284,41 +289,6 @@ class Worker:
             retry_at=retry_at,
             permanent=not retry,
         )
-
-    # --- results ------------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._results_ready.wait()
-            self._results_ready.clear()
-            await self._flush_results()
-
-    async def _flush_results(self) -> None:
-        async with self._flush_lock:
-            backoff = 0.1
-            while self._completed or self._failed:
-                completed, self._completed = self._completed, []
-                failed, self._failed = self._failed, []
-                try:
-                    if completed:
-                        await self._queue.complete(self.worker_id, completed)
-                    if failed:
-                        await self._queue.fail(self.worker_id, failed)
-                except StoreUnavailable as exc:
-                    # Keep the results and try again: until they are written the tasks stay
-                    # leased to us (the heartbeat keeps renewing them).
-                    self._completed[:0] = completed
-                    self._failed[:0] = failed
-                    logger.warning("writing results failed; retrying", extra={"error": str(exc)})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-            self._results_flushed.set()
-
-    async def _results_flushed_now(self) -> None:
-        if self._completed or self._failed:
-            self._results_flushed.clear()
-            self._results_ready.set()
-            await self._results_flushed.wait()
 
     # --- shutdown -----------------------------------------------------------------------
 
@@ -370,7 +340,7 @@ class Worker:
 
     async def _final_writes(self) -> None:
         try:
-            await asyncio.wait_for(self._flush_results(), timeout=30)
+            await asyncio.wait_for(self._results.flush(), timeout=30)
             await self._queue.deregister_worker(self.worker_id)
         except (StoreUnavailable, TimeoutError) as exc:
             logger.warning("final writes failed; leases will expire", extra={"error": str(exc)})

@@ -48,6 +48,8 @@ class EventType(enum.StrEnum):
     RUN_FAILED = "RunFailed"
     RUN_TIMED_OUT = "RunTimedOut"
     RUN_CANCELLED = "RunCancelled"
+    RUN_LATE_RESULT = "RunLateResult"
+    """A success of the run's attempt was written after its lease lapsed."""
     SCHEDULE_FIRED = "ScheduleFired"
     SCHEDULE_CREATED = "ScheduleCreated"
     SCHEDULE_DELETED = "ScheduleDeleted"

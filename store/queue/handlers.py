@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from store.errors import PermanentFailure
-from store.queue.models import Task
+from store.queue.models import LateOutcome, Task
 
-__all__ = ["Handler", "PermanentFailure", "TaskContext"]
+__all__ = ["Handler", "LateResultHook", "PermanentFailure", "TaskContext"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,3 +28,8 @@ class TaskContext:
 
 Handler = Callable[[TaskContext], Awaitable[None]]
 """A task handler: completes by returning, fails by raising."""
+
+
+LateResultHook = Callable[[TaskContext, LateOutcome], Awaitable[None]]
+"""Told when a success of the handler's was written after its lease lapsed (any outcome
+but ``written``), with the context of that attempt: e.g. to record it on the attempt's run."""

@@ -189,6 +189,35 @@ class EnqueueResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Lease:
+    """The fence of one claim: the task and its ``attempts`` as that claim returned it. A
+    result is written against the lease its attempt held, never against a later claim."""
+
+    task_id: int
+    attempt: int
+
+
+class LateOutcome(enum.StrEnum):
+    """What writing a success against its lease did (see ``TaskQueue.complete_fenced``)."""
+
+    WRITTEN = "written"
+    """The lease was still held: completed as usual."""
+    TAKEN_FROM_DLQ = "taken_from_dlq"
+    """Dead-lettered only because this lease lapsed: completed, out of the DLQ."""
+    TAKEN_FROM_QUEUE = "taken_from_queue"
+    """Returned to the queue when this lease lapsed and not claimed since: completed."""
+    SUPERSEDED = "superseded"
+    """Claimed again after this lease lapsed and running: completed; the re-run's own
+    result is then ignored (a job run stops before starting its container)."""
+    FINISHED = "finished"
+    """Done or deleted already: finished by another attempt (or by this very write, when
+    the answer to an earlier try of it was lost). Nothing changed."""
+    IGNORED = "ignored"
+    """Failed, dead-lettered for another reason, replayed or running under another claim
+    of the same attempt since: nothing changed."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Failure:
     """A failed attempt reported by a worker.
 
@@ -198,6 +227,9 @@ class Failure:
     task_id: int
     error: str
     retry_at: datetime | None
+    attempt: int | None = None
+    """The attempt number the failing attempt's claim returned: the failure then applies
+    only while that very claim holds the lease (``None``: any claim of the worker's)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,6 +43,8 @@ from store.queue.models import (
     DeadStats,
     EnqueueResult,
     Failure,
+    LateOutcome,
+    Lease,
     NewTask,
     Page,
     QueueInfo,
@@ -104,12 +106,34 @@ class TaskQueue(Protocol):
         """
         ...
 
+    async def complete_fenced(
+        self, worker_id: str, leases: Sequence[Lease]
+    ) -> dict[int, LateOutcome]:
+        """Complete tasks as :meth:`complete` does, each fenced by the lease its attempt held
+        (``worker_id`` and the attempt number its claim returned); return each task's
+        :class:`LateOutcome`.
+
+        A success whose lease lapsed meanwhile (held back by a store outage, or by a worker
+        paused past its lease) still settles the task when that lapse is all that happened
+        since: a task dead-lettered or returned to the queue because this lease expired or
+        its worker was swept (same attempt number, ``last_error`` naming this worker's
+        lease) is completed (out of the DLQ), and one claimed again since (a higher attempt
+        number, running) is completed under the re-run's nose. A task done or deleted
+        already is ``finished``; one failed or replayed since is left as it is
+        (``ignored``). Counts each completion in
+        the queue's ``completed`` counter; a task completed late keeps why in
+        ``last_error`` while its key is retained.
+        """
+        ...
+
     async def fail(self, worker_id: str, failures: Sequence[Failure]) -> int:
         """Record failed attempts of tasks leased by ``worker_id``; return how many applied.
 
         A failure with ``retry_at`` makes the task waiting again at that time; one without
         moves it to the dead-letter queue (``dead_at`` = now). ``last_error`` is set either
-        way, the lease cleared, and the queue's ``failed`` counter incremented.
+        way, the lease cleared, and the queue's ``failed`` counter incremented. A failure
+        naming its ``attempt`` applies only to the claim that returned that attempt number
+        (a later claim of the task by the same worker is not failed by an earlier one).
         """
         ...
 

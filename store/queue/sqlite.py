@@ -27,11 +27,14 @@ from store.errors import InvalidTask, TaskNotFound, TaskNotWaiting
 from store.queue import _sqlite_rows as rows
 from store.queue._sqlite_admin import q
 from store.queue._sqlite_ops import SqliteOperatorActions
+from store.queue.fencing import SETTLING, classify, late_note
 from store.queue.models import (
     EnqueueOutcome,
     EnqueueResult,
     Failure,
     KeyMode,
+    LateOutcome,
+    Lease,
     NewTask,
     Task,
     WorkerInfo,
@@ -184,6 +187,42 @@ class SqliteTaskQueue(SqliteOperatorActions):
 
         return await self._db.write(run)
 
+    async def complete_fenced(
+        self, worker_id: str, leases: Sequence[Lease]
+    ) -> dict[int, LateOutcome]:
+        if not leases:
+            return {}
+        attempt = {lease.task_id: lease.attempt for lease in leases}
+        now = rows.now_us()
+
+        def run(conn: sqlite3.Connection) -> dict[int, LateOutcome]:
+            found = conn.execute(q("fenced_lookup"), {"ids": rows.to_json(list(attempt))})
+            outcomes = dict.fromkeys(attempt, LateOutcome.FINISHED)
+            settled: list[sqlite3.Row] = []
+            notes: dict[str, str] = {}
+            for row in found.fetchall():
+                tid = int(row["id"])
+                outcome = classify(
+                    worker_id,
+                    attempt[tid],
+                    state=str(row["state"]),
+                    owner=row["lease_owner"],
+                    attempts=int(row["attempts"]),
+                    last_error=row["last_error"],
+                )
+                outcomes[tid] = outcome
+                if outcome in SETTLING:
+                    settled.append(row)
+                if outcome in SETTLING and outcome is not LateOutcome.WRITTEN:
+                    notes[str(tid)] = late_note(worker_id, attempt[tid], outcome)
+            ids = rows.to_json([int(row["id"]) for row in settled])
+            conn.execute(q("delete_settled"), {"ids": ids})
+            conn.execute(q("mark_settled"), {"ids": ids, "now": now, "notes": rows.to_json(notes)})
+            _count(conn, "count_completed", settled)
+            return outcomes
+
+        return await self._db.write(run)
+
     async def fail(self, worker_id: str, failures: Sequence[Failure]) -> int:
         if not failures:
             return 0
@@ -193,6 +232,7 @@ class SqliteTaskQueue(SqliteOperatorActions):
                     "id": failure.task_id,
                     "error": failure.error,
                     "retry_at": None if failure.retry_at is None else rows.to_us(failure.retry_at),
+                    "attempt": failure.attempt,
                 }
                 for failure in failures
             ]

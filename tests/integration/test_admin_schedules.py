@@ -4,6 +4,8 @@ factories, events, roles, approval and audit."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -12,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from scheduler.service import SchedulerService
 from store.events import AuditEntry
 from store.queue.models import TaskFilter
 from tests.integration.admin_harness import (
@@ -646,3 +649,57 @@ async def test_risky_schedule_mutations_need_approval(
             entries = await admin.audit_entries(action=action)
             assert statuses(entries) == ["error", "error", "ok"], action
         assert statuses(await admin.audit_entries(action="schedule.delete")) == ["error", "ok"]
+
+
+# --- last run -----------------------------------------------------------------------------
+
+
+async def test_a_paused_schedules_last_run_is_its_last_firing(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with schedules_admin(backend, queue_location, tmp_path) as admin:
+        runtime = admin.runtime
+        name = "builtin.noop"
+        await create(admin, {"name": name, "spec": "@every 1s", "factory": "builtin.noop"})
+        scheduler = SchedulerService(
+            store=runtime.stores.schedules,
+            queue=runtime.stores.queue,
+            factories=runtime.factories,
+            events=runtime.events,
+            instance="last-run-test",
+            poll_interval=0.2,
+            leader_retry=0.2,
+        )
+
+        async def shown() -> dict[str, Any]:
+            response = await admin.client.get(f"/schedules/{name}", headers=VIEWER)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()["schedule"]
+            return body
+
+        async with scheduler:
+            deadline = time.monotonic() + 20
+            while (await shown())["lastRunMs"] == 0:
+                assert time.monotonic() < deadline, "the schedule never fired"
+                await asyncio.sleep(0.2)
+            response = await admin.client.post(f"/schedules/{name}/pause", headers=OPERATOR)
+            assert response.status_code == 200, response.text
+            await asyncio.sleep(0.5)  # a firing already under way when it paused is written
+            paused = await shown()
+            tasks = len(await _all_tasks(admin))
+            await asyncio.sleep(2.5)  # two ticks of the spec fall while it is paused
+            later = await shown()
+            assert later["status"] == "paused"
+            assert later["previousTickMs"] > paused["lastRunMs"] + 1000
+            assert later["lastRun"] == paused["lastRun"]
+            assert later["lastRunMs"] == paused["lastRunMs"]
+            assert len(await _all_tasks(admin)) == tasks
+
+            response = await admin.client.post(
+                f"/schedules/{name}/pause", json={"paused": False}, headers=OPERATOR
+            )
+            assert response.status_code == 200, response.text
+            deadline = time.monotonic() + 10
+            while (await shown())["lastRunMs"] == paused["lastRunMs"]:
+                assert time.monotonic() < deadline, "the resumed schedule never fired"
+                await asyncio.sleep(0.2)

@@ -40,10 +40,86 @@ WITH deleted AS (
 )
 SELECT COALESCE(sum(n), 0)::integer FROM counts;
 
+-- name: complete_held
+-- The common case of complete_fenced: the tasks whose lease ($1 worker, $3 the attempt of
+-- each id in $2) is still held are completed as complete does; returns their ids.
+WITH deleted AS (
+    DELETE FROM tasks AS t
+    WHERE t.id = ANY ($2::bigint[]) AND t.state = 'running' AND t.lease_owner = $1
+      AND t.key IS NULL AND t.attempts = ($3::integer[])[array_position($2::bigint[], t.id)]
+    RETURNING t.id, t.queue
+), finished AS (
+    UPDATE tasks AS t
+    SET state = 'done', done_at = now(), updated_at = now(), lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE t.id = ANY ($2::bigint[]) AND t.state = 'running' AND t.lease_owner = $1
+      AND t.key IS NOT NULL AND t.attempts = ($3::integer[])[array_position($2::bigint[], t.id)]
+    RETURNING t.id, t.queue
+), done AS (
+    SELECT id, queue FROM deleted UNION ALL SELECT id, queue FROM finished
+), counts AS (
+    SELECT queue, count(*) AS n FROM done GROUP BY queue
+), bumped AS (
+    UPDATE queues AS q SET completed = q.completed + counts.n
+    FROM counts WHERE q.name = counts.queue
+)
+SELECT id FROM done;
+
+-- name: complete_fenced
+-- $1 worker, $2 task ids, $3 the attempt number each claim returned. Each task is classified
+-- under its row lock (re-evaluated after a lock wait): the lease still held ('written'); the
+-- lapse of this very lease is all that happened since (same attempt, last_error naming it:
+-- 'taken_from_dlq' / 'taken_from_queue'); claimed again and running ('superseded'); done or
+-- deleted ('finished'); anything else is left alone ('ignored'). Settled tasks are deleted
+-- (keyless) or kept as done.
+WITH req AS (
+    SELECT DISTINCT ON (r.id) r.id, r.attempt
+    FROM unnest($2::bigint[], $3::integer[]) AS r(id, attempt)
+), cur AS (
+    SELECT t.id, t.queue, t.key IS NULL AS keyless, req.attempt,
+           CASE
+               WHEN t.state = 'running' AND t.lease_owner = $1 AND t.attempts = req.attempt
+                   THEN 'written'
+               WHEN t.state = 'done' THEN 'finished'
+               WHEN t.attempts = req.attempt AND t.state IN ('dead', 'waiting')
+                    AND starts_with(COALESCE(t.last_error, ''), 'lease of worker ' || $1 || ' ')
+                   THEN CASE WHEN t.state = 'dead' THEN 'taken_from_dlq'
+                             ELSE 'taken_from_queue' END
+               WHEN t.state = 'running' AND t.attempts > req.attempt THEN 'superseded'
+               ELSE 'ignored'
+           END AS outcome
+    FROM tasks AS t JOIN req ON req.id = t.id
+    WHERE t.id = ANY ($2::bigint[])
+    FOR UPDATE OF t
+), deleted AS (
+    DELETE FROM tasks AS t USING cur
+    WHERE t.id = cur.id AND cur.outcome NOT IN ('ignored', 'finished') AND cur.keyless
+    RETURNING t.id
+), finished AS (
+    UPDATE tasks AS t
+    SET state = 'done', done_at = now(), updated_at = now(), lease_owner = NULL,
+        lease_expires_at = NULL, dead_at = NULL,
+        last_error = CASE WHEN cur.outcome = 'written' THEN t.last_error
+                          ELSE format('completed by the late result of attempt %s of worker %s (%s)',
+                                      cur.attempt, $1, cur.outcome) END
+    FROM cur
+    WHERE t.id = cur.id AND cur.outcome NOT IN ('ignored', 'finished') AND NOT cur.keyless
+    RETURNING t.id
+), counts AS (
+    SELECT queue, count(*) AS n FROM cur WHERE outcome NOT IN ('ignored', 'finished')
+    GROUP BY queue
+), bumped AS (
+    UPDATE queues AS q SET completed = q.completed + counts.n
+    FROM counts WHERE q.name = counts.queue
+)
+SELECT req.id, COALESCE(cur.outcome, 'finished') AS outcome
+FROM req LEFT JOIN cur ON cur.id = req.id;
+
 -- name: fail
 WITH failures AS (
-    SELECT DISTINCT ON (f.id) f.id, f.error, f.retry_at
-    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[]) AS f(id, error, retry_at)
+    SELECT DISTINCT ON (f.id) f.id, f.error, f.retry_at, f.attempt
+    FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::integer[])
+        AS f(id, error, retry_at, attempt)
 ), failed AS (
     UPDATE tasks AS t
     SET state = CASE WHEN f.retry_at IS NULL THEN 'dead' ELSE 'waiting' END,
@@ -53,6 +129,7 @@ WITH failures AS (
         updated_at = now()
     FROM failures AS f
     WHERE t.id = f.id AND t.state = 'running' AND t.lease_owner = $1
+      AND (f.attempt IS NULL OR t.attempts = f.attempt)
     RETURNING t.queue, t.state
 ), counts AS (
     SELECT queue, count(*) AS n FROM failed GROUP BY queue

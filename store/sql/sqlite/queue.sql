@@ -115,6 +115,21 @@ WHERE id IN (SELECT value FROM json_each(:ids))
   AND state = 'running' AND lease_owner = :worker AND key IS NOT NULL
 RETURNING queue
 
+-- name: fenced_lookup
+-- The tasks a fenced completion names, with what classifies them (store.queue.fencing).
+SELECT id, queue, key, state, lease_owner, attempts, last_error FROM tasks
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: delete_settled
+DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(:ids)) AND key IS NULL
+
+-- name: mark_settled
+UPDATE tasks
+SET state = 'done', done_at = :now, updated_at = :now, lease_owner = NULL,
+    lease_expires_at = NULL, dead_at = NULL,
+    last_error = coalesce(json_extract(:notes, '$."' || id || '"'), last_error)
+WHERE id IN (SELECT value FROM json_each(:ids)) AND key IS NOT NULL
+
 -- name: count_completed
 UPDATE queues
 SET completed = completed + c.n
@@ -139,10 +154,12 @@ SET state = CASE WHEN f.retry_at IS NULL THEN 'dead' ELSE 'waiting' END,
 FROM (
     SELECT json_extract(value, '$.id') AS id,
            json_extract(value, '$.error') AS error,
-           json_extract(value, '$.retry_at') AS retry_at
+           json_extract(value, '$.retry_at') AS retry_at,
+           json_extract(value, '$.attempt') AS attempt
     FROM json_each(:failures)
 ) AS f
 WHERE tasks.id = f.id AND tasks.state = 'running' AND tasks.lease_owner = :worker
+  AND (f.attempt IS NULL OR tasks.attempts = f.attempt)
 RETURNING queue
 
 -- name: release_tasks
@@ -192,7 +209,7 @@ UPDATE tasks
 SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'waiting' END,
     run_at = min(run_at, :now),
     dead_at = CASE WHEN attempts >= max_attempts THEN :now END,
-    last_error = 'worker ' || lease_owner || ' stopped heartbeating',
+    last_error = 'lease of worker ' || lease_owner || ' lost: worker stopped heartbeating',
     lease_owner = NULL,
     lease_expires_at = NULL,
     updated_at = :now
