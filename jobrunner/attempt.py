@@ -45,6 +45,7 @@ from jobrunner.engine import (
     BuildResult,
     BuildSpec,
     ContainerEngine,
+    OutputCallback,
     RunResult,
     RunSpec,
 )
@@ -54,8 +55,10 @@ from jobrunner.errors import (
     InvalidDefinition,
     JobRunFailed,
     VerificationError,
+    WaitCancelled,
     describe,
 )
+from jobrunner.infra_wait import DETAILS, InfraWaits, PatientAttempt
 from jobrunner.output_events import OutputEvents
 from jobrunner.run_events import RunRecorder
 from jobrunner.sources import registry
@@ -93,6 +96,7 @@ class AttemptPipeline:
         recorder: RunRecorder,
         events: EventStore | None,
         scope: str,
+        waits: InfraWaits,
     ) -> None:
         self._jobs = jobs
         self._runs = runs
@@ -102,18 +106,22 @@ class AttemptPipeline:
         self._recorder = recorder
         self._events = events
         self._scope = scope
+        self._waits = waits
 
     async def run(self, run: Run) -> None:
         """Execute the attempt of ``run`` and record its final status.
 
         Success returns; a verification failure, an invalid or missing definition or a
         failing build raises :class:`PermanentFailure` (no retry); infrastructure faults
-        (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
+        (Docker unreachable, a download that failed, a full disk) are waited out on their
+        own budget (:mod:`jobrunner.infra_wait`), then re-raised (retried with backoff); a
         non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
         normally. The final status is written even when the caller is cancelled."""
         finish = self._recorder.finish
         try:
             await self._execute(run)
+        except WaitCancelled as exc:
+            await finish(run.run_id, RunStatus.CANCELLED, error=str(exc))
         except asyncio.CancelledError:
             await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
             raise
@@ -138,18 +146,34 @@ class AttemptPipeline:
         recorder = self._recorder
         short_id = run.run_id[:12]
         cancel = asyncio.Event()
+
+        async def notice(kind: str, fault: BaseException, retry_in: float, waited: float) -> None:
+            logger.warning(
+                DETAILS[kind],
+                extra={"run_id": run.run_id, "job": run.job, "error": describe(fault)},
+            )
+            await recorder.waiting(run.run_id, DETAILS[kind], fault, retry_in, waited)
+
+        patient = PatientAttempt(self._waits, cancel, notice)
         async with TaskOwner(f"run {run.run_id}") as tasks:
             watcher = tasks.spawn(
                 self._watch_cancel(run.run_id, cancel), name=f"run-cancel-poll-{short_id}"
             )
             run_dir = self._config.work_dir / "runs" / run.run_id
+
+            async def fresh_run_dir() -> None:
+                await asyncio.to_thread(shutil.rmtree, run_dir, True)
+                await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
+
             live: OutputEvents | None = None
             finished = False
             output_stored: asyncio.Task[str] | None = None
             try:
                 await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
                 await recorder.transition(run.run_id, RunStatus.FETCHING, background=True)
-                source_path, identity, fields = await self._fetch(definition, run_dir)
+                source_path, identity, fields = await patient.call(
+                    lambda: self._fetch(definition, run_dir), before_retry=fresh_run_dir
+                )
                 context = await asyncio.to_thread(
                     build_context_file,
                     source_path,
@@ -161,14 +185,18 @@ class AttemptPipeline:
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **fields)
                     return
-                stored = await asyncio.to_thread(self._store_file, source_path)
+                stored = await patient.call(
+                    lambda: asyncio.to_thread(self._store_file, source_path)
+                )
                 fields["source_sha256"] = stored
                 await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
                 # ``timeoutSeconds`` covers the build and the run.
                 deadline = asyncio.get_running_loop().time() + definition.timeout_seconds
-                built, digest = await self._build(definition, context.path, identity, run, cancel)
+                built, digest = await patient.call(
+                    lambda: self._build(definition, context.path, identity, run, cancel)
+                )
                 image_id = built.image_id
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline + patient.waited - asyncio.get_running_loop().time()
                 if built.stopped is not None or image_id is None or remaining <= 0:
                     await self._build_stopped(run, definition, built)
                     return
@@ -181,11 +209,13 @@ class AttemptPipeline:
                 started = await recorder.transition(run.run_id, RunStatus.RUNNING, **running)
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
-                result = await self._engine.run(spec, None if live is None else live.feed, cancel)
+                feed = None if live is None else live.feed
+                result = await patient.call(lambda: self._start(run, spec, feed, cancel))
                 finished = True
                 # Stored while the live output drains and the run directory goes.
                 output_stored = tasks.spawn(
-                    asyncio.to_thread(self._store_output, result), name=f"run-output-{short_id}"
+                    patient.call(lambda: asyncio.to_thread(self._store_output, result)),
+                    name=f"run-output-{short_id}",
                 )
             finally:
                 watcher.cancel()
@@ -203,6 +233,26 @@ class AttemptPipeline:
         if live is not None:
             live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
         await self._record_result(run, result, output_sha256, event_data=live_data)
+
+    async def _start(
+        self, run: Run, spec: RunSpec, feed: OutputCallback | None, cancel: asyncio.Event
+    ) -> RunResult:
+        """Run the container, after stopping and removing any container of this run or of an
+        earlier attempt of its task still on the engine (found by labels): one left by an
+        engine restart (live-restore keeps it running) must never run beside this one."""
+        run_ids = [run.run_id]
+        if run.task_id is not None and run.attempt > 1:
+            earlier = await self._runs.find_by_task(run.task_id)
+            run_ids += [other.run_id for other in earlier if other.attempt < run.attempt]
+        for run_id in run_ids:
+            labels = {LABEL_SCOPE: self._scope, LABEL_RUN: run_id}
+            removed = await self._engine.cleanup_orphans(set(), only_labels=labels)
+            if removed:
+                logger.warning(
+                    "removed an earlier container of the run before starting it",
+                    extra={"run_id": run.run_id, "of_run": run_id, "containers": removed},
+                )
+        return await self._engine.run(spec, feed, cancel)
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""

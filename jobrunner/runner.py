@@ -24,6 +24,7 @@ from jobrunner.attempt import AttemptPipeline
 from jobrunner.config import RunnerConfig
 from jobrunner.engine import ContainerEngine
 from jobrunner.errors import JobNotFound
+from jobrunner.infra_wait import INFRA_RETRY_SECONDS, InfraWaits
 from jobrunner.job_run_task import RETRY_BASE_DELAY, JobRunPayload, job_run_task
 from jobrunner.recovery import CrashRecovery
 from jobrunner.run_events import RunRecorder
@@ -57,6 +58,7 @@ class JobRunner:
         default_queue: str = "default",
         retry_base_delay: float = RETRY_BASE_DELAY,
         events: EventStore | None = None,
+        infra_retry_seconds: float = INFRA_RETRY_SECONDS,
     ) -> None:
         self._queue = queue
         self._jobs = jobs
@@ -70,6 +72,9 @@ class JobRunner:
         Runners of other stores on the same Docker engine (a second deployment, parallel
         test suites) cannot know which of their runs are alive, so they are left alone."""
         self._recorder = RunRecorder(runs, events)
+        self.infra_waits = InfraWaits(budget=infra_retry_seconds)
+        """How long an attempt may wait for its infrastructure, and what waits now (see
+        :mod:`jobrunner.infra_wait`; the metrics read it)."""
         self._attempts = AttemptPipeline(
             jobs=jobs,
             runs=runs,
@@ -79,6 +84,7 @@ class JobRunner:
             recorder=self._recorder,
             events=events,
             scope=self.scope,
+            waits=self.infra_waits,
         )
         self._recovery = CrashRecovery(
             queue=queue, runs=runs, engine=engine, recorder=self._recorder, scope=self.scope

@@ -124,6 +124,7 @@ async def open_runtime(
             config=config,
             default_queue=settings.admin_default_queue,
             events=events,
+            infra_retry_seconds=settings.infra_retry_seconds,
         )
         stack.push_async_callback(job_runner.close)
 

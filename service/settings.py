@@ -101,6 +101,9 @@ class Settings(JobSettings):
         default_factory=dict
     )
 
+    # Infrastructure faults (docs/operations.md, "Infrastructure faults")
+    infra_retry_seconds: Annotated[float, NoDecode] = Field(default=600.0, ge=0.0)
+
     # Admin API: transport and authentication (SPEC §7; docs/security.md)
     admin_http_addr: str = "127.0.0.1:8081"
     admin_tls_cert: Path | None = None
@@ -146,6 +149,7 @@ class Settings(JobSettings):
         "admin_schedule_run_window",
         "run_retention_keep_for",
         "run_retention_interval",
+        "infra_retry_seconds",
         mode="before",
     )
     @classmethod

@@ -43,6 +43,7 @@ class EventType(enum.StrEnum):
     RUN_BUILD_STARTED = "RunBuildStarted"
     RUN_STARTED = "RunStarted"
     RUN_OUTPUT_EMITTED = "RunOutputEmitted"
+    RUN_WAITING = "RunWaiting"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     RUN_TIMED_OUT = "RunTimedOut"
