@@ -234,6 +234,11 @@ class ContainerEngine(Protocol):
         (e.g. one worker's, or one test's)."""
         ...
 
+    async def run_containers(self, labels: Mapping[str, str]) -> set[str]:
+        """The run ids (``longshore.run``) of every container, running or not, that carries
+        ``labels``. Raises ``EngineUnavailable`` when the engine fails."""
+        ...
+
     def close(self) -> None:
         """Release the engine's connections."""
         ...

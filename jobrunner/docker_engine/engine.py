@@ -31,7 +31,7 @@ from jobrunner.docker_engine.artifacts import ArtifactReader
 from jobrunner.docker_engine.build_cgroup import DEFAULT_CGROUP_ROOT
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
 from jobrunner.docker_engine.image_build import ImageBuilder
-from jobrunner.docker_engine.orphans import remove_orphans
+from jobrunner.docker_engine.orphans import labelled_run_ids, remove_orphans
 from jobrunner.docker_engine.output_pump import OutputPump, consume
 from jobrunner.engine import (
     LABEL_RUN,
@@ -366,6 +366,9 @@ class DockerEngine:
             await self._clients.call("remove a container", sdk.remove, container_id)
 
     # --- orphans ----------------------------------------------------------------------------
+
+    async def run_containers(self, labels: Mapping[str, str]) -> set[str]:
+        return await labelled_run_ids(self._clients, labels)
 
     async def cleanup_orphans(
         self, owned_run_ids: set[str], *, only_labels: Mapping[str, str] | None = None
