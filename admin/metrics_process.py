@@ -27,7 +27,15 @@ def retention_families(counters: RetentionCounters | None) -> Iterator[Metric]:
     )
     freed.add_metric(["blobs"], counters.bytes_freed)
     freed.add_metric(["leftovers"], counters.leftover_bytes_freed)
+    freed.add_metric(["images"], counters.image_bytes_freed)
+    freed.add_metric(["build_cache"], counters.build_cache_bytes_freed)
     yield freed
+    yield CounterMetricFamily(
+        "longshore_retention_image_passes", "Image retention passes.", value=counters.image_passes
+    )
+    yield CounterMetricFamily(
+        "longshore_retention_images_removed", "Job images removed.", value=counters.images_removed
+    )
     yield GaugeMetricFamily(
         "longshore_retention_last_pass_seconds",
         "How long the last run retention pass took.",

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import uuid
 
 from jobrunner.attempt import AttemptPipeline
-from jobrunner.config import RunnerConfig
+from jobrunner.config import RunnerConfig, deployment_scope
 from jobrunner.engine import ContainerEngine
 from jobrunner.errors import JobNotFound
 from jobrunner.infra_wait import INFRA_RETRY_SECONDS, InfraWaits
@@ -66,7 +65,7 @@ class JobRunner:
         self._config = config
         self._default_queue = default_queue
         self._retry_base_delay = retry_base_delay
-        self.scope = hashlib.sha256(str(config.work_dir.resolve()).encode()).hexdigest()[:16]
+        self.scope = deployment_scope(config.work_dir)
         """Which containers this runner's orphan sweep may remove: those it labelled with
         the same scope, i.e. made by runners sharing its work directory (one deployment).
         Runners of other stores on the same Docker engine (a second deployment, parallel

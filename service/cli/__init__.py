@@ -1,11 +1,11 @@
 """The ``longshore`` command line.
 
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
-``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
-``--database-url``); they also work while the service is down. The client commands
-``jobs``, ``runs``, ``schedules`` and ``audit`` talk to the admin API (see
-:mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
-failure is one line on stderr and a non-zero exit status.
+``dlq``, ``queues``, ``runs prune`` and ``images prune`` work directly on the database named
+by ``WORKER_DATABASE_URL`` (or ``--database-url``); they also work while the service is
+down. The client commands ``jobs``, ``runs``, ``schedules`` and ``audit`` talk to the admin
+API (see :mod:`service.cli.api`), with the same roles, approval and audit as any API client.
+Every failure is one line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import click
 import typer
 from typer.exceptions import TyperException
 
-from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
+from service.cli import audit, certs, dlq, images, jobs, queues, run, runs, schedules, tasks
 from service.cli.common import command_group
 from service.cli.terminal import inline
 from store.errors import LongshoreError
@@ -31,6 +31,7 @@ app.add_typer(queues.app, name="queues")
 app.add_typer(certs.app, name="certs")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(runs.app, name="runs")
+app.add_typer(images.app, name="images")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
 
