@@ -34,7 +34,7 @@ from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.docker,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+    pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True),
 ]
 
 RUNS = 20
