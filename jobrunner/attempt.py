@@ -36,6 +36,7 @@ from typing import Any
 from jobrunner.archive import build_context_file
 from jobrunner.build_policy import check_build_context
 from jobrunner.config import DEFAULT_USER, BuildPolicy, RunnerConfig
+from jobrunner.container_start import start_container
 from jobrunner.definition import validate_definition
 from jobrunner.engine import (
     LABEL_JOB,
@@ -45,7 +46,6 @@ from jobrunner.engine import (
     BuildResult,
     BuildSpec,
     ContainerEngine,
-    OutputCallback,
     RunResult,
     RunSpec,
 )
@@ -210,7 +210,11 @@ class AttemptPipeline:
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
                 feed = None if live is None else live.feed
-                result = await patient.call(lambda: self._start(run, spec, feed, cancel))
+                result = await patient.call(
+                    lambda: start_container(
+                        self._engine, self._runs, self._scope, run, spec, feed, cancel
+                    )
+                )
                 finished = True
                 # Stored while the live output drains and the run directory goes.
                 output_stored = tasks.spawn(
@@ -233,26 +237,6 @@ class AttemptPipeline:
         if live is not None:
             live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
         await self._record_result(run, result, output_sha256, event_data=live_data)
-
-    async def _start(
-        self, run: Run, spec: RunSpec, feed: OutputCallback | None, cancel: asyncio.Event
-    ) -> RunResult:
-        """Run the container, after stopping and removing any container of this run or of an
-        earlier attempt of its task still on the engine (found by labels): one left by an
-        engine restart (live-restore keeps it running) must never run beside this one."""
-        run_ids = [run.run_id]
-        if run.task_id is not None and run.attempt > 1:
-            earlier = await self._runs.find_by_task(run.task_id)
-            run_ids += [other.run_id for other in earlier if other.attempt < run.attempt]
-        for run_id in run_ids:
-            labels = {LABEL_SCOPE: self._scope, LABEL_RUN: run_id}
-            removed = await self._engine.cleanup_orphans(set(), only_labels=labels)
-            if removed:
-                logger.warning(
-                    "removed an earlier container of the run before starting it",
-                    extra={"run_id": run.run_id, "of_run": run_id, "containers": removed},
-                )
-        return await self._engine.run(spec, feed, cancel)
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""

@@ -8,7 +8,11 @@ build: an image without the scope label is not listed), groups them by job, and 
 - the images of the job's ``keep_last`` newest source digests (by image creation time);
 - every image a run under way uses (its ``image_id``);
 - every image of a job that has a run under way whose image is not known yet (``queued``,
-  ``fetching``, ``building``): that run may be about to use any of them.
+  ``fetching``, ``building``): that run may be about to use any of them. This is asked
+  again right before a job's images are removed; a run that starts in the few
+  milliseconds after and resolves to an old source digest finds its image gone when it
+  starts its container: that attempt fails and the next builds the image again
+  (:mod:`jobrunner.container_start`).
 
 The others are removed, never forced: an image a container still uses (or that another
 image builds on) stays until a later pass. Removing an image removes the images of its
@@ -127,8 +131,11 @@ class ImagePruner:
         if dry_run:
             removed = doomed
         else:
+            rechecked: dict[str, bool] = {}
             for removal in doomed:
-                if await self._images.remove_image(removal.image_id):
+                if removal.job not in rechecked:
+                    rechecked[removal.job] = await self._still_idle(removal.job)
+                if rechecked[removal.job] and await self._images.remove_image(removal.image_id):
                     removed.append(removal)
                 else:
                     kept += 1
@@ -145,6 +152,11 @@ class ImagePruner:
             build_cache_bytes_freed=cache_freed,
             seconds=time.monotonic() - started,
         )
+
+    async def _still_idle(self, job: str) -> bool:
+        """Whether ``job`` still has no run that may be about to pick an image (asked again
+        right before its images go: a run may have started since the pass looked)."""
+        return all(run.image_id for run in await self._runs.active_runs(job))
 
 
 def log_image_report(report: ImagePruneReport) -> None:

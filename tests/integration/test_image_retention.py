@@ -193,3 +193,51 @@ async def test_what_a_dead_build_left_is_removed_and_a_build_under_way_is_not(
         live.close()
         engine.close()
     assert not live.path.exists()
+
+
+class RemovingEngine:
+    """The real engine, where the run's image is removed (as image retention would) between
+    the run finding it and starting its container, on the first start only."""
+
+    def __init__(self, engine: DockerEngine, docker: Any) -> None:
+        self._engine = engine
+        self._docker = docker
+        self.removed: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def run(self, spec: Any, on_output: Any, cancel: Any) -> Any:
+        if not self.removed:
+            self._docker.remove_image(spec.image)
+            self.removed.append(spec.image)
+        return await self._engine.run(spec, on_output, cancel)
+
+    async def cleanup_orphans(self, owned: set[str], *, only_labels: Any = None) -> list[str]:
+        return await self._engine.cleanup_orphans(owned, only_labels=only_labels)
+
+
+async def test_an_image_removed_as_its_run_starts_fails_that_attempt_and_is_rebuilt(
+    env: Env,
+) -> None:
+    removing = RemovingEngine(env.engine, env.docker)
+    env.runner = runner_on(env, removing, infra_retry_seconds=600.0)
+    (env.tarball_dir / "gone.tar.gz").write_bytes(
+        tarball(job_files(f"echo rebuilt {uuid.uuid4().hex}\n"))
+    )
+    job = await env.define(
+        source="tarball_path",
+        source_fields={"tarball_path": "gone.tar.gz"},
+        queue=f"jobs-{env.tag_prefix}",
+        retries=1,
+    )
+    _, runs = await env.run_job(job.name)
+    first, second = runs
+    assert removing.removed == [first.image_id]
+    assert first.status is RunStatus.FAILED
+    assert first.error is not None
+    assert "its image was removed before its container started" in first.error
+    assert [e for e in await env.events.by_run(first.run_id) if e.type == "RunWaiting"] == []
+    assert second.status is RunStatus.SUCCEEDED, second.error
+    assert second.image_id != first.image_id
+    assert exists(env.docker, str(second.image_id))
