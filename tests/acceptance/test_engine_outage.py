@@ -189,8 +189,16 @@ def test_runs_enqueued_while_the_engine_is_unreachable_all_succeed_once_it_answe
 
         wait_until(waiting, "runs wait for the engine (longshore_runs_waiting)", timeout=60)
         time.sleep(8.0)  # several backoff rounds while it is down
-        statuses = {api.get(f"/runs/{run_id}").json()["run"]["status"] for run_id in run_ids}
+        shown = [api.get(f"/runs/{run_id}").json()["run"] for run_id in run_ids]
+        statuses = {run["status"] for run in shown}
         assert statuses <= {"queued", "fetching", "building"}, statuses
+        details = {run["statusDetail"] for run in shown}
+        assert "waiting for the engine" in details, details
+        assert details <= {"waiting for the engine", None}, details
+        shown_text = longshore.ok(
+            "runs", "show", next(run["runId"] for run in shown if run["statusDetail"] is not None)
+        )
+        assert "waiting for the engine" in shown_text
         assert longshore.json("dlq", "list")["total"] == 0
 
         # The engine answers again, on the same socket path.
@@ -208,6 +216,7 @@ def test_runs_enqueued_while_the_engine_is_unreachable_all_succeed_once_it_answe
             (run["status"], run["error"]) for run in runs
         ]
         assert {run["attempt"] for run in runs} == {1}
+        assert {run["statusDetail"] for run in runs} == {None}
         assert len(longshore.json("runs", "list", "--job", job, "--limit", "100")["runs"]) == RUNS
         assert longshore.json("jobs", "show", job)["retries"] == 0
         assert longshore.json("dlq", "list")["total"] == 0
