@@ -192,6 +192,7 @@ class AttemptPipeline:
                 await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
                 # ``timeoutSeconds`` covers the build and the run.
                 deadline = asyncio.get_running_loop().time() + definition.timeout_seconds
+                deadline -= patient.waited  # only waits from here on move the deadline
                 built, digest = await patient.call(
                     lambda: self._build(definition, context.path, identity, run, cancel)
                 )
