@@ -39,6 +39,13 @@ those of the leading ``serve``):
   ``longshore_retention_freed_bytes_total{kind}`` (``blobs`` of deleted runs, crash
   ``leftovers``), ``longshore_retention_last_pass_seconds`` gauge.
 
+Counted by the process's job runner (with one; each process counts its own attempts):
+
+- ``longshore_runs_waiting{reason}`` gauge: attempts waiting now for their infrastructure
+  (``engine``, ``network``, ``disk``; see :mod:`jobrunner.infra_wait`),
+  ``longshore_infra_waits_total{reason}`` the waits begun, and
+  ``longshore_infra_waits_exhausted_total`` the attempts that used up their wait budget.
+
 The events are not pushed to this object: each scrape first reads the run and schedule
 events appended since the previous one (``EventStore.since`` from a cursor, at most
 :data:`CATCH_UP_PAGES` pages, the rest on the next scrape). So nothing runs in the
@@ -68,8 +75,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from admin.metrics_process import infra_families, retention_families
 from admin.services import AdminServices
-from jobrunner.run_retention import RetentionCounters
 from scheduler.status import ScheduleStatus
 from store.events.models import EventFilter, EventType, Stream
 from store.jobs.models import RunStatus
@@ -318,7 +325,10 @@ class _StoreCollector(Collector):
             for status, count in snap.unfinished_runs.items():
                 runs.add_metric([status], count)
             yield runs
-        yield from _retention_families(self._metrics.services.retention)
+        yield from retention_families(self._metrics.services.retention)
+        runner = self._metrics.services.runner
+        if runner is not None:
+            yield from infra_families(runner.infra_waits)
         if snap.schedules is not None:
             schedules = GaugeMetricFamily(
                 "longshore_schedules", "Schedules by status.", labels=["status"]
@@ -326,29 +336,6 @@ class _StoreCollector(Collector):
             for status, count in snap.schedules.items():
                 schedules.add_metric([status], count)
             yield schedules
-
-
-def _retention_families(counters: RetentionCounters | None) -> Iterator[Metric]:
-    if counters is None:
-        return
-    yield CounterMetricFamily(
-        "longshore_retention_passes", "Run retention passes.", value=counters.passes
-    )
-    deleted = counters.runs_deleted
-    yield CounterMetricFamily("longshore_retention_runs_deleted", "Runs deleted.", value=deleted)
-    freed = CounterMetricFamily(
-        "longshore_retention_freed_bytes",
-        "Bytes freed: blobs of deleted runs, crash leftovers.",
-        labels=["kind"],
-    )
-    freed.add_metric(["blobs"], counters.bytes_freed)
-    freed.add_metric(["leftovers"], counters.leftover_bytes_freed)
-    yield freed
-    yield GaugeMetricFamily(
-        "longshore_retention_last_pass_seconds",
-        "How long the last run retention pass took.",
-        value=counters.last_pass_seconds,
-    )
 
 
 def _seconds(start: object, end: object) -> float | None:

@@ -71,13 +71,18 @@ class RunBody(Schema):
 
 
 class RunDetail(RunBody):
-    """A run on its own: the list fields plus ``buildLog`` (its last 64 KiB)."""
+    """A run on its own: the list fields plus ``buildLog`` (its last 64 KiB) and
+    ``statusDetail``."""
 
     build_log: str
+    status_detail: str | None = None
+    """What an unfinished run waits for beyond its status, e.g. ``waiting for the engine``
+    (from its latest ``RunWaiting`` event, when no status event came after it); ``null``
+    otherwise."""
 
     @classmethod
-    def of(cls, run: Run) -> RunDetail:
-        return cls(**_run_fields(run), build_log=run.build_log)
+    def of(cls, run: Run, status_detail: str | None = None) -> RunDetail:
+        return cls(**_run_fields(run), build_log=run.build_log, status_detail=status_detail)
 
 
 def _run_fields(run: Run) -> dict[str, Any]:

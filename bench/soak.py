@@ -87,6 +87,9 @@ class InstantEngine:
     ) -> list[str]:
         return []
 
+    async def run_containers(self, labels: Mapping[str, str]) -> set[str]:
+        return set()
+
     def close(self) -> None:
         return None
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,18 +35,16 @@ from typing import Any
 
 from jobrunner.archive import build_context_file
 from jobrunner.build_policy import check_build_context
-from jobrunner.config import DEFAULT_USER, BuildPolicy, RunnerConfig
+from jobrunner.config import DEFAULT_USER, RunnerConfig
+from jobrunner.container_start import start_container
 from jobrunner.definition import validate_definition
 from jobrunner.engine import (
     LABEL_JOB,
-    LABEL_RUN,
     LABEL_SCOPE,
-    LABEL_SOURCE_DIGEST,
     BuildResult,
     BuildSpec,
     ContainerEngine,
     RunResult,
-    RunSpec,
 )
 from jobrunner.engine import RunStatus as EngineStatus
 from jobrunner.errors import (
@@ -55,11 +52,14 @@ from jobrunner.errors import (
     InvalidDefinition,
     JobRunFailed,
     VerificationError,
+    WaitCancelled,
     describe,
 )
+from jobrunner.infra_wait import DETAILS, InfraWaits, PatientAttempt
 from jobrunner.output_events import OutputEvents
 from jobrunner.run_events import RunRecorder
 from jobrunner.run_inputs import gather, record_uses, run_params
+from jobrunner.run_spec import run_spec, source_digest
 from jobrunner.sources import registry
 from store.artifacts import ArtifactStore
 from store.background import TaskOwner
@@ -99,6 +99,7 @@ class AttemptPipeline:
         recorder: RunRecorder,
         events: EventStore | None,
         scope: str,
+        waits: InfraWaits,
         secrets: SecretStore | None = None,
     ) -> None:
         self._jobs = jobs
@@ -109,6 +110,7 @@ class AttemptPipeline:
         self._recorder = recorder
         self._events = events
         self._scope = scope
+        self._waits = waits
         self._secrets = secrets
 
     async def run(
@@ -122,7 +124,8 @@ class AttemptPipeline:
 
         Success returns; a verification failure, an invalid or missing definition or a
         failing build raises :class:`PermanentFailure` (no retry); infrastructure faults
-        (Docker unreachable, a download that failed) are re-raised (retried with backoff); a
+        (Docker unreachable, a download that failed, a full disk) are waited out on their
+        own budget (:mod:`jobrunner.infra_wait`), then re-raised (retried with backoff); a
         non-zero exit or a timeout raises :class:`JobRunFailed`; a cancelled run returns
         normally. The final status is written even when the caller is cancelled. ``given``
         are the parameter values of the run's task (``jobrunner.run_inputs.run_params``).
@@ -131,6 +134,8 @@ class AttemptPipeline:
         finish = self._recorder.finish
         try:
             await self._execute(run, given, lease_held)
+        except WaitCancelled as exc:
+            await finish(run.run_id, RunStatus.CANCELLED, error=str(exc))
         except asyncio.CancelledError:
             await finish(run.run_id, RunStatus.FAILED, error="interrupted: the worker stopped")
             raise
@@ -161,11 +166,25 @@ class AttemptPipeline:
         recorder = self._recorder
         short_id = run.run_id[:12]
         cancel = asyncio.Event()
+
+        async def notice(kind: str, fault: BaseException, retry_in: float, waited: float) -> None:
+            logger.warning(
+                DETAILS[kind],
+                extra={"run_id": run.run_id, "job": run.job, "error": describe(fault)},
+            )
+            await recorder.waiting(run.run_id, DETAILS[kind], fault, retry_in, waited)
+
+        patient = PatientAttempt(self._waits, cancel, notice)
         async with TaskOwner(f"run {run.run_id}") as tasks:
             watcher = tasks.spawn(
                 self._watch_cancel(run.run_id, cancel), name=f"run-cancel-poll-{short_id}"
             )
             run_dir = self._config.work_dir / "runs" / run.run_id
+
+            async def fresh_run_dir() -> None:
+                await asyncio.to_thread(shutil.rmtree, run_dir, True)
+                await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
+
             live: OutputEvents | None = None
             finished = False
             output_stored: asyncio.Task[str] | None = None
@@ -174,7 +193,9 @@ class AttemptPipeline:
                 await recorder.transition(
                     run.run_id, RunStatus.FETCHING, background=True, params=values
                 )
-                source_path, identity, fields = await self._fetch(definition, run_dir)
+                source_path, identity, fields = await patient.call(
+                    lambda: self._fetch(definition, run_dir), before_retry=fresh_run_dir
+                )
                 context = await asyncio.to_thread(
                     build_context_file,
                     source_path,
@@ -186,14 +207,19 @@ class AttemptPipeline:
                 if cancel.is_set():
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **fields)
                     return
-                stored = await asyncio.to_thread(self._store_file, source_path)
+                stored = await patient.call(
+                    lambda: asyncio.to_thread(self._store_file, source_path)
+                )
                 fields["source_sha256"] = stored
                 await recorder.transition(run.run_id, RunStatus.BUILDING, background=True, **fields)
                 # ``timeoutSeconds`` covers the build and the run.
                 deadline = asyncio.get_running_loop().time() + definition.timeout_seconds
-                built, digest = await self._build(definition, context.path, identity, run, cancel)
+                deadline -= patient.waited  # only waits from here on move the deadline
+                built, digest = await patient.call(
+                    lambda: self._build(definition, context.path, identity, run, cancel)
+                )
                 image_id = built.image_id
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline + patient.waited - asyncio.get_running_loop().time()
                 if built.stopped is not None or image_id is None or remaining <= 0:
                     await self._build_stopped(run, definition, built)
                     return
@@ -206,7 +232,9 @@ class AttemptPipeline:
                     await recorder.finish(run.run_id, RunStatus.CANCELLED, **lost)
                     return
                 inputs = await gather(definition, values, self._secrets)
-                spec = self._spec(definition, image_id, digest, run.run_id, remaining)
+                spec = run_spec(
+                    definition, image_id, digest, run.run_id, remaining, self._scope, self._config
+                )
                 spec = dataclasses.replace(
                     spec, env=spec.env + inputs.env, files=inputs.files, mask=inputs.mask
                 )
@@ -215,11 +243,17 @@ class AttemptPipeline:
                 await record_uses(self._events, started, inputs.used)
                 if self._events is not None:
                     live = OutputEvents(self._events, started)
-                result = await self._engine.run(spec, None if live is None else live.feed, cancel)
+                feed = None if live is None else live.feed
+                result = await patient.call(
+                    lambda: start_container(
+                        self._engine, self._runs, self._scope, run, spec, feed, cancel
+                    )
+                )
                 finished = True
                 # Stored while the live output drains and the run directory goes.
                 output_stored = tasks.spawn(
-                    asyncio.to_thread(self._store_output, result), name=f"run-output-{short_id}"
+                    patient.call(lambda: asyncio.to_thread(self._store_output, result)),
+                    name=f"run-output-{short_id}",
                 )
             finally:
                 watcher.cancel()
@@ -303,32 +337,6 @@ class AttemptPipeline:
                 f"run {run.run_id} of job {definition.name!r} {status.value}: {error}"
             )
 
-    def _spec(
-        self, definition: JobDefinition, image: str, digest: str, run_id: str, timeout: float
-    ) -> RunSpec:
-        labels: Mapping[str, str] = {
-            LABEL_JOB: definition.name,
-            LABEL_RUN: run_id,
-            LABEL_SOURCE_DIGEST: digest,
-            LABEL_SCOPE: self._scope,
-        }
-        return RunSpec(
-            image=image,
-            command=definition.command or None,
-            env=definition.env,
-            labels=labels,
-            memory_mb=definition.resources.memory_mb,
-            cpus=definition.resources.cpus,
-            pids_limit=definition.resources.pids_limit,
-            network=definition.network,
-            timeout_seconds=timeout,
-            user=definition.user or DEFAULT_USER,
-            artifact_limits=self._config.artifact_limits,
-            output_limit=definition.output_bytes or self._config.output_bytes,
-            on_output_limit=definition.on_output_limit.value,
-            artifacts_path=definition.artifacts_path or None,
-        )
-
     def _store_output(self, result: RunResult) -> str:
         return self._artifacts.put_chunks([result.output]).sha256
 
@@ -369,15 +377,3 @@ class AttemptPipeline:
                 continue
             if current is not None and current.cancel_requested_at is not None:
                 cancel.set()
-
-
-def source_digest(
-    identity: str, path: str | None, dockerfile: str, policy: BuildPolicy | None = None
-) -> str:
-    """The image cache key: SHA256 of the source identity, context path and Dockerfile,
-    and of the build policy's settings (allowed bases, pulls), so that an image is reused
-    only under the policy that checked it."""
-    policy = policy or BuildPolicy()
-    settings = f"bases={','.join(policy.base_images)};pull={policy.pull}"
-    text = "\0".join((identity, path or "", dockerfile, settings))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -86,3 +87,10 @@ class RunnerConfig:
     ceilings: JobCeilings = field(default_factory=JobCeilings)
     build: BuildPolicy = field(default_factory=BuildPolicy)
     artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+
+
+def deployment_scope(work_dir: Path) -> str:
+    """The scope (``longshore.scope`` label) of the containers and images made by runners
+    sharing ``work_dir``, i.e. one deployment: what its sweeps and image retention may
+    remove. Runners of other stores on the same engine have other scopes."""
+    return hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:16]

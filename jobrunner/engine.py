@@ -174,6 +174,37 @@ class RunResult:
     container_id: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImageInfo:
+    """An image on the engine: its id, labels, creation time (Unix seconds) and size."""
+
+    image_id: str
+    labels: Mapping[str, str]
+    created: float
+    size: int
+
+
+class ImageEngine(Protocol):
+    """The engine's images, for image retention (``jobrunner.image_retention``)."""
+
+    async def labelled_images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        """The images (final ones, not their steps') carrying every one of ``labels``."""
+        ...
+
+    async def remove_image(self, image_id: str) -> bool:
+        """Remove an image, never forced: one a container uses, or that another image builds
+        on, stays. Whether it was removed (``False`` also when it was gone already)."""
+        ...
+
+    async def remove_build_leftovers(self) -> list[str]:
+        """Remove the images made by the steps of builds whose process died; their ids."""
+        ...
+
+    async def prune_build_cache(self, keep_bytes: int) -> int:
+        """Shrink the engine's build cache to at most ``keep_bytes``; the bytes freed."""
+        ...
+
+
 class ContainerEngine(Protocol):
     """Builds and runs job containers. Implementations are safe to share between tasks."""
 
@@ -247,6 +278,11 @@ class ContainerEngine(Protocol):
         ``owned_run_ids`` must hold every run still alive on this engine, whichever worker
         runs it; ``only_labels`` narrows the sweep to containers also carrying these labels
         (e.g. one worker's, or one test's)."""
+        ...
+
+    async def run_containers(self, labels: Mapping[str, str]) -> set[str]:
+        """The run ids (``longshore.run``) of every container, running or not, that carries
+        ``labels``. Raises ``EngineUnavailable`` when the engine fails."""
         ...
 
     def close(self) -> None:

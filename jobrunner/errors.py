@@ -9,6 +9,8 @@ LongshoreError (store.errors)
       │                          run overrides a parameter that is not overridable
       ├── JobNotFound            a run was asked of a job that has no definition (a 404);
       │                          also a LookupError
+      ├── WaitCancelled          the run was cancelled while it waited for its
+      │                          infrastructure (it ends ``cancelled``)
       ├── JobRunFailed           the job's container failed (non-zero exit, timeout, output
       │                          limit): retried while the task has attempts left
       ├── VerificationError      the source cannot be trusted; retrying cannot help,
@@ -82,6 +84,14 @@ class JobNotFound(JobRunnerError, LookupError):
 class JobRunFailed(JobRunnerError):
     """The job's container failed (non-zero exit, timeout, output limit): retried while the
     task has attempts left."""
+
+
+class WaitCancelled(JobRunnerError):
+    """The run was cancelled while it waited for its infrastructure
+    (:mod:`jobrunner.infra_wait`); the message says what it waited for."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"cancelled while {detail}")
 
 
 class VerificationError(JobRunnerError):

@@ -76,8 +76,29 @@ class CrashRecovery:
         for run in interrupted:
             labels = {LABEL_SCOPE: self._scope, LABEL_RUN: run.run_id}
             removed.extend(await self._engine.cleanup_orphans(set(), only_labels=labels))
+        removed.extend(await self.remove_ended())
         if removed:
             logger.info("removed orphaned job containers", extra={"containers": removed})
+        return removed
+
+    async def remove_ended(self) -> list[str]:
+        """Remove every container of the scope whose run has ended (or was deleted); return
+        the ids removed. These are what an engine restart leaves: containers that were
+        running when the engine went away come back ``Exited`` (or, with live-restore,
+        still running) after their runs were ended without them, and would stay until the
+        next start of the service.
+
+        Each run is looked at *after* the engine listed its containers, and only a final run
+        (a final status never changes) or one no longer recorded (retention deletes final
+        runs only; a run is recorded before its container is made) lets its containers go,
+        so a run starting meanwhile is never touched."""
+        removed: list[str] = []
+        for run_id in sorted(await self._engine.run_containers({LABEL_SCOPE: self._scope})):
+            run = await self._runs.get(run_id)
+            if run is not None and not run.status.is_final:
+                continue
+            labels = {LABEL_SCOPE: self._scope, LABEL_RUN: run_id}
+            removed.extend(await self._engine.cleanup_orphans(set(), only_labels=labels))
         return removed
 
     async def end_earlier_attempts(self, run: Run) -> None:

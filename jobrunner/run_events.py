@@ -174,6 +174,35 @@ class RunRecorder:
                 extra={"run_id": run.run_id, "type": event.type, "error": describe(exc)},
             )
 
+    async def waiting(
+        self, run_id: str, detail: str, fault: BaseException, retry_in: float, waited: float
+    ) -> None:
+        """Emit a ``RunWaiting`` event (after the run's earlier status events): the run waits
+        for its infrastructure (``detail``); ``fault`` is named by its type only (its message
+        may hold host paths or addresses). Never raises."""
+        if self._events is None:
+            return
+        earlier = self._chains.pop(run_id, None)
+        if earlier is not None:
+            await asyncio.shield(earlier)
+        try:
+            run = await self._runs.get(run_id)
+        except Exception as exc:
+            logger.warning(
+                "could not read a waiting run", extra={"run_id": run_id, "error": str(exc)}
+            )
+            return
+        if run is None:
+            return
+        data = run_event_data(run)
+        data.update(
+            detail=detail,
+            reason=type(fault).__name__,
+            retryInSeconds=round(retry_in, 3),
+            waitedSeconds=round(waited, 3),
+        )
+        await self._append(run, EventType.RUN_WAITING, data)
+
     def forget(self, run_id: str) -> None:
         """Stop ordering events after the run's background ones: its attempt is over (its
         final transition, if it failed, left a chain behind)."""
@@ -186,7 +215,11 @@ class RunRecorder:
             return
         data = run_event_data(run)
         data.update(extra or {})
-        kind = _STATUS_EVENTS[run.status]
+        await self._append(run, _STATUS_EVENTS[run.status], data)
+
+    async def _append(self, run: Run, kind: EventType, data: dict[str, Any]) -> None:
+        if self._events is None:
+            return
         try:
             # ``NewEvent.run`` would take the ``job`` field for its own argument.
             event = NewEvent(

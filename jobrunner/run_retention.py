@@ -90,6 +90,10 @@ class RetentionCounters:
     last_pass_seconds: float = 0.0
     leftovers_removed: int = 0
     leftover_bytes_freed: int = 0
+    image_passes: int = 0
+    images_removed: int = 0
+    image_bytes_freed: int = 0
+    build_cache_bytes_freed: int = 0
 
     def count_pass(self, report: PruneReport) -> None:
         self.passes += 1

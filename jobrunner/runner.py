@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 
 from jobrunner.attempt import AttemptPipeline
-from jobrunner.config import RunnerConfig
+from jobrunner.config import RunnerConfig, deployment_scope
 from jobrunner.engine import ContainerEngine
 from jobrunner.errors import JobNotFound
+from jobrunner.infra_wait import INFRA_RETRY_SECONDS, InfraWaits
 from jobrunner.job_run_task import RETRY_BASE_DELAY, JobRunPayload, job_run_task
 from jobrunner.recovery import CrashRecovery
 from jobrunner.run_events import RunRecorder
@@ -68,6 +68,7 @@ class JobRunner:
         default_queue: str = "default",
         retry_base_delay: float = RETRY_BASE_DELAY,
         events: EventStore | None = None,
+        infra_retry_seconds: float = INFRA_RETRY_SECONDS,
         secrets: SecretStore | None = None,
     ) -> None:
         self._queue = queue
@@ -76,12 +77,15 @@ class JobRunner:
         self._config = config
         self._default_queue = default_queue
         self._retry_base_delay = retry_base_delay
-        self.scope = hashlib.sha256(str(config.work_dir.resolve()).encode()).hexdigest()[:16]
+        self.scope = deployment_scope(config.work_dir)
         """Which containers this runner's orphan sweep may remove: those it labelled with
         the same scope, i.e. made by runners sharing its work directory (one deployment).
         Runners of other stores on the same Docker engine (a second deployment, parallel
         test suites) cannot know which of their runs are alive, so they are left alone."""
         self._recorder = RunRecorder(runs, events)
+        self.infra_waits = InfraWaits(budget=infra_retry_seconds)
+        """How long an attempt may wait for its infrastructure, and what waits now (see
+        :mod:`jobrunner.infra_wait`; the metrics read it)."""
         self._attempts = AttemptPipeline(
             jobs=jobs,
             runs=runs,
@@ -91,6 +95,7 @@ class JobRunner:
             recorder=self._recorder,
             events=events,
             scope=self.scope,
+            waits=self.infra_waits,
             secrets=secrets,
         )
         self._secrets = secrets

@@ -10,8 +10,8 @@ order, and how it is closed.
    its sweep of interrupted runs (every ``effective_stale_worker_seconds``: runs no live
    worker owns are marked failed and their containers removed); the removal of crash
    leftovers every ``LEFTOVERS_INTERVAL`` (the pass at start is the command's, after crash
-   recovery) and, in ``serve``, run retention while its scheduler leads
-   (:mod:`service.retention`);
+   recovery), image retention every ``WORKER_IMAGE_RETENTION_INTERVAL`` and, in ``serve``,
+   run retention while its scheduler leads (:mod:`service.retention`);
 4. the factory registry: one handler factory per ``WORKER_DURABLE_CRON_HANDLERS`` name and
    one job factory per job definition, kept in sync with the job store by
    :class:`~service.job_schedules.JobFactories` (every ``JOB_FACTORY_SYNC_SECONDS`` and
@@ -45,6 +45,7 @@ from typing import Literal
 
 from admin.services import AdminServices
 from jobrunner.docker_engine import DockerEngine
+from jobrunner.image_retention import ImagePruner
 from jobrunner.run_retention import RetentionCounters, RunPruner
 from jobrunner.runner import JobRunner
 from jobrunner.sources.tarball.download import cache_dir
@@ -57,8 +58,14 @@ from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.job_schedules import JobFactories, SyncingScheduleManager
-from service.retention import CrashLeftovers, prune_runs_periodically, run_retention
-from service.runtime import event_store_options, runner_config
+from service.retention import (
+    CrashLeftovers,
+    image_retention,
+    prune_images_periodically,
+    prune_runs_periodically,
+    run_retention,
+)
+from service.runtime import build_journal_dir, event_store_options, runner_config
 from service.settings import Settings
 from store.artifacts import ArtifactStore
 from store.background import TaskOwner
@@ -112,11 +119,14 @@ async def open_runtime(
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
+        config = runner_config(settings)
         engine = DockerEngine(
-            artifacts, build_cgroup_root=settings.job_build_cgroup_root, artifact_holder_spares=1
+            artifacts,
+            build_cgroup_root=settings.job_build_cgroup_root,
+            artifact_holder_spares=1,
+            build_journal_dir=build_journal_dir(config.work_dir),
         )
         stack.push_async_callback(engine.aclose)
-        config = runner_config(settings)
         job_runner = JobRunner(
             queue=stores.queue,
             jobs=stores.jobs,
@@ -126,6 +136,7 @@ async def open_runtime(
             config=config,
             default_queue=settings.admin_default_queue,
             events=events,
+            infra_retry_seconds=settings.infra_retry_seconds,
             secrets=stores.secrets,
         )
         stack.push_async_callback(job_runner.close)
@@ -145,6 +156,19 @@ async def open_runtime(
             counters=counters,
         )
         background.spawn(leftovers.remove_periodically(), name="crash-leftovers")
+        if settings.image_retention_interval > 0:
+            images = ImagePruner(
+                images=engine.images,
+                runs=stores.runs,
+                scope=job_runner.scope,
+                retention=image_retention(settings),
+            )
+            background.spawn(
+                prune_images_periodically(
+                    images, interval=settings.image_retention_interval, counters=counters
+                ),
+                name="image-retention",
+            )
 
         factories = FactoryRegistry()
         for handler in settings.durable_cron_handlers:

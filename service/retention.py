@@ -5,6 +5,10 @@
   has ended the runs of the dead process (``serve`` and ``worker`` call
   :meth:`CrashLeftovers.remove` then), and every :data:`LEFTOVERS_INTERVAL` in the
   background. Both roles do it: each process may have its own work directory.
+- :func:`prune_images_periodically` (``serve`` and ``worker``: each may have an engine of
+  its own) runs a pass of the :class:`~jobrunner.image_retention.ImagePruner` over the
+  images of its deployment's scope every ``WORKER_IMAGE_RETENTION_INTERVAL``, the first one
+  a minute after the start.
 - :func:`prune_runs_periodically` (``serve`` only) runs a pass of the
   :class:`~jobrunner.run_retention.RunPruner` every ``WORKER_RUN_RETENTION_INTERVAL`` while
   this process's scheduler leads, so that of several ``serve`` processes on one PostgreSQL
@@ -22,6 +26,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from jobrunner.image_retention import ImagePruner, ImageRetention, log_image_report
 from jobrunner.leftovers import LeftoversReport, remove_leftovers
 from jobrunner.run_retention import (
     RetentionCounters,
@@ -39,6 +44,17 @@ logger = logging.getLogger(__name__)
 
 LEFTOVERS_INTERVAL = 600.0
 """Seconds between two background passes over crash leftovers."""
+FIRST_IMAGE_PASS_DELAY = 60.0
+"""Seconds from the start to the first image retention pass (the start has enough to do)."""
+
+
+def image_retention(settings: Settings) -> ImageRetention:
+    """The image retention rules of ``WORKER_IMAGE_*``."""
+    return ImageRetention(
+        default=settings.image_retention_keep,
+        jobs=settings.image_retention_jobs,
+        build_cache_bytes=settings.image_build_cache_max_bytes,
+    )
 
 
 def run_retention(settings: Settings) -> RunRetention:
@@ -130,4 +146,27 @@ async def prune_runs_periodically(
         else:
             counters.count_pass(report)
             log_report(report)
+        await asyncio.sleep(interval)
+
+
+async def prune_images_periodically(
+    pruner: ImagePruner,
+    *,
+    interval: float,
+    counters: RetentionCounters,
+    first_delay: float = FIRST_IMAGE_PASS_DELAY,
+) -> None:
+    """An image retention pass every ``interval`` seconds (see the module docstring)."""
+    await asyncio.sleep(min(first_delay, interval))
+    while True:
+        try:
+            report = await pruner.prune()
+        except Exception as exc:  # an engine or store hiccup: the next pass tries again
+            logger.warning("image retention pass failed", extra={"error": str(exc)})
+        else:
+            counters.image_passes += 1
+            counters.images_removed += len(report.images)
+            counters.image_bytes_freed += report.bytes_freed
+            counters.build_cache_bytes_freed += report.build_cache_bytes_freed
+            log_image_report(report)
         await asyncio.sleep(interval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 from datetime import timedelta
+from pathlib import Path
 
 from jobrunner.config import BuildPolicy, JobCeilings, RunnerConfig, SourceLimits
 from jobrunner.engine import ArtifactLimits
@@ -127,3 +128,9 @@ def event_store_options(settings: Settings, *, retention: bool = True) -> EventS
         archive_dir=settings.admin_audit_archive_dir,
         export_limit_max=settings.admin_audit_export_limit_max,
     )
+
+
+def build_journal_dir(work_dir: Path) -> Path:
+    """Where the Docker engine journals the images of its builds under way (so that image
+    retention finds what a build whose process died left)."""
+    return work_dir / "image-builds"

@@ -20,7 +20,13 @@ from scheduler.spec import parse_spec
 from service.addresses import parse_listen_addr
 from service.errors import SettingsError
 from service.job_settings import JobSettings
-from service.units import duration_seconds, parse_pairs, parse_retention_rules
+from service.units import (
+    duration_seconds,
+    parse_job_counts,
+    parse_pairs,
+    parse_retention_rules,
+    parse_size,
+)
 from store.queue.models import HANDLER_NAME, QUEUE_NAME
 from store.schedules.models import SCHEDULE_NAME
 
@@ -102,6 +108,15 @@ class Settings(JobSettings):
         default_factory=dict
     )
 
+    # Infrastructure faults (docs/operations.md, "Infrastructure faults")
+    infra_retry_seconds: Annotated[float, NoDecode] = Field(default=600.0, ge=0.0)
+
+    # Image retention (docs/operations.md, "Disk")
+    image_retention_keep: int = Field(default=3, ge=1)
+    image_retention_jobs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    image_retention_interval: Annotated[float, NoDecode] = Field(default=3600.0, ge=0.0)
+    image_build_cache_max_bytes: Annotated[int | None, NoDecode] = Field(default=10 * 1024**3, ge=0)
+
     # Admin API: transport and authentication (SPEC §7; docs/security.md)
     admin_http_addr: str = "127.0.0.1:8081"
     admin_tls_cert: Path | None = None
@@ -155,6 +170,8 @@ class Settings(JobSettings):
         "admin_schedule_run_window",
         "run_retention_keep_for",
         "run_retention_interval",
+        "infra_retry_seconds",
+        "image_retention_interval",
         mode="before",
     )
     @classmethod
@@ -185,6 +202,18 @@ class Settings(JobSettings):
     @classmethod
     def _retention_jobs(cls, value: Any) -> Any:
         return parse_retention_rules(value) if isinstance(value, str) else value
+
+    @field_validator("image_retention_jobs", mode="before")
+    @classmethod
+    def _image_jobs(cls, value: Any) -> Any:
+        return parse_job_counts(value) if isinstance(value, str) else value
+
+    @field_validator("image_build_cache_max_bytes", mode="before")
+    @classmethod
+    def _cache_size(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return None if value.strip().lower() in ("", "off") else parse_size(value)
+        return value
 
     @field_validator("admin_default_queue")
     @classmethod

@@ -114,3 +114,15 @@ def parse_retention_rules(text: str) -> dict[str, tuple[int, float]]:
             raise ValueError(f"{item!r}: KEEP_LAST must be at least 1")
         rules[name] = (int(keep_last), parse_duration(keep_for) if keep_for else 0.0)
     return rules
+
+
+def parse_job_counts(text: str) -> dict[str, int]:
+    """``job=K,...`` (``nightly=10,heartbeat=1``) into ``{job: K}``, each K at least 1.
+    Raises ``ValueError`` naming the bad item."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, count = (part.strip() for part in item.partition("="))
+        if not equals or not JOB_NAME.fullmatch(name) or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{item!r} is not 'job=K' with K at least 1 (e.g. nightly=5)")
+        counts[name] = int(count)
+    return counts

@@ -34,10 +34,11 @@ from starlette.types import Scope
 
 from admin.auth import RequireViewer
 from admin.config import Role
-from admin.deps import ArtifactsDep, EventsDep, RunsDep
+from admin.deps import ArtifactsDep, EventsDep, RunsDep, ServicesDep
 from admin.downloads import file_response
 from admin.errors import Conflict, InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
+from admin.run_status_detail import waiting_detail
 from admin.schemas import MAX_INT, ErrorBody
 from admin.schemas_runs import RunArtifactBody, RunArtifactList, RunBody, RunDetail, RunList, RunOne
 from admin.streams.hub import streams_of
@@ -115,8 +116,11 @@ async def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunOne)
-async def get_run(_: RequireViewer, run: ExistingRun) -> RunOne:
-    return RunOne(run=RunDetail.of(run))
+async def get_run(_: RequireViewer, run: ExistingRun, services: ServicesDep) -> RunOne:
+    detail = None
+    if not run.status.is_final and services.events is not None:
+        detail = await waiting_detail(services.events, run.run_id)
+    return RunOne(run=RunDetail.of(run, detail))
 
 
 # --- cancel ---------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ from jobrunner.errors import FetchFailed, SourceRejected
 
 _LONGSHORE_LABEL = "longshore."
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
+_NO_SUCH_IMAGE = re.compile(
+    r"manifest unknown|manifest for .* not found|repository does not exist|pull access denied",
+    re.IGNORECASE,
+)
 
 
 def inspect_image(api: Any, reference: str) -> dict[str, Any] | None:
@@ -100,6 +104,10 @@ class BaseImages:
                     f"pulling base image {image!r} did not finish within {seconds:g} s"
                 ) from None
             except ENGINE_ERRORS as exc:
+                if _NO_SUCH_IMAGE.search(str(exc)):
+                    # The registry answered that it has no such image (or none this engine
+                    # may pull): waiting cannot bring it, unlike a registry out of reach.
+                    raise SourceRejected(f"base image {image!r} cannot be pulled: {exc}") from exc
                 raise FetchFailed(f"pulling base image {image!r} failed: {exc}") from exc
             finally:
                 client.close()  # ends a pull still under way

@@ -17,7 +17,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -91,6 +91,10 @@ class BuildProgress:
     created: list[str] = field(default_factory=list)
     """Images this build made (steps that were not a ``FROM`` nor taken from the cache)."""
     stream: CancellableStream | None = None
+    on_created: Callable[[str], None] | None = None
+    """Told of each image in ``created`` as it is made (from the build's thread)."""
+    leftovers_kept: bool = False
+    """Whether images of ``created`` could not be removed after a failed or stopped build."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _pending_line: str = ""
     _skip_next_image: bool = False
@@ -145,6 +149,8 @@ class BuildProgress:
             if not self._skip_next_image:
                 with self.lock:
                     self.created.append(found.group(1))
+                if self.on_created is not None:
+                    self.on_created(found.group(1))
             self._skip_next_image = False
 
 

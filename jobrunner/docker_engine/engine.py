@@ -28,7 +28,8 @@ from jobrunner.docker_engine.artifacts import ArtifactReader
 from jobrunner.docker_engine.build_cgroup import DEFAULT_CGROUP_ROOT
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
 from jobrunner.docker_engine.image_build import ImageBuilder
-from jobrunner.docker_engine.orphans import remove_orphans
+from jobrunner.docker_engine.images import BuildJournal, EngineImages
+from jobrunner.docker_engine.orphans import labelled_run_ids, remove_orphans
 from jobrunner.docker_engine.output_pump import OutputPump, consume
 from jobrunner.docker_engine.run_files import FilesHolder, RunFiles
 from jobrunner.engine import (
@@ -53,16 +54,14 @@ _DRAIN_SECONDS = 10.0  # how long to wait for the rest of the output after the e
 
 
 class DockerEngine:
-    """Builds and runs job containers on one Docker engine.
+    """Builds and runs job containers on one Docker engine; ``images`` are its images
+    (``ImageEngine``, builds journaled in ``build_journal_dir``: ``docker_engine.images``).
 
-    ``base_url`` overrides ``DOCKER_HOST`` (and the TLS settings read from the environment,
-    as the docker SDK does). The client is created on first use, never at import or
-    construction. Artifacts are collected into ``artifact_store``. ``build_cgroup_root`` is
-    the cgroup file system under which builds get the cgroup that carries their pids limit
-    (``None``: builds have none; see ``jobrunner.docker_engine.build_cgroup``).
-    ``artifact_holder_spares`` artifacts holders are kept started ahead of the runs that
-    need them (``jobrunner.docker_engine.artifact_holders``); :meth:`aclose` removes them.
-    """
+    ``base_url`` overrides ``DOCKER_HOST`` (and the TLS settings of the environment, as the
+    SDK does); the client is made on first use. Artifacts go to ``artifact_store``.
+    ``build_cgroup_root``: where builds get the cgroup of their pids limit (``None``: none;
+    ``docker_engine.build_cgroup``). ``artifact_holder_spares`` holders are kept started
+    ahead of the runs (``docker_engine.artifact_holders``); :meth:`aclose` removes them."""
 
     def __init__(
         self,
@@ -76,8 +75,11 @@ class DockerEngine:
         client_timeout_seconds: float = 60.0,
         build_cgroup_root: Path | None = DEFAULT_CGROUP_ROOT,
         artifact_holder_spares: int = 0,
+        build_journal_dir: Path | None = None,
     ) -> None:
         self._clients = DockerClients(base_url=base_url, timeout=client_timeout_seconds)
+        journal = BuildJournal(build_journal_dir)
+        self.images = EngineImages(self._clients, journal)
         self._grace = stop_grace_seconds
         self._tmp_size_mb = tmp_size_mb
         self._builder = ImageBuilder(
@@ -85,6 +87,7 @@ class DockerEngine:
             log_bytes=build_log_bytes,
             timeout=build_timeout_seconds,
             cgroup_root=build_cgroup_root,
+            journal=journal,
         )
         self._artifacts = ArtifactReader(self._clients, artifact_store)
         # What outlives the run that started it: creates, connects and container removals.
@@ -369,6 +372,9 @@ class DockerEngine:
             await self._clients.call("remove a container", sdk.remove, container_id)
 
     # --- orphans ----------------------------------------------------------------------------
+
+    async def run_containers(self, labels: Mapping[str, str]) -> set[str]:
+        return await labelled_run_ids(self._clients, labels)
 
     async def cleanup_orphans(
         self, owned_run_ids: set[str], *, only_labels: Mapping[str, str] | None = None

@@ -40,7 +40,8 @@ from jobrunner.docker_engine.build_stream import (
     describe_failure,
     stream_build,
 )
-from jobrunner.docker_engine.client import ENGINE_ERRORS, DockerClients, in_thread
+from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
+from jobrunner.docker_engine.images import BuildJournal
 from jobrunner.docker_engine.sdk import find_image, image_if_labelled
 from jobrunner.engine import LABEL_SCOPE, LABEL_SOURCE_DIGEST, BuildResult, BuildSpec, RunStatus
 from jobrunner.errors import BuildFailed, EngineUnavailable
@@ -63,8 +64,10 @@ class ImageBuilder:
         log_bytes: int,
         timeout: float,
         cgroup_root: Path | None = None,
+        journal: BuildJournal | None = None,
     ) -> None:
         self._clients = clients
+        self._journal = journal or BuildJournal(None)
         self._log_bytes = log_bytes
         self._timeout = timeout
         self._bases = BaseImages(clients)
@@ -164,6 +167,29 @@ class ImageBuilder:
         cancel: asyncio.Event | None,
     ) -> BuildResult:
         client = self._clients.one_off(None)  # our deadline, not a socket timeout
+        journal = await asyncio.to_thread(self._journal.open)
+        if journal is not None:
+            progress.on_created = journal.note
+        try:
+            return await self._stream(
+                client, context_tar, dockerfile, labels, limits, progress, seconds, cancel
+            )
+        finally:
+            if journal is not None:
+                journal.keep = progress.leftovers_kept
+                await asyncio.to_thread(journal.close)
+
+    async def _stream(
+        self,
+        client: ClosingClient,
+        context_tar: Path,
+        dockerfile: str,
+        labels: Mapping[str, str],
+        limits: BuildLimits,
+        progress: BuildProgress,
+        seconds: float,
+        cancel: asyncio.Event | None,
+    ) -> BuildResult:
 
         def build() -> None:
             with context_tar.open("rb") as context:
@@ -224,6 +250,7 @@ class ImageBuilder:
             for image in reversed(created):
                 await self._clients.call("remove a build image", _remove_image, image)
         except EngineUnavailable:
+            progress.leftovers_kept = True  # its journal stays: image retention removes them
             logger.exception("could not remove what a build left")
 
 

@@ -63,6 +63,15 @@ async def remove_orphans(
     return removed
 
 
+async def labelled_run_ids(clients: DockerClients, labels: Mapping[str, str]) -> set[str]:
+    """The runs (``longshore.run``) of the containers, running or not, carrying ``labels``."""
+    selectors = [LABEL_RUN, *(f"{key}={value}" for key, value in labels.items())]
+    listed = await clients.call(
+        "list containers", lambda api: api.containers(all=True, filters={"label": selectors})
+    )
+    return {str((c.get("Labels") or {}).get(LABEL_RUN)) for c in listed}
+
+
 async def _remove_holders(
     clients: DockerClients,
     volumes: set[str],

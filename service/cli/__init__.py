@@ -1,12 +1,12 @@
 """The ``longshore`` command line.
 
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
-``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
-``--database-url``); they also work while the service is down. The client commands
-``jobs``, ``runs``, ``schedules``, ``secrets``, ``audit``, ``maintenance`` and the task actions
-(``tasks complete|fail|run-now|reschedule|remove``) talk to the admin API (see
-:mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
-failure is one line on stderr and a non-zero exit status.
+``dlq``, ``queues``, ``runs prune`` and ``images prune`` work directly on the database named
+by ``WORKER_DATABASE_URL`` (or ``--database-url``); they also work while the service is
+down. The client commands ``jobs``, ``runs``, ``schedules``, ``secrets``, ``audit``,
+``maintenance`` and the task actions (``tasks complete|fail|run-now|reschedule|remove``) talk
+to the admin API (see :mod:`service.cli.api`), with the same roles, approval and audit as any
+API client. Every failure is one line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from service.cli import (
     audit,
     certs,
     dlq,
+    images,
     jobs,
     maintenance,
     queues,
@@ -46,6 +47,7 @@ app.add_typer(queues.app, name="queues")
 app.add_typer(certs.app, name="certs")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(runs.app, name="runs")
+app.add_typer(images.app, name="images")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
 app.add_typer(maintenance.app, name="maintenance")

@@ -163,13 +163,13 @@ def _warn_ignored() -> None:
 
 async def _cleanup_orphans(job_runner: JobRunner) -> None:
     """Remove containers of runs no live worker owns. A Docker engine that cannot be reached
-    does not stop the worker: built-in handlers still work and job.run tasks fail with
-    EngineUnavailable (retried with backoff) until it is back."""
+    does not stop the worker: built-in handlers still work and job runs wait for the engine
+    (``WORKER_INFRA_RETRY_SECONDS``) until it is back."""
     try:
         await job_runner.cleanup_orphans()
     except EngineUnavailable as exc:
         logger.warning(
-            "Docker engine unreachable: job.run tasks will fail and be retried until it is "
-            "back; other handlers work",
+            "Docker engine unreachable: job runs wait for it (WORKER_INFRA_RETRY_SECONDS); "
+            "other handlers work",
             extra={"error": str(exc)},
         )

@@ -44,6 +44,7 @@ class EventType(enum.StrEnum):
     RUN_STARTED = "RunStarted"
     RUN_OUTPUT_EMITTED = "RunOutputEmitted"
     RUN_SECRET_USED = "RunSecretUsed"  # noqa: S105 (an event name)
+    RUN_WAITING = "RunWaiting"
     RUN_SUCCEEDED = "RunSucceeded"
     RUN_FAILED = "RunFailed"
     RUN_TIMED_OUT = "RunTimedOut"

@@ -85,8 +85,9 @@ async def define(env: Env, dockerfile: str, **fields: Any) -> str:
     return name
 
 
-def with_policy(env: Env, **policy: Any) -> Env:
-    """The same stores and engine, run by a runner with another build policy."""
+def with_policy(env: Env, infra_retry_seconds: float = 600.0, **policy: Any) -> Env:
+    """The same stores and engine, run by a runner with another build policy (and wait
+    budget for infrastructure faults)."""
     config = dataclasses.replace(env.config, build=BuildPolicy(**policy))
     runner = JobRunner(
         queue=env.queue,
@@ -98,6 +99,7 @@ def with_policy(env: Env, **policy: Any) -> Env:
         default_queue=f"jobs-{env.tag_prefix}",
         retry_base_delay=0.1,
         events=env.events,
+        infra_retry_seconds=infra_retry_seconds,
     )
     return dataclasses.replace(env, runner=runner, config=config)
 
@@ -238,7 +240,9 @@ async def test_a_missing_base_is_refused_with_no_pull_attempt(env: Env) -> None:
 async def test_with_pull_missing_a_present_base_is_used_and_a_missing_one_fails_in_time(
     env: Env,
 ) -> None:
-    pulling = with_policy(env, pull="missing", pull_timeout=20.0)
+    # A failed pull is a network fault: waited out on its own budget (here 1.5 s), then the
+    # run fails with it.
+    pulling = with_policy(env, pull="missing", pull_timeout=20.0, infra_retry_seconds=1.5)
     present = await define(pulling, f"FROM {BUSYBOX_IMAGE}\nCMD true\n")
     since = time.time()
     _, [run] = await pulling.run_job(present)
@@ -254,6 +258,59 @@ async def test_with_pull_missing_a_present_base_is_used_and_a_missing_one_fails_
     assert run.error is not None
     assert "FetchFailed" in run.error
     assert missing in run.error
+    waits = [e for e in await env.events.by_run(run.run_id) if e.type == "RunWaiting"]
+    assert waits, "the failed pull was not waited on"
+    assert {e.data["detail"] for e in waits} == {"waiting for the network"}
+
+
+class _EmptyRegistry(BaseHTTPRequestHandler):
+    """A registry (API v2) that has no image at all."""
+
+    def do_GET(self) -> None:
+        found = self.path == "/v2/"
+        body = (
+            b"{}"
+            if found
+            else b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+        )
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_a_base_image_the_registry_does_not_have_fails_at_once_without_waiting(
+    env: Env,
+) -> None:
+    """Unlike a registry out of reach (a network fault, waited out), a registry that answers
+    that it has no such image makes the run fail permanently, without waiting."""
+    registry = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyRegistry)
+    threading.Thread(target=registry.serve_forever, daemon=True).start()
+    try:
+        pulling = with_policy(env, pull="missing", pull_timeout=20.0)
+        missing = f"127.0.0.1:{registry.server_address[1]}/longshore-test/none:1"
+        name = await define(pulling, f"FROM {missing}\nCMD true\n")
+        started = time.monotonic()
+        task_id, [run] = await pulling.run_job(name)
+        assert time.monotonic() - started < 30
+        assert run.status is RunStatus.FAILED
+        assert run.error is not None
+        assert "SourceRejected" in run.error
+        assert "manifest unknown" in run.error
+        assert [e for e in await env.events.by_run(run.run_id) if e.type == "RunWaiting"] == []
+        task = await env.queue.get_task(task_id)
+        assert task is not None
+        assert task.state is TaskState.DEAD
+    finally:
+        registry.shutdown()
+        registry.server_close()
 
 
 # --- RUN steps: limits, network, deadline, cancel -----------------------------------------

@@ -156,6 +156,8 @@ async def test_cleanup_removes_orphaned_containers_and_fails_their_runs(env: Env
 async def test_a_worker_without_a_docker_engine_runs_builtins_and_retries_job_runs(
     env: Env,
 ) -> None:
+    """The run waits for the engine (``RunWaiting``) on its own budget, here 2.5 s; past it,
+    the fault fails the attempt and the task is retried with backoff (spending a retry)."""
     (env.tarball_dir / "hi.tar.gz").write_bytes(tarball(job_files("echo hi\n")))
     job = await env.define(
         source="tarball_path",
@@ -165,7 +167,7 @@ async def test_a_worker_without_a_docker_engine_runs_builtins_and_retries_job_ru
     )
     engine = DockerEngine(env.artifacts, base_url="unix:///nonexistent.sock")
     # A long backoff, so the first retry is still waiting when we look.
-    env.runner = runner_on(env, engine, retry_base_delay=60.0)
+    env.runner = runner_on(env, engine, retry_base_delay=60.0, infra_retry_seconds=2.5)
     try:
         # What the worker does when it starts: the sweep reports the engine missing (the
         # service logs it and goes on).
@@ -198,9 +200,16 @@ async def test_a_worker_without_a_docker_engine_runs_builtins_and_retries_job_ru
         assert task.state is TaskState.SCHEDULED  # retried with backoff, not dead-lettered
         assert task.attempts == 1
         assert "EngineUnavailable" in task.last_error
-        types = [e.type for e in await env.events.by_run(run_id)]
+        events = await env.events.by_run(run_id)
+        types = [e.type for e in events]
         assert types[0] == EventType.RUN_QUEUED
         assert types[-1] == EventType.RUN_FAILED
+        waits = [e for e in events if e.type == EventType.RUN_WAITING]
+        assert len(waits) >= 2, types  # 1 s, then 1.5 s (what was left of the budget)
+        assert {e.data["detail"] for e in waits} == {"waiting for the engine"}
+        assert {e.data["reason"] for e in waits} == {"EngineUnavailable"}
+        assert env.runner.infra_waits.exhausted == 1
+        assert env.runner.infra_waits.waiting["engine"] == 0
     finally:
         engine.close()
         await asyncio.sleep(0)

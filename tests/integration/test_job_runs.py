@@ -380,7 +380,11 @@ STATUS_EVENTS = [
 
 
 def status_events(events: list[Event]) -> list[Event]:
-    return [e for e in events if e.type != EventType.RUN_OUTPUT_EMITTED]
+    """The status events of a run: not its output, nor a ``RunWaiting`` (a step waited out
+    an engine fault, as a loaded shared engine may give: the run goes on in its status)."""
+    return [
+        e for e in events if e.type not in (EventType.RUN_OUTPUT_EMITTED, EventType.RUN_WAITING)
+    ]
 
 
 def output_events(events: list[Event]) -> list[Event]:

@@ -468,3 +468,56 @@ def test_run_retention_settings_and_per_job_rules_are_read():
 def test_a_bad_per_job_retention_rule_names_its_variable(value):
     with pytest.raises(SettingsError, match="WORKER_RUN_RETENTION_JOBS"):
         load_settings({"WORKER_RUN_RETENTION_JOBS": value})
+
+
+def test_infra_and_image_retention_defaults():
+    from service.retention import image_retention
+
+    settings = load_settings({})
+    retention = image_retention(settings)
+
+    assert settings.infra_retry_seconds == 600
+    assert settings.image_retention_interval == 3600
+    assert (retention.default, dict(retention.jobs)) == (3, {})
+    assert retention.build_cache_bytes == 10 * 1024**3
+
+
+def test_infra_and_image_retention_settings_are_read():
+    from service.retention import image_retention
+
+    settings = load_settings(
+        {
+            "WORKER_INFRA_RETRY_SECONDS": "2m",
+            "WORKER_IMAGE_RETENTION_KEEP": "2",
+            "WORKER_IMAGE_RETENTION_JOBS": "nightly=10, heartbeat=1",
+            "WORKER_IMAGE_RETENTION_INTERVAL": "0",
+            "WORKER_IMAGE_BUILD_CACHE_MAX_BYTES": "off",
+        }
+    )
+    retention = image_retention(settings)
+
+    assert settings.infra_retry_seconds == 120
+    assert settings.image_retention_interval == 0
+    assert retention.keep_for("nightly") == 10
+    assert retention.keep_for("heartbeat") == 1
+    assert retention.keep_for("other") == 2
+    assert retention.build_cache_bytes is None
+    assert (
+        load_settings({"WORKER_IMAGE_BUILD_CACHE_MAX_BYTES": "2GiB"}).image_build_cache_max_bytes
+        == 2 * 1024**3
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"WORKER_IMAGE_RETENTION_JOBS": "nightly=0"}, "WORKER_IMAGE_RETENTION_JOBS"),
+        ({"WORKER_IMAGE_RETENTION_JOBS": "nightly"}, "WORKER_IMAGE_RETENTION_JOBS"),
+        ({"WORKER_IMAGE_RETENTION_KEEP": "0"}, "WORKER_IMAGE_RETENTION_KEEP"),
+        ({"WORKER_IMAGE_BUILD_CACHE_MAX_BYTES": "lots"}, "WORKER_IMAGE_BUILD_CACHE_MAX_BYTES"),
+        ({"WORKER_INFRA_RETRY_SECONDS": "soon"}, "WORKER_INFRA_RETRY_SECONDS"),
+    ],
+)
+def test_bad_infra_and_image_settings_name_their_variable(env, variable):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env)
