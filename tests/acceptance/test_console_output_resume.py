@@ -109,7 +109,7 @@ def _tarball(folder: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.browser
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 def test_live_output_resumes_after_the_connection_drops(
     longshore: Longshore, tmp_path: Path
 ) -> None:
