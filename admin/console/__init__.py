@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from admin.auth import config_of
-from admin.console import pages, pages_ops, signin
+from admin.console import pages, pages_ops, pages_schedules, pages_tasks, signin
 from admin.console.render import error_page
 from admin.middleware import reject_unstorable_text
 
@@ -21,6 +21,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(reject_unstora
 router.include_router(signin.router)
 router.include_router(pages.router)
 router.include_router(pages_ops.router)
+router.include_router(pages_tasks.router)
+router.include_router(pages_schedules.router)
 
 __all__ = ["console_error", "router"]
 

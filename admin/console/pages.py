@@ -157,6 +157,7 @@ async def job(name: str, request: Request, identity: RequireViewer) -> HTMLRespo
         title=f"Job {name}",
         active="jobs",
         job=body,
+        overridable=[param for param in body.params if param.overridable],
         runs=runs.items,
         total_runs=runs.total,
         chart=charts.durations(timed),

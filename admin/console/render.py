@@ -31,10 +31,12 @@ NAV = (
     ("runs", "/runs", "Runs"),
     ("schedules", "/schedules", "Schedules"),
     ("queues", "/queues", "Queues"),
+    ("tasks", "/tasks", "Tasks"),
     ("dead", "/dead-letters", "Dead letters"),
     ("workers", "/workers", "Workers"),
     ("audit", "/audit", "Audit"),
     ("settings", "/settings", "Settings"),
+    ("secrets", "/secrets", "Secrets"),
 )
 
 

@@ -34,10 +34,12 @@ PAGES = (
     "/runs",
     "/schedules",
     "/queues",
+    "/tasks",
     "/dead-letters",
     "/workers",
     "/audit",
     "/settings",
+    "/secrets",
 )
 
 

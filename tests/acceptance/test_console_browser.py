@@ -192,7 +192,8 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
 
 
 def _mutation_controls(page: Any) -> int:
-    return int(page.locator("button[data-action], #new-job, #save-job").count())
+    controls = "button[data-action], form[data-api-form] button, #new-job, #new-schedule"
+    return int(page.locator(controls).count())
 
 
 @pytest.mark.browser
@@ -252,7 +253,7 @@ def test_a_viewer_sees_no_mutation_control_and_forged_or_tokenless_mutations_are
             # for the token (the first attempt is refused and audited).
             page.goto(f"{base}/dead-letters")
             page.locator("tr[data-task] button:has-text('Replay')").click()
-            expect(page.locator("#flash")).to_have_text("Replayed.")
+            expect(page.locator("#flash")).to_have_text("Replayed 1 task.")
             tokenless = _fetch(page, "/admin/v1/pause", with_csrf=False)
             assert tokenless["status"] == 403, tokenless
             assert tokenless["code"] == "csrf_rejected", tokenless

@@ -27,11 +27,14 @@ PAGES = (
     "/jobs/new",
     "/runs",
     "/schedules",
+    "/schedules/new",
     "/queues",
+    "/tasks",
     "/dead-letters",
     "/workers",
     "/audit",
     "/settings",
+    "/secrets",
 )
 SAME_ORIGIN = {"sec-fetch-site": "same-origin", "origin": "null"}
 
@@ -228,6 +231,12 @@ async def test_errors_are_a_panel_with_message_code_request_id_and_hint(
     bad = await console.client.get(f"{ROOT}/runs?status=exploded")
     assert bad.status_code == 400
     assert "status: &#39;exploded&#39; is not one of" in bad.text
+    bad_state = await console.client.get(f"{ROOT}/tasks?state=exploded")
+    assert bad_state.status_code == 400
+    assert "state: &#39;exploded&#39; is not one of ready, scheduled" in bad_state.text
+    no_schedule = await console.client.get(f"{ROOT}/schedules/no-such-schedule")
+    assert no_schedule.status_code == 404
+    assert "schedule &#39;no-such-schedule&#39; not found" in no_schedule.text
 
 
 async def test_read_only_refuses_every_mutation_and_shows_no_control(

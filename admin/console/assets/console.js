@@ -69,6 +69,55 @@
     return { ok: response.ok, status: response.status, body: parsed };
   }
 
+  // A call that, refused for want of approval, asks for the approval token and is retried.
+  async function send(method, url, body) {
+    let result = await call(method, url, body);
+    const code = result.body && result.body.error && result.body.error.code;
+    if (result.status === 403 && code === "approval_required") {
+      const approval = window.prompt("This action needs approval: enter the approval token");
+      if (approval) result = await call(method, url, body, approval);
+    }
+    return result;
+  }
+
+  const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+
+  // What a dry run says would happen ("This replays 37 tasks of queue X.").
+  function describePreview(body) {
+    if (body && body.action) {
+      const verb = body.action === "purge" ? "purges" : "replays";
+      const queues = Object.entries(body.byQueue || {});
+      if (!body.total) return `Nothing to ${body.action}: no dead task matches.`;
+      if (queues.length === 1) return `This ${verb} ${plural(body.total, "task")} of queue ${queues[0][0]}.`;
+      const parts = queues.map(([queue, count]) => `${count} of queue ${queue}`);
+      return `This ${verb} ${plural(body.total, "task")}: ${parts.join(", ")}.`;
+    }
+    if (body && Array.isArray(body.workers)) {
+      const age = `last heartbeat over ${body.olderThanSeconds} s ago`;
+      if (!body.workers.length) return `No worker is stale (${age}): nothing to sweep.`;
+      const ids = body.workers.map((worker) => worker.workerId).join(", ");
+      return `This sweeps ${plural(body.workers.length, "stale worker")} (${ids}; ${age}), returning ${plural(body.tasks, "task")} to the queue.`;
+    }
+    return "This changes nothing yet: confirm to go ahead.";
+  }
+
+  // What a completed action did, when its answer says more than "done".
+  function describeResult(body) {
+    if (!body) return null;
+    if (typeof body.replayed === "number") return `Replayed ${plural(body.replayed, "task")}.`;
+    if (typeof body.purged === "number") return `Purged ${plural(body.purged, "dead task")}.`;
+    if (typeof body.released === "number") return `Released ${plural(body.released, "task")}.`;
+    if (typeof body.expiredKeysDeleted === "number") {
+      const queues = body.queuesRemoved || [];
+      return `Cleanup: ${plural(body.expiredKeysDeleted, "expired key")} deleted; ${queues.length ? "queues removed: " + queues.join(", ") : "no queue removed"}.`;
+    }
+    if (Array.isArray(body.workers) && body.dryRun === false) {
+      return `Swept ${plural(body.workers.length, "worker")}; ${plural(body.tasks, "task")} back in the queue.`;
+    }
+    if (body.action && body.taskId && body.state) return `Task ${body.taskId}: ${body.previousState} → ${body.state}.`;
+    return null;
+  }
+
   function fill(template, data) {
     return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(String(data[key] ?? "")));
   }
@@ -84,13 +133,8 @@
     try {
       const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
       const method = button.dataset.method || "POST";
-      let result = await call(method, button.dataset.url, body);
-      const code = result.body && result.body.error && result.body.error.code;
-      if (result.status === 403 && code === "approval_required") {
-        // Risky actions need the approval token when the service requires approval.
-        const approval = window.prompt("This action needs approval: enter the approval token");
-        if (approval) result = await call(method, button.dataset.url, body, approval);
-      }
+      // Risky actions need the approval token when the service requires approval.
+      const result = await send(method, button.dataset.url, body);
       if (!result.ok) {
         showError(result.status, result.body);
         return;
@@ -99,7 +143,7 @@
       if (then) {
         window.location.assign(fill(then, (result.body && (result.body.run || result.body)) || {}));
       } else {
-        showDone(button.dataset.done || "Done.");
+        showDone(describeResult(result.body) || button.dataset.done || "Done.");
         refresh();
       }
     } catch (error) {
@@ -125,6 +169,18 @@
       } else if (kind === "float") {
         if (value.trim() === "") continue;
         value = Number(value);
+      } else if (kind === "datetime") {
+        // A datetime-local field (the browser's zone), sent as RFC 3339 UTC.
+        if (value.trim() === "") continue;
+        const moment = new Date(value);
+        value = Number.isNaN(moment.getTime()) ? value : moment.toISOString();
+      } else if (kind === "json") {
+        if (value.trim() === "") continue;
+        try {
+          value = JSON.parse(value);
+        } catch (error) {
+          throw new FieldError(field.name, `${field.name}: not valid JSON (${error.message})`);
+        }
       } else if (typeof value === "string" && value.trim() === "") {
         continue;
       }
@@ -134,6 +190,13 @@
       target[path[path.length - 1]] = value;
     }
     return body;
+  }
+
+  class FieldError extends Error {
+    constructor(name, message) {
+      super(message);
+      this.field = name;
+    }
   }
 
   function fieldErrors(form, message) {
@@ -162,16 +225,138 @@
     event.preventDefault();
     for (const slot of form.querySelectorAll("[data-error-for]")) slot.hidden = true;
     for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
-    const result = await call(form.dataset.method || "POST", form.dataset.url, formBody(form));
+    let body;
+    try {
+      body = formBody(form);
+    } catch (error) {
+      if (!(error instanceof FieldError)) throw error;
+      fieldErrors(form, error.message);
+      showError(400, { error: { message: error.message, code: "invalid_request" } });
+      return;
+    }
+    const method = form.dataset.method || "POST";
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    const submit = form.querySelector("[type=submit]");
+    if (submit) submit.disabled = true;
+    try {
+      await submitForm(form, method, body);
+    } finally {
+      if (submit) submit.disabled = false;
+    }
+  });
+
+  // A form with data-preview is sent twice: first as a dry run whose impact is shown, then,
+  // once confirmed, for real. Editing a field asks for a new preview.
+  function disarm(form) {
+    if (form.dataset.armed !== "true") return;
+    delete form.dataset.armed;
+    const out = form.querySelector("[data-preview-out]");
+    if (out) out.hidden = true;
+    const submit = form.querySelector("[type=submit]");
+    if (submit && submit.dataset.label) submit.textContent = submit.dataset.label;
+  }
+
+  document.addEventListener("input", (event) => {
+    const form = event.target.closest && event.target.closest("form[data-preview]");
+    if (form) disarm(form);
+  });
+
+  // A form's address may name its fields: data-url="/admin/v1/secrets/{name}".
+  function urlOf(form) {
+    const values = {};
+    for (const field of form.querySelectorAll("[name]")) values[field.name] = field.value;
+    return fill(form.dataset.url, values);
+  }
+
+  async function submitForm(form, method, body) {
+    const url = urlOf(form);
+    if (form.dataset.preview !== undefined && form.dataset.armed !== "true") {
+      const dry = await send(method, url, { ...body, dryRun: true });
+      if (!dry.ok) {
+        showError(dry.status, dry.body);
+        return;
+      }
+      const out = form.querySelector("[data-preview-out]");
+      if (out) {
+        out.textContent = describePreview(dry.body);
+        out.hidden = false;
+      }
+      form.dataset.armed = "true";
+      const submit = form.querySelector("[type=submit]");
+      if (submit) {
+        submit.dataset.label = submit.dataset.label || submit.textContent;
+        submit.textContent = `Confirm: ${submit.dataset.label}`;
+      }
+      return;
+    }
+    const result = await send(method, url, body);
     if (!result.ok) {
       const message = (result.body && result.body.error && result.body.error.message) || "";
       fieldErrors(form, message);
       showError(result.status, result.body);
       return;
     }
+    disarm(form);
+    if (form.dataset.reset !== undefined) form.reset();
+    if (form.dataset.done !== undefined) {
+      showDone(describeResult(result.body) || form.dataset.done || "Done.");
+      refresh();
+      return;
+    }
     const saved = (result.body && (result.body.job || result.body.schedule || result.body)) || {};
     window.location.assign(fill(form.dataset.then || window.location.pathname, saved));
-  });
+  }
+
+  // The schedule form previews the next fire times in the schedule's zone as you type.
+  const scheduleForm = document.querySelector("form[data-schedule-preview]");
+  if (scheduleForm) {
+    const list = document.getElementById("preview");
+    const problem = document.getElementById("preview-error");
+    let timer = null;
+    let sequence = 0;
+    const update = async () => {
+      const spec = scheduleForm.elements.spec.value.trim();
+      const timezone = scheduleForm.elements.timezone.value.trim() || "UTC";
+      const mine = ++sequence;
+      if (!spec) {
+        list.replaceChildren();
+        problem.hidden = true;
+        return;
+      }
+      const result = await call("POST", "/admin/v1/schedules/preview", { spec, timezone, count: 5 });
+      if (mine !== sequence) return;
+      list.dataset.spec = spec;
+      list.dataset.timezone = timezone;
+      if (!result.ok) {
+        const error = (result.body && result.body.error) || {};
+        problem.textContent = error.message || `preview failed (${result.status})`;
+        problem.hidden = false;
+        list.replaceChildren();
+        list.dataset.state = "error";
+        return;
+      }
+      problem.hidden = true;
+      const times = result.body.fireTimes || [];
+      list.replaceChildren(
+        ...times.map((time) => {
+          const item = document.createElement("li");
+          const local = document.createElement("time");
+          local.dateTime = time.atUtc;
+          local.textContent = time.at;
+          item.append(local, document.createTextNode(` (${time.atUtc})`));
+          return item;
+        }),
+      );
+      if (!times.length) list.textContent = "This spec fires no more.";
+      list.dataset.state = "ok";
+    };
+    scheduleForm.addEventListener("input", (event) => {
+      if (event.target.name !== "spec" && event.target.name !== "timezone") return;
+      window.clearTimeout(timer);
+      timer = window.setTimeout(update, 300);
+    });
+    update();
+  }
 
   // Live pages: the #live region is re-read when the event stream says something changed.
   let pending = null;
