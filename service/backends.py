@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from service.errors import SettingsError
 from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 from store.schedules.protocol import ScheduleStore
 
@@ -57,12 +58,14 @@ def resolve_target(settings: Settings) -> tuple[Target, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class Stores:
-    """The queue, the job/run stores and the schedule store, all on one open database."""
+    """The queue, the job/run stores, the schedule store and the notification rules, all on
+    one open database."""
 
     queue: TaskQueue
     jobs: JobStore
     runs: RunStore
     schedules: ScheduleStore
+    notifications: NotificationStore
 
 
 @asynccontextmanager
@@ -85,6 +88,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     if target.backend == "postgres":
         from store.db.postgres import PostgresDatabase
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
+        from store.notifications.postgres import PostgresNotificationStore
         from store.queue.postgres import PostgresTaskQueue
         from store.schedules.postgres import PostgresScheduleStore
 
@@ -101,6 +105,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=PostgresJobStore(pg),
                     runs=PostgresRunStore(pg),
                     schedules=schedules,
+                    notifications=PostgresNotificationStore(pg),
                 )
             finally:
                 await schedules.close()
@@ -110,6 +115,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     else:
         from store.db.sqlite import SqliteDatabase
         from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
+        from store.notifications.sqlite import SqliteNotificationStore
         from store.queue.sqlite import SqliteTaskQueue
         from store.schedules.sqlite import SqliteScheduleStore
 
@@ -127,6 +133,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     jobs=SqliteJobStore(lite),
                     runs=SqliteRunStore(lite),
                     schedules=schedules,
+                    notifications=SqliteNotificationStore(lite),
                 )
             finally:
                 await schedules.close()
