@@ -31,6 +31,7 @@ from admin.routes import (
     health,
     jobs,
     metrics,
+    notifications,
     overview,
     queues,
     runs,
@@ -78,6 +79,7 @@ _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (schedules.router, ("schedules", "events")),
     (runs.router, ("runs", "events", "artifacts")),
     (audit.router, ("events",)),
+    (notifications.router, ("notifications",)),
     (overview.router, ()),
     (events.router, ("events",)),
 )

@@ -19,6 +19,7 @@ from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 
 
@@ -57,4 +58,5 @@ RunsDep = Annotated[RunStore, Depends(_required("runs"))]
 RunnerDep = Annotated[JobRunner, Depends(_required("runner"))]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_required("artifacts"))]
 SchedulesDep = Annotated[ScheduleManager, Depends(_required("schedules"))]
+NotificationsDep = Annotated[NotificationStore, Depends(_required("notifications"))]
 ConfigDep = Annotated[AdminConfig, Depends(config_of)]

@@ -21,7 +21,9 @@ yields the snapshot):
 - ``longshore_schedules{status}`` gauge: schedules ``healthy``, ``paused``, ``lagging``
   (with a schedule manager; the first :data:`SCHEDULES_MAX` schedules by name).
 
-Observed from the event store (with one), since the metrics were made:
+Observed from the event store (with one), since the metrics were made (the families operators
+alert on — notifications, missed firings, last success per schedule — are in
+:mod:`admin.metrics_alerts`):
 
 - ``longshore_runs_finished_total{job,status}`` counter of final run events.
 - ``longshore_run_duration_seconds{job,status}`` histogram: ``running`` to final (the
@@ -68,8 +70,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from admin.metrics_alerts import (
+    OBSERVED_TYPES,
+    AlertCounters,
+    last_success_family,
+    retention_families,
+)
 from admin.services import AdminServices
-from jobrunner.run_retention import RetentionCounters
 from scheduler.status import ScheduleStatus
 from store.events.models import EventFilter, EventType, Stream
 from store.jobs.models import RunStatus
@@ -100,7 +107,7 @@ _FINAL_EVENTS = {
 }
 _OBSERVED = EventFilter(
     streams=frozenset({Stream.RUNS, Stream.SCHEDULES}),
-    types=frozenset({*_FINAL_EVENTS, EventType.SCHEDULE_FIRED.value}),
+    types=frozenset({*_FINAL_EVENTS, EventType.SCHEDULE_FIRED.value, *OBSERVED_TYPES}),
 )
 
 
@@ -113,6 +120,7 @@ class _Snapshot:
     workers: int = 0
     unfinished_runs: dict[str, int] | None = None
     schedules: dict[str, int] | None = None
+    last_success: dict[str, datetime] | None = None
 
 
 class AdminMetrics:
@@ -165,6 +173,7 @@ class AdminMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        self.alerts = AlertCounters(registry)
         registry.register(_StoreCollector(self))
 
     @property
@@ -226,6 +235,11 @@ class AdminMetrics:
                 status.value: (await runs.list_runs(status=status, limit=0, offset=0)).total
                 for status in UNFINISHED
             }
+            snapshot.last_success = {
+                name: health.last_success_at
+                for name, health in (await runs.schedule_health()).items()
+                if health.last_success_at is not None
+            }
         if services.schedules is not None:
             page = await services.schedules.list_views(
                 limit=SCHEDULES_MAX, offset=0, last_fired=False
@@ -256,6 +270,8 @@ class AdminMetrics:
             logger.warning("could not read events for metrics", extra={"error": str(exc)})
 
     def _observe(self, stream: Stream, key: str, kind: str, data: Mapping[str, Any]) -> None:
+        if self.alerts.observe(stream, key, kind, data):
+            return
         if stream is Stream.SCHEDULES:
             if data.get("trigger") != "manual":
                 lag = _seconds(data.get("scheduledAt"), data.get("firedAt"))
@@ -318,7 +334,8 @@ class _StoreCollector(Collector):
             for status, count in snap.unfinished_runs.items():
                 runs.add_metric([status], count)
             yield runs
-        yield from _retention_families(self._metrics.services.retention)
+        yield from retention_families(self._metrics.services.retention)
+        yield from last_success_family(snap.last_success)
         if snap.schedules is not None:
             schedules = GaugeMetricFamily(
                 "longshore_schedules", "Schedules by status.", labels=["status"]
@@ -326,29 +343,6 @@ class _StoreCollector(Collector):
             for status, count in snap.schedules.items():
                 schedules.add_metric([status], count)
             yield schedules
-
-
-def _retention_families(counters: RetentionCounters | None) -> Iterator[Metric]:
-    if counters is None:
-        return
-    yield CounterMetricFamily(
-        "longshore_retention_passes", "Run retention passes.", value=counters.passes
-    )
-    deleted = counters.runs_deleted
-    yield CounterMetricFamily("longshore_retention_runs_deleted", "Runs deleted.", value=deleted)
-    freed = CounterMetricFamily(
-        "longshore_retention_freed_bytes",
-        "Bytes freed: blobs of deleted runs, crash leftovers.",
-        labels=["kind"],
-    )
-    freed.add_metric(["blobs"], counters.bytes_freed)
-    freed.add_metric(["leftovers"], counters.leftover_bytes_freed)
-    yield freed
-    yield GaugeMetricFamily(
-        "longshore_retention_last_pass_seconds",
-        "How long the last run retention pass took.",
-        value=counters.last_pass_seconds,
-    )
 
 
 def _seconds(start: object, end: object) -> float | None:

@@ -57,6 +57,8 @@ from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.job_schedules import JobFactories, SyncingScheduleManager
+from service.notifications.delivery import Deliverer
+from service.notifications.notifier import NotificationObserver, Notifier
 from service.retention import CrashLeftovers, prune_runs_periodically, run_retention
 from service.runtime import event_store_options, runner_config
 from service.settings import Settings
@@ -65,6 +67,7 @@ from store.background import TaskOwner
 from store.events.audit import AuditLog
 from store.events.audit_journal import AuditJournal
 from store.events.file import FileEventStore
+from store.queue.retry import RetryPolicy
 
 __all__ = ["Role", "Runtime", "open_runtime"]
 
@@ -90,7 +93,13 @@ class Runtime:
     scheduler: SchedulerService | None
     leftovers: CrashLeftovers
     retention: RetentionCounters
+    notifier: Notifier
+    deliverer: Deliverer
     admin_api: AdminApi | None = None
+
+    def notification_observer(self) -> NotificationObserver:
+        """The worker's hook that enqueues the notifications of finished runs."""
+        return NotificationObserver(self.notifier, self.stores.runs)
 
 
 def instance_name() -> str:
@@ -126,6 +135,20 @@ async def open_runtime(
             events=events,
         )
         stack.push_async_callback(job_runner.close)
+        notifier = Notifier(
+            rules=stores.notifications,
+            runs=stores.runs,
+            queue=stores.queue,
+            queue_name=settings.admin_default_queue,
+            retry=RetryPolicy(
+                max_attempts=settings.notify_attempts, base_delay=settings.notify_retry_seconds
+            ),
+        )
+        deliverer = Deliverer(
+            rules=stores.notifications,
+            events=events,
+            response_max_bytes=settings.notify_response_max_bytes,
+        )
 
         background = TaskOwner("runtime")
         stack.push_async_callback(background.close)
@@ -204,6 +227,7 @@ async def open_runtime(
                 artifacts=artifacts,
                 schedules=manager,
                 retention=counters,
+                notifications=stores.notifications,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(
@@ -231,6 +255,8 @@ async def open_runtime(
             scheduler=scheduler,
             leftovers=leftovers,
             retention=counters,
+            notifier=notifier,
+            deliverer=deliverer,
             admin_api=admin_api,
         )
 

@@ -101,6 +101,11 @@ class Settings(JobSettings):
         default_factory=dict
     )
 
+    # Notifications (docs/notifications.md)
+    notify_attempts: int = Field(default=8, ge=1, le=100)
+    notify_retry_seconds: Annotated[float, NoDecode] = Field(default=10.0, ge=0.0, le=3600.0)
+    notify_response_max_bytes: int = Field(default=65536, ge=0, le=16 * 1024 * 1024)
+
     # Admin API: transport and authentication (SPEC §7; docs/security.md)
     admin_http_addr: str = "127.0.0.1:8081"
     admin_tls_cert: Path | None = None
@@ -146,6 +151,7 @@ class Settings(JobSettings):
         "admin_schedule_run_window",
         "run_retention_keep_for",
         "run_retention_interval",
+        "notify_retry_seconds",
         mode="before",
     )
     @classmethod

@@ -272,3 +272,12 @@ def bound_text(text: str, limit: int, *, keep: str = "tail") -> str:
     if keep == "head":
         return f"{text[:room]}\n{marker}"
     return f"{marker}\n{text[len(text) - room :]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleHealth:
+    """How the runs a schedule started are going: when its newest successful run finished
+    (``None``: none did) and how many of its runs failed after that one."""
+
+    last_success_at: datetime | None
+    failures_since_success: int

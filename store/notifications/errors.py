@@ -1,10 +1,10 @@
 """Errors of the notification rule store, under :class:`store.errors.StoreError`.
 
-    StoreError
-     └── NotificationStoreError    something about persisted notification rules
-          └── InvalidRule          a rule breaks a rule of its own (bad name, unknown event,
-                                   a URL that is not http(s), ...); a ValueError, ``field``
-                                   names the field at fault (as the API spells it)
+StoreError
+ └── NotificationStoreError    something about persisted notification rules
+      └── InvalidRule          a rule breaks a rule of its own (bad name, unknown event,
+                               a URL that is not http(s), ...); a ValueError, ``field``
+                               names the field at fault (as the API spells it)
 """
 
 from __future__ import annotations

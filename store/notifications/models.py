@@ -27,9 +27,9 @@ MAX_URL = 2048
 MAX_SECRET = 512
 MAX_TEMPLATE = 4000
 MAX_TIMEOUT_SECONDS = 60.0
-MAX_IN_A_ROW = 1000
+MAX_IN_A_ROW = 100
 MAX_WARN_AFTER_SECONDS = 7 * 86400
-DEFAULT_TEMPLATE = "Longshore: {event} — {subject} ({status}) {error}"
+DEFAULT_TEMPLATE = "Longshore: {event} of {subject} ({status}) {error}"
 
 
 class RuleEvent(enum.StrEnum):

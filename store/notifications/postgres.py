@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from store.db.postgres import PostgresDatabase
+from store.errors import StoreError
 from store.notifications.models import NotificationRule, check_rule, rule_from_row, rule_to_row
 from store.sqlfiles import queries
 
@@ -37,6 +38,8 @@ class PostgresNotificationStore:
         row = await self._db.fetchrow(
             self._sql["upsert_rule"], checked.name, json.dumps(rule_to_row(checked))
         )
+        if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+            raise StoreError("saving a notification rule returned no row")
         return _rule(row), bool(row["created"])
 
     async def get(self, name: str) -> NotificationRule | None:

@@ -75,6 +75,7 @@ async def full_admin(
             runner=runtime.job_runner,
             artifacts=runtime.artifacts,
             schedules=runtime.manager,
+            notifications=runtime.stores.notifications,
         )
         admin_config = AdminConfig(tokens=TOKENS, roles=ROLES, **config)
         app = create_app(services=services, config=admin_config)

@@ -1,0 +1,172 @@
+"""Turning what happened into ``notify.deliver`` tasks on Longshore's own durable queue.
+
+:class:`Notifier` finds the rules that hear of a finished run (:mod:`.matching`) or of a
+missed schedule firing, and enqueues one ``notify.deliver`` task per rule and event, keyed
+``notify:<rule>:<event>:<run id or firing>`` so the same notification is never enqueued
+twice. From then on the queue owns it: retried with backoff, dead-lettered when it keeps
+failing (:mod:`.delivery`). :class:`NotificationObserver` is the worker's hook: once a
+``job.run`` task's attempt has a verdict, the run it recorded is told to the notifier.
+
+A notifier that cannot read the rules or enqueue (the store is down) logs it: the run's
+own outcome is never changed by its notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from admin.run_errors import shown_error
+from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
+from service.notifications.matching import events_for, rules_for, run_facts
+from service.observer import TaskOutcome, Verdict
+from store.jobs.models import Run, RunStatus
+from store.jobs.protocol import RunStore
+from store.notifications.models import NotificationRule, RuleEvent, RuleScope
+from store.notifications.protocol import NotificationStore
+from store.queue.handlers import TaskContext
+from store.queue.models import KeyMode, NewTask
+from store.queue.protocol import TaskQueue
+from store.queue.retry import RetryPolicy
+
+__all__ = ["HANDLER", "NotificationObserver", "Notifier"]
+
+logger = logging.getLogger(__name__)
+
+HANDLER = "notify.deliver"
+HISTORY = 200
+"""How many of a job's newest runs are read to count failures in a row (the rule's
+``failuresInARow`` is at most 100)."""
+
+
+class Notifier:
+    """Enqueues the notifications of runs and missed firings; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        rules: NotificationStore,
+        runs: RunStore,
+        queue: TaskQueue,
+        queue_name: str,
+        retry: RetryPolicy,
+    ) -> None:
+        self._rules = rules
+        self._runs = runs
+        self._queue = queue
+        self._queue_name = queue_name
+        self._retry = retry
+
+    async def run_finished(self, run: Run, *, dead: bool) -> int:
+        """Enqueue what the final ``run`` triggers (``dead``: its task is out of attempts);
+        return how many notifications were enqueued."""
+        rules = rules_for(await self._rules.list_all(), job=run.job, schedule=run.schedule_name)
+        if not rules:
+            return 0
+        history = (await self._runs.list_runs(job=run.job, limit=HISTORY, offset=0)).items
+        sent = 0
+        for rule in rules:
+            earlier = history
+            if rule.scope is RuleScope.SCHEDULE:
+                earlier = [item for item in history if item.schedule_name == rule.target]
+            facts = run_facts(run, earlier, dead=dead)
+            for event in events_for(rule, facts):
+                subject = _run_subject(run, failures_in_a_row=facts.failures_in_a_row)
+                await self._enqueue(rule, event, subject, f"{run.run_id}")
+                sent += 1
+        return sent
+
+    async def schedule_missed(
+        self, schedule: str, *, scheduled_at: datetime, factory: str, grace_seconds: int
+    ) -> int:
+        """Enqueue the ``missed`` notifications of a firing of ``schedule`` at
+        ``scheduled_at`` that was not enqueued within its grace."""
+        rules = rules_for(await self._rules.list_all(), job=None, schedule=schedule)
+        subject = {
+            "kind": "firing",
+            "schedule": schedule,
+            "job": factory,
+            "status": "missed",
+            "scheduledAt": scheduled_at.isoformat(),
+            "graceSeconds": grace_seconds,
+            "error": "",
+        }
+        sent = 0
+        for rule in rules:
+            if RuleEvent.MISSED in rule.events:
+                await self._enqueue(rule, RuleEvent.MISSED, subject, scheduled_at.isoformat())
+                sent += 1
+        return sent
+
+    async def _enqueue(
+        self, rule: NotificationRule, event: RuleEvent, subject: Mapping[str, Any], about: str
+    ) -> None:
+        message = {
+            "rule": rule.name,
+            "event": event.value,
+            "subject": dict(subject),
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
+        key = f"notify:{rule.name}:{event.value}:{subject.get('schedule') or ''}:{about}"
+        task = NewTask(
+            handler=HANDLER,
+            payload={"rule": rule.name, "event": event.value, "message": message},
+            queue=self._queue_name,
+            retry=self._retry,
+            key=key[:500],
+            key_mode=KeyMode.DEDUPE,
+        )
+        result = await self._queue.enqueue(task)
+        logger.info(
+            "notification enqueued",
+            extra={"rule": rule.name, "event": event.value, "task_id": result.task.id},
+        )
+
+
+def _run_subject(run: Run, *, failures_in_a_row: int) -> dict[str, Any]:
+    ran = None
+    if run.running_at is not None and run.finished_at is not None:
+        ran = round((run.finished_at - run.running_at).total_seconds(), 3)
+    return {
+        "kind": "run",
+        "job": run.job,
+        "schedule": run.schedule_name or "",
+        "runId": run.run_id,
+        "taskId": run.task_id,
+        "attempt": run.attempt,
+        "status": run.status.value,
+        "exitCode": run.exit_code,
+        "error": shown_error(run.error) or "",
+        "trigger": run.trigger.value,
+        "startedAt": None if run.running_at is None else run.running_at.isoformat(),
+        "finishedAt": None if run.finished_at is None else run.finished_at.isoformat(),
+        "ranSeconds": ran,
+        "failuresInARow": failures_in_a_row,
+    }
+
+
+class NotificationObserver:
+    """The worker's :class:`~service.observer.TaskObserver`: tells the notifier of every
+    ``job.run`` attempt's final run (other handlers are not looked at)."""
+
+    def __init__(self, notifier: Notifier, runs: RunStore) -> None:
+        self._notifier = notifier
+        self._runs = runs
+
+    async def before_run(self, context: TaskContext) -> None:
+        return None
+
+    async def after_run(self, outcome: TaskOutcome) -> None:
+        task = outcome.context.task
+        if task.handler != JOB_RUN_HANDLER:
+            return
+        attempt = max(task.attempts, 1)
+        found = [run for run in await self._runs.find_by_task(task.id) if run.attempt == attempt]
+        if not found:
+            return
+        run = found[-1]
+        if not run.status.is_final or run.status is RunStatus.CANCELLED:
+            return
+        await self._notifier.run_finished(run, dead=outcome.verdict is Verdict.DEAD)

@@ -1,0 +1,282 @@
+"""Notifications end to end: real container runs (the local busybox image) on a real worker,
+rules saved over the admin API, deliveries through the durable queue to a real webhook
+receiver on loopback, signatures checked as a receiver would."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import tarfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.runtime import build_registry
+from service.worker import Worker, WorkerOptions
+from store.events import EventFilter, Stream
+from store.queue.models import TaskState
+from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, full_admin
+from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
+from tests.integration.webhook_receiver import Receiver
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
+SECRET = "hook-secret-7f3a9c"
+
+
+def job_tarball() -> bytes:
+    files = {
+        "Dockerfile": f'FROM {BUSYBOX_IMAGE}\nCOPY job.sh /job.sh\nCMD ["sh", "/job.sh"]\n',
+        "job.sh": 'echo "mode=$MODE"\n[ "$MODE" = ok ] || exit 3\n',
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"proj/{name}")
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@asynccontextmanager
+async def notifying_admin(
+    backend: str, location: Any, tmp_path: Path, **settings: Any
+) -> AsyncIterator[FullAdmin]:
+    ensure_busybox_image(docker_client())
+    tarballs = tmp_path / "tarballs"
+    tarballs.mkdir(exist_ok=True)
+    data = job_tarball()
+    (tarballs / "flaky.tar.gz").write_bytes(data)
+    overrides = {
+        "job_tarball_dir": tarballs,
+        "notify_retry_seconds": 0.2,
+        "notify_attempts": 8,
+        **settings,
+    }
+    async with full_admin(backend, location, tmp_path, settings=overrides) as admin:
+        job = {
+            "name": "flaky",
+            "source": "tarball_path",
+            "tarballPath": "flaky.tar.gz",
+            "tarballSha256": hashlib.sha256(data).hexdigest(),
+            "env": ["MODE=ok"],
+        }
+        response = await admin.client.post("/jobs", json=job, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        yield admin
+
+
+@asynccontextmanager
+async def working(admin: FullAdmin) -> AsyncIterator[None]:
+    """A real worker (with the notification hook and ``notify.deliver``) while inside."""
+    runtime = admin.runtime
+    registry = build_registry(runtime.job_runner, deliverer=runtime.deliverer)
+    options = WorkerOptions(concurrency=2, poll_interval=0.05, heartbeat_interval=1.0)
+    stop = asyncio.Event()
+    worker = Worker(
+        runtime.stores.queue, registry, options, observer=runtime.notification_observer()
+    )
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await running
+
+
+async def until(
+    check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def queue_idle(admin: FullAdmin) -> bool:
+    queues = await admin.runtime.stores.queue.list_queues()
+    return all(q.ready == 0 and q.running == 0 and q.scheduled == 0 for q in queues)
+
+
+async def run_job(admin: FullAdmin, mode: str) -> None:
+    """Run ``flaky`` once (``ok`` succeeds, anything else exits 3) and wait until every
+    notification it caused is settled."""
+    job = (await admin.client.get("/jobs/flaky", headers=VIEWER)).json()["job"]
+    job.update(env=[f"MODE={mode}"])
+    saved = await admin.client.post("/jobs", json=_definition(job), headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    started = await admin.client.post("/jobs/flaky/run", headers=OPERATOR)
+    task_id = int(started.json()["taskId"])
+    queue = admin.runtime.stores.queue
+
+    async def settled() -> bool:
+        task = await queue.get_task(task_id)
+        return task is None or task.state in (TaskState.DONE, TaskState.DEAD)
+
+    try:
+        await until(settled, "the job run")
+    except AssertionError:
+        runs = await admin.runtime.stores.runs.find_by_task(task_id)
+        raise AssertionError(f"{await queue.get_task(task_id)} {runs}") from None
+    await until(lambda: queue_idle(admin), "the notifications to settle")
+
+
+def _definition(job: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "source", "tarballPath", "tarballSha256", "env")
+    return {key: job[key] for key in keys}
+
+
+async def save_rule(admin: FullAdmin, name: str, **rule: Any) -> dict[str, Any]:
+    response = await admin.client.put(f"/notifications/rules/{name}", json=rule, headers=ADMIN)
+    assert response.status_code in (200, 201), response.text
+    shown: dict[str, Any] = response.json()["rule"]
+    return shown
+
+
+async def events_of(admin: FullAdmin, kind: str) -> list[Any]:
+    streams = frozenset({Stream.RUNS, Stream.SCHEDULES})
+    found = await admin.runtime.events.since(
+        0, EventFilter(streams=streams, types=frozenset({kind})), 1000
+    )
+    return list(found)
+
+
+async def test_failures_streaks_and_recovery_are_told_once_each_signed(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    receiver = Receiver.reserve().start()
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path) as admin:
+            assert (await admin.client.get("/metrics", headers=VIEWER)).status_code == 200
+            common = {"scope": "job", "target": "flaky", "channel": "webhook", "secret": SECRET}
+            shown = await save_rule(
+                admin, "on-failure", events=["failed"], url=receiver.url("/failed"), **common
+            )
+            assert shown["secretSet"] is True
+            assert SECRET not in str(shown)
+            await save_rule(
+                admin,
+                "third-in-a-row",
+                events=["failed_in_a_row"],
+                failuresInARow=3,
+                url=receiver.url("/streak"),
+                **common,
+            )
+            await save_rule(
+                admin, "recovery", events=["recovered"], url=receiver.url("/recovered"), **common
+            )
+            async with working(admin):
+                await run_job(admin, "ok")
+                assert receiver.received == []  # a success is told to nobody
+
+                await run_job(admin, "fail")
+                [failed] = receiver.at("/failed")
+                assert failed.signed_by(SECRET)
+                assert not failed.signed_by("another-secret")
+                body = failed.json()
+                assert (body["event"], body["rule"]) == ("failed", "on-failure")
+                assert body["subject"]["job"] == "flaky"
+                assert body["subject"]["status"] == "failed"
+                assert body["subject"]["exitCode"] == 3
+                assert failed.headers["x-longshore-event"] == "failed"
+                assert receiver.at("/streak") == []
+
+                await run_job(admin, "fail")
+                assert receiver.at("/streak") == []
+                await run_job(admin, "fail")
+                [streak] = receiver.at("/streak")
+                assert streak.signed_by(SECRET)
+                assert streak.json()["subject"]["failuresInARow"] == 3
+                await run_job(admin, "fail")
+                assert len(receiver.at("/streak")) == 1  # once per streak, not on the 4th
+                assert len(receiver.at("/failed")) == 4
+                assert receiver.at("/recovered") == []
+
+                await run_job(admin, "ok")
+                [recovered] = receiver.at("/recovered")
+                assert recovered.signed_by(SECRET)
+                assert recovered.json()["event"] == "recovered"
+                assert len(receiver.at("/failed")) == 4
+                assert len(receiver.at("/streak")) == 1
+
+            delivered = await events_of(admin, "NotificationDelivered")
+            assert len(delivered) == 6
+            assert all(event.key == "flaky" for event in delivered)
+            metrics = await admin.client.get("/metrics/prometheus", headers=VIEWER)
+            assert 'longshore_notifications_total{outcome="delivered"} 6.0' in metrics.text
+            # The secret is in no response, event or audit entry.
+            listed = await admin.client.get("/notifications/rules", headers=VIEWER)
+            assert SECRET not in listed.text
+            assert all(SECRET not in str(event.data) for event in delivered)
+            assert SECRET not in str(await admin.audit_entries(limit=100))
+    finally:
+        receiver.stop()
+
+
+async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_ends_in_the_dlq(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    later = Receiver.reserve()  # nothing listens yet
+    broken = Receiver.reserve().start()
+    broken.answers["/hook"] = 302  # a redirect is a failure: never followed
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path, notify_attempts=3) as admin:
+            assert (await admin.client.get("/metrics", headers=VIEWER)).status_code == 200
+            common = {"scope": "job", "target": "flaky", "events": ["failed"], "secret": SECRET}
+            await save_rule(admin, "later", channel="webhook", url=later.url("/hook"), **common)
+            await save_rule(
+                admin,
+                "broken-chat",
+                channel="chat",
+                template="{job} {event}: {status}",
+                url=broken.url("/hook"),
+                **common,
+            )
+            async with working(admin):
+                job = (await admin.client.get("/jobs/flaky", headers=VIEWER)).json()["job"]
+                job.update(env=["MODE=down"])
+                await admin.client.post("/jobs", json=_definition(job), headers=ADMIN)
+                await admin.client.post("/jobs/flaky/run", headers=OPERATOR)
+
+                async def failed_once() -> bool:
+                    return bool(await events_of(admin, "NotificationFailed"))
+
+                await until(failed_once, "a failed delivery")
+                later.start()
+                await until(lambda: len(later.at("/hook")) == 1, "the delivery, retried")
+                assert later.at("/hook")[0].signed_by(SECRET)
+                await until(lambda: queue_idle(admin), "the dead delivery")
+
+            assert len(later.at("/hook")) == 1
+            assert len(broken.at("/hook")) == 3  # every attempt, then dead-lettered
+            assert broken.at("/elsewhere") == []
+            assert broken.at("/hook")[0].json() == {"text": "flaky failed: failed"}
+            dead = await events_of(admin, "NotificationDeadLettered")
+            assert [event.data["rule"] for event in dead] == ["broken-chat"]
+            assert "HTTP 302" in dead[0].data["error"]
+            dlq = await admin.client.get("/dlq", headers=VIEWER)
+            entries = [e for e in dlq.json()["entries"] if e["handler"] == "notify.deliver"]
+            assert len(entries) == 1
+            assert SECRET not in dlq.text
+            metrics = (await admin.client.get("/metrics/prometheus", headers=VIEWER)).text
+            assert 'longshore_notifications_total{outcome="dead_lettered"} 1.0' in metrics
+            assert 'longshore_notifications_total{outcome="delivered"} 1.0' in metrics
+    finally:
+        later.stop()
+        broken.stop()
