@@ -3,7 +3,7 @@
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
 ``dlq`` and ``queues`` work directly on the database named by ``WORKER_DATABASE_URL`` (or
 ``--database-url``); they also work while the service is down. The client commands
-``jobs``, ``runs``, ``schedules`` and ``audit`` talk to the admin API (see
+``jobs``, ``runs``, ``schedules``, ``notifications`` and ``audit`` talk to the admin API (see
 :mod:`service.cli.api`), with the same roles, approval and audit as any API client. Every
 failure is one line on stderr and a non-zero exit status.
 """
@@ -16,7 +16,18 @@ import click
 import typer
 from typer.exceptions import TyperException
 
-from service.cli import audit, certs, dlq, jobs, queues, run, runs, schedules, tasks
+from service.cli import (
+    audit,
+    certs,
+    dlq,
+    jobs,
+    notifications,
+    queues,
+    run,
+    runs,
+    schedules,
+    tasks,
+)
 from service.cli.common import command_group
 from service.cli.terminal import inline
 from store.errors import LongshoreError
@@ -33,6 +44,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
+app.add_typer(notifications.app, name="notifications")
 
 
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
