@@ -194,6 +194,7 @@ async def open_runtime(
                 factories=factories,
                 events=events,
                 instance=instance_name(),
+                on_missed=notifier.firing_missed,
             )
             await stack.enter_async_context(scheduler)
             if settings.run_retention_interval > 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,12 +58,15 @@ class Firer:
         factories: FactoryRegistry,
         events: EventStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_skips: Callable[[Sequence[Skip]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._factories = factories
         self._events = events
         self._now = clock
+        self._on_skips = on_skips
+        """Told of every batch of skips once reported (the missed-firing check)."""
 
     async def fire(
         self, schedule: Schedule, *, kind: FiringKind, fire_time: datetime, key: str | None = None
@@ -285,4 +288,6 @@ class Firer:
         events: list[NewEvent] = []
         results = report_skips(list(enumerate(skips)), records, events, self._now())
         await write_report(self._store, self._events, records, events)
+        if self._on_skips is not None:
+            await self._on_skips(skips)
         return [result for _, result in results]

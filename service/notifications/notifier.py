@@ -20,6 +20,7 @@ from typing import Any
 
 from admin.run_errors import shown_error
 from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
+from scheduler.missed import MissedFiring
 from service.notifications.matching import events_for, rules_for, run_facts
 from service.observer import TaskOutcome, Verdict
 from store.jobs.models import Run, RunStatus
@@ -99,6 +100,16 @@ class Notifier:
                 await self._enqueue(rule, RuleEvent.MISSED, subject, scheduled_at.isoformat())
                 sent += 1
         return sent
+
+    async def firing_missed(self, firing: MissedFiring) -> None:
+        """The scheduler's ``on_missed`` handler: :meth:`schedule_missed` of ``firing``."""
+        schedule = firing.schedule
+        await self.schedule_missed(
+            schedule.name,
+            scheduled_at=firing.scheduled_at,
+            factory=schedule.factory,
+            grace_seconds=schedule.misfire_grace_seconds,
+        )
 
     async def _enqueue(
         self, rule: NotificationRule, event: RuleEvent, subject: Mapping[str, Any], about: str

@@ -281,3 +281,13 @@ class ScheduleHealth:
 
     last_success_at: datetime | None
     failures_since_success: int
+
+    @property
+    def failing(self) -> bool:
+        """Whether its runs keep failing: :data:`FAILING_AFTER` or more failed since its
+        last success (or since its first run, when none succeeded)."""
+        return self.failures_since_success >= FAILING_AFTER
+
+
+FAILING_AFTER = 2
+"""Failed runs in a row after which a schedule is ``failing``."""

@@ -19,6 +19,7 @@ import pytest
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import EventFilter, Stream
+from store.jobs.models import RunTrigger
 from store.queue.models import TaskState
 from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, full_admin
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
@@ -114,15 +115,20 @@ async def queue_idle(admin: FullAdmin) -> bool:
     return all(q.ready == 0 and q.running == 0 and q.scheduled == 0 for q in queues)
 
 
-async def run_job(admin: FullAdmin, mode: str) -> None:
-    """Run ``flaky`` once (``ok`` succeeds, anything else exits 3) and wait until every
-    notification it caused is settled."""
+async def run_job(admin: FullAdmin, mode: str, *, schedule: str | None = None) -> None:
+    """Run ``flaky`` once (``ok`` succeeds, anything else exits 3), as ``schedule``'s run
+    when given, and wait until every notification it caused is settled."""
     job = (await admin.client.get("/jobs/flaky", headers=VIEWER)).json()["job"]
     job.update(env=[f"MODE={mode}"])
     saved = await admin.client.post("/jobs", json=_definition(job), headers=ADMIN)
     assert saved.status_code == 200, saved.text
-    started = await admin.client.post("/jobs/flaky/run", headers=OPERATOR)
-    task_id = int(started.json()["taskId"])
+    if schedule is None:
+        started = await admin.client.post("/jobs/flaky/run", headers=OPERATOR)
+        task_id = int(started.json()["taskId"])
+    else:
+        task_id, _ = await admin.runtime.job_runner.submit(
+            "flaky", trigger=RunTrigger.SCHEDULE, actor=None, schedule_name=schedule
+        )
     queue = admin.runtime.stores.queue
 
     async def settled() -> bool:
@@ -280,3 +286,45 @@ async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_en
     finally:
         later.stop()
         broken.stop()
+
+
+async def test_a_schedule_whose_runs_keep_failing_is_failing_and_its_own_rule_is_told(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    receiver = Receiver.reserve().start()
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path) as admin:
+            await admin.client.get("/metrics", headers=VIEWER)
+            schedule = {"name": "yearly", "spec": "0 0 1 1 *", "factory": "flaky"}
+            response = await admin.client.post("/schedules", json=schedule, headers=ADMIN)
+            assert response.status_code == 201, response.text
+            common = {"channel": "webhook", "secret": SECRET, "events": ["failed"]}
+            await save_rule(admin, "default", scope="global", url=receiver.url("/global"), **common)
+            await save_rule(
+                admin,
+                "yearly-only",
+                scope="schedule",
+                target="yearly",
+                url=receiver.url("/yearly"),
+                **common,
+            )
+            async with working(admin):
+                await run_job(admin, "ok", schedule="yearly")
+                shown = (await admin.client.get("/schedules/yearly", headers=VIEWER)).json()
+                assert shown["schedule"]["failing"] is False
+                assert shown["schedule"]["lastSuccessAtMs"] > 0
+                await run_job(admin, "fail", schedule="yearly")
+                await run_job(admin, "fail", schedule="yearly")
+                await run_job(admin, "fail")  # not the schedule's: the job has no own rule
+
+            listed = (await admin.client.get("/schedules", headers=VIEWER)).json()
+            [item] = listed["schedules"]
+            assert item["failing"] is True
+            assert item["failuresInARow"] == 2
+            assert item["status"] == "healthy"  # seed 003's vocabulary is unchanged
+            assert len(receiver.at("/yearly")) == 2  # the schedule's own rule
+            assert len(receiver.at("/global")) == 1  # the default, for the API run only
+            metrics = (await admin.client.get("/metrics/prometheus", headers=VIEWER)).text
+            assert 'longshore_schedule_last_success_timestamp{schedule="yearly"}' in metrics
+    finally:
+        receiver.stop()
