@@ -139,7 +139,7 @@ async def open_runtime(
             rules=stores.notifications,
             runs=stores.runs,
             queue=stores.queue,
-            queue_name=settings.admin_default_queue,
+            queue_name=settings.notify_queue or settings.admin_default_queue,
             retry=RetryPolicy(
                 max_attempts=settings.notify_attempts, base_delay=settings.notify_retry_seconds
             ),

@@ -102,6 +102,7 @@ class Settings(JobSettings):
     )
 
     # Notifications (docs/notifications.md)
+    notify_queue: str | None = None
     notify_attempts: int = Field(default=8, ge=1, le=100)
     notify_retry_seconds: Annotated[float, NoDecode] = Field(default=10.0, ge=0.0, le=3600.0)
     notify_response_max_bytes: int = Field(default=65536, ge=0, le=16 * 1024 * 1024)
@@ -182,6 +183,11 @@ class Settings(JobSettings):
     @classmethod
     def _retention_jobs(cls, value: Any) -> Any:
         return parse_retention_rules(value) if isinstance(value, str) else value
+
+    @field_validator("notify_queue")
+    @classmethod
+    def _optional_queue_name(cls, value: str | None) -> str | None:
+        return None if not value else cls._queue_name(value)
 
     @field_validator("admin_default_queue")
     @classmethod
