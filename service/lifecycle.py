@@ -58,7 +58,8 @@ from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.job_schedules import JobFactories, SyncingScheduleManager
 from service.notifications.delivery import Deliverer
-from service.notifications.notifier import NotificationObserver, Notifier
+from service.notifications.notifier import Notifier
+from service.notifications.observer import NotificationObserver
 from service.retention import CrashLeftovers, prune_runs_periodically, run_retention
 from service.runtime import event_store_options, runner_config
 from service.settings import Settings
@@ -95,11 +96,13 @@ class Runtime:
     retention: RetentionCounters
     notifier: Notifier
     deliverer: Deliverer
+    observer: NotificationObserver
+    """The worker's hook that enqueues the notifications of runs."""
     admin_api: AdminApi | None = None
 
     def notification_observer(self) -> NotificationObserver:
-        """The worker's hook that enqueues the notifications of finished runs."""
-        return NotificationObserver(self.notifier, self.stores.runs)
+        """The worker's hook that enqueues the notifications of runs."""
+        return self.observer
 
 
 def instance_name() -> str:
@@ -149,6 +152,8 @@ async def open_runtime(
             events=events,
             response_max_bytes=settings.notify_response_max_bytes,
         )
+        observer = NotificationObserver(notifier, stores.runs)
+        stack.push_async_callback(observer.close)
 
         background = TaskOwner("runtime")
         stack.push_async_callback(background.close)
@@ -258,6 +263,7 @@ async def open_runtime(
             retention=counters,
             notifier=notifier,
             deliverer=deliverer,
+            observer=observer,
             admin_api=admin_api,
         )
 

@@ -7,7 +7,9 @@
   reaches its ``failuresInARow`` exactly: once per streak, not on every later failure.
 - **Recovered**: the run succeeded and the final run before it failed.
 - **Retries exhausted**: the run failed and its task is out of attempts (dead-lettered).
-- **Slow**: the run's container ran longer than the rule's ``warnAfterSeconds``.
+- **Slow**: the run's container ran longer than the rule's ``warnAfterSeconds`` (the
+  worker's watcher tells it while the run goes on; the run's end tells it only if the
+  watcher could not).
 
 Rule selection: the rules of the run's schedule and of its job apply; the global rules are
 the default, for runs of jobs and schedules that have no enabled rule of their own.

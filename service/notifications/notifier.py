@@ -4,8 +4,8 @@
 missed schedule firing, and enqueues one ``notify.deliver`` task per rule and event, keyed
 ``notify:<rule>:<event>:<run id or firing>`` so the same notification is never enqueued
 twice. From then on the queue owns it: retried with backoff, dead-lettered when it keeps
-failing (:mod:`.delivery`). :class:`NotificationObserver` is the worker's hook: once a
-``job.run`` task's attempt has a verdict, the run it recorded is told to the notifier.
+failing (:mod:`.delivery`). The worker's hook that tells it of runs is
+:class:`~service.notifications.observer.NotificationObserver`.
 
 A notifier that cannot read the rules or enqueue (the store is down) logs it: the run's
 own outcome is never changed by its notifications.
@@ -19,20 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from admin.run_errors import shown_error
-from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
 from scheduler.missed import MissedFiring
 from service.notifications.matching import events_for, rules_for, run_facts
-from service.observer import TaskOutcome, Verdict
-from store.jobs.models import Run, RunStatus
+from store.jobs.models import Run
 from store.jobs.protocol import RunStore
 from store.notifications.models import NotificationRule, RuleEvent, RuleScope
 from store.notifications.protocol import NotificationStore
-from store.queue.handlers import TaskContext
 from store.queue.models import KeyMode, NewTask
 from store.queue.protocol import TaskQueue
 from store.queue.retry import RetryPolicy
 
-__all__ = ["HANDLER", "NotificationObserver", "Notifier"]
+__all__ = ["HANDLER", "Notifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +72,20 @@ class Notifier:
             facts = run_facts(run, earlier, dead=dead)
             for event in events_for(rule, facts):
                 subject = _run_subject(run, failures_in_a_row=facts.failures_in_a_row)
-                await self._enqueue(rule, event, subject, f"{run.run_id}")
+                await self._enqueue(rule, event, subject, run.run_id)
                 sent += 1
         return sent
+
+    async def run_slow(self, run: Run, rule: NotificationRule) -> None:
+        """Enqueue ``rule``'s ``slow`` notification of ``run``, still running (the same one
+        its end would enqueue: the key makes it one)."""
+        subject = _run_subject(run, failures_in_a_row=0)
+        await self._enqueue(rule, RuleEvent.SLOW, subject, run.run_id)
+
+    async def slow_rules(self, *, job: str, schedule: str | None) -> list[NotificationRule]:
+        """The rules that want to hear of ``job``'s slow runs."""
+        rules = rules_for(await self._rules.list_all(), job=job, schedule=schedule)
+        return [rule for rule in rules if RuleEvent.SLOW in rule.events]
 
     async def schedule_missed(
         self, schedule: str, *, scheduled_at: datetime, factory: str, grace_seconds: int
@@ -156,28 +164,3 @@ def _run_subject(run: Run, *, failures_in_a_row: int) -> dict[str, Any]:
         "ranSeconds": ran,
         "failuresInARow": failures_in_a_row,
     }
-
-
-class NotificationObserver:
-    """The worker's :class:`~service.observer.TaskObserver`: tells the notifier of every
-    ``job.run`` attempt's final run (other handlers are not looked at)."""
-
-    def __init__(self, notifier: Notifier, runs: RunStore) -> None:
-        self._notifier = notifier
-        self._runs = runs
-
-    async def before_run(self, context: TaskContext) -> None:
-        return None
-
-    async def after_run(self, outcome: TaskOutcome) -> None:
-        task = outcome.context.task
-        if task.handler != JOB_RUN_HANDLER:
-            return
-        attempt = max(task.attempts, 1)
-        found = [run for run in await self._runs.find_by_task(task.id) if run.attempt == attempt]
-        if not found:
-            return
-        run = found[-1]
-        if not run.status.is_final or run.status is RunStatus.CANCELLED:
-            return
-        await self._notifier.run_finished(run, dead=outcome.verdict is Verdict.DEAD)

@@ -19,7 +19,7 @@ import pytest
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import EventFilter, Stream
-from store.jobs.models import RunTrigger
+from store.jobs.models import RunStatus, RunTrigger
 from store.queue.models import TaskState
 from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, full_admin
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
@@ -37,7 +37,11 @@ SECRET = "hook-secret-7f3a9c"
 def job_tarball() -> bytes:
     files = {
         "Dockerfile": f'FROM {BUSYBOX_IMAGE}\nCOPY job.sh /job.sh\nCMD ["sh", "/job.sh"]\n',
-        "job.sh": 'echo "mode=$MODE"\n[ "$MODE" = ok ] || exit 3\n',
+        "job.sh": (
+            'echo "mode=$MODE"\n'
+            'if [ "$MODE" = slow ]; then sleep 4; exit 0; fi\n'
+            '[ "$MODE" = ok ] || exit 3\n'
+        ),
     }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -326,5 +330,44 @@ async def test_a_schedule_whose_runs_keep_failing_is_failing_and_its_own_rule_is
             assert len(receiver.at("/global")) == 1  # the default, for the API run only
             metrics = (await admin.client.get("/metrics/prometheus", headers=VIEWER)).text
             assert 'longshore_schedule_last_success_timestamp{schedule="yearly"}' in metrics
+    finally:
+        receiver.stop()
+
+
+async def test_a_slow_run_is_warned_of_while_it_runs_and_once(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    receiver = Receiver.reserve().start()
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path) as admin:
+            await save_rule(
+                admin,
+                "slow-runs",
+                scope="job",
+                target="flaky",
+                events=["slow"],
+                warnAfterSeconds=1,
+                channel="chat",
+                template="{job} is slow ({status})",
+                url=receiver.url("/slow"),
+            )
+            job = (await admin.client.get("/jobs/flaky", headers=VIEWER)).json()["job"]
+            job.update(env=["MODE=slow"])
+            await admin.client.post("/jobs", json=_definition(job), headers=ADMIN)
+            async with working(admin):
+                started = (await admin.client.post("/jobs/flaky/run", headers=OPERATOR)).json()
+                await until(lambda: len(receiver.at("/slow")) == 1, "the slow warning")
+                run = await admin.runtime.stores.runs.get(started["runId"])
+                assert run is not None
+                assert run.status is RunStatus.RUNNING  # a warning: the run goes on
+                assert receiver.at("/slow")[0].json() == {"text": "flaky is slow (running)"}
+
+                async def finished() -> bool:
+                    found = await admin.runtime.stores.runs.get(started["runId"])
+                    return found is not None and found.status is RunStatus.SUCCEEDED
+
+                await until(finished, "the slow run to succeed")
+                await until(lambda: queue_idle(admin), "the queue")
+            assert len(receiver.at("/slow")) == 1  # its end does not tell it again
     finally:
         receiver.stop()
