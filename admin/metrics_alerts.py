@@ -5,7 +5,8 @@ Observed from the event store (with one), since the metrics were made:
 - ``longshore_notifications_total{outcome}``: notification deliveries ``delivered``,
   ``failed`` (an attempt that will be retried) and ``dead_lettered`` (out of attempts).
 - ``longshore_schedule_missed_total{schedule}``: firings not enqueued within their grace
-  (``ScheduleMissed`` events of the scheduler's missed-run check).
+  (``ScheduleMissed`` events of the scheduler's missed-run check; an event that stands for
+  ``omitted`` more ticks of a long outage counts them too).
 
 Read from the run store when scraped:
 
@@ -64,7 +65,9 @@ class AlertCounters:
             self.notifications.labels(outcome).inc()
             return True
         if kind == EventType.SCHEDULE_MISSED.value and stream is Stream.SCHEDULES:
-            self.missed.labels(key).inc()
+            omitted = data.get("omitted", 0)
+            more = omitted if isinstance(omitted, int) and omitted > 0 else 0
+            self.missed.labels(key).inc(1 + more)
             return True
         return False
 

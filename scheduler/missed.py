@@ -10,7 +10,7 @@ missed: they were decided, not lost. A firing that the catch-up enqueues late
 
 Each missed firing is one ``ScheduleMissed`` event (stream ``schedules``, key = schedule;
 ``scheduledAt``, ``detectedAt``, ``graceSeconds``, ``reason``, ``spec``) and one call of the
-``on_missed`` handler (the service enqueues the ``missed`` notifications there). A range of
+``on_missed`` handler's list (the service enqueues the ``missed`` notifications there). A range of
 ticks missed during a long outage is enumerated up to :data:`MAX_PER_RANGE` ticks per
 schedule; past that one more event carries ``omitted`` (how many more ticks were missed).
 """
@@ -18,7 +18,7 @@ schedule; past that one more event carries ``omitted`` (how many more ticks were
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,7 +49,8 @@ class MissedFiring:
     """More ticks of the same range missed beyond :data:`MAX_PER_RANGE` (not enumerated)."""
 
 
-MissedHandler = Callable[[MissedFiring], Awaitable[None]]
+MissedHandler = Callable[[list[MissedFiring]], Awaitable[object]]
+"""Told of the missed firings found together (one batch of skips, one catch-up)."""
 
 
 def missed_of_skips(skips: Iterable[Skip]) -> list[MissedFiring]:
@@ -120,10 +121,31 @@ class MissedReporter:
         self._on_missed = on_missed
         self._now = clock
 
+    def events_of(self, skips: Sequence[Skip], now: datetime) -> list[NewEvent]:
+        """The ``ScheduleMissed`` events of the missed firings among ``skips`` (the firer
+        appends them with the skips' own events)."""
+        missed = missed_of_skips(skips)
+        self._log(missed)
+        return [_event(firing, now) for firing in missed]
+
+    async def after(self, skips: Sequence[Skip]) -> None:
+        """Tell the handler of the missed firings among ``skips``."""
+        await self._tell(missed_of_skips(skips))
+
     async def report(self, missed: list[MissedFiring]) -> None:
+        """Append the events of ``missed`` and tell the handler."""
         if not missed:
             return
         now = self._now()
+        self._log(missed)
+        if self._events is not None:
+            try:
+                await self._events.append_many([_event(firing, now) for firing in missed])
+            except Exception as exc:
+                logger.warning("could not append missed firings", extra={"error": str(exc)})
+        await self._tell(missed)
+
+    def _log(self, missed: list[MissedFiring]) -> None:
         for firing in missed:
             logger.warning(
                 "schedule firing missed",
@@ -133,21 +155,17 @@ class MissedReporter:
                     "reason": firing.reason,
                 },
             )
-        if self._events is not None:
-            try:
-                await self._events.append_many([_event(firing, now) for firing in missed])
-            except Exception as exc:
-                logger.warning("could not append missed firings", extra={"error": str(exc)})
-        if self._on_missed is None:
+
+    async def _tell(self, missed: list[MissedFiring]) -> None:
+        if self._on_missed is None or not missed:
             return
-        for firing in missed:
-            try:
-                await self._on_missed(firing)
-            except Exception as exc:
-                logger.warning(
-                    "could not notify a missed firing",
-                    extra={"schedule": firing.schedule.name, "error": str(exc)},
-                )
+        try:
+            await self._on_missed(missed)
+        except Exception as exc:
+            logger.warning(
+                "could not notify missed firings",
+                extra={"count": len(missed), "error": str(exc)},
+            )
 
 
 def _event(firing: MissedFiring, now: datetime) -> NewEvent:

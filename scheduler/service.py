@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from scheduler.batches import TickBatcher
@@ -33,8 +33,8 @@ from scheduler.catch_up import plan_catch_up
 from scheduler.clock import TickClock
 from scheduler.errors import SpecError
 from scheduler.factories import FactoryRegistry
-from scheduler.firing import Firer, Skip
-from scheduler.missed import MissedHandler, MissedReporter, missed_of_late_firings, missed_of_skips
+from scheduler.firing import Firer
+from scheduler.missed import MissedHandler, MissedReporter, missed_of_late_firings
 from scheduler.spec import parse_spec, parse_timezone
 from scheduler.status import is_active
 from store.background import TaskOwner
@@ -82,7 +82,7 @@ class SchedulerService:
             factories=factories,
             events=events,
             clock=clock,
-            on_skips=self._report_missed,
+            skip_listener=self._missed,
         )
         self._tasks: TaskOwner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -248,6 +248,3 @@ class SchedulerService:
             await self._firer.skip_many(plan.skips)
         await batches.fire_and_wait(plan.firings)
         await self._missed.report(missed_of_late_firings(plan.firings))
-
-    async def _report_missed(self, skips: Sequence[Skip]) -> None:
-        await self._missed.report(missed_of_skips(skips))

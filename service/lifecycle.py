@@ -199,7 +199,7 @@ async def open_runtime(
                 factories=factories,
                 events=events,
                 instance=instance_name(),
-                on_missed=notifier.firing_missed,
+                on_missed=notifier.firings_missed,
             )
             await stack.enter_async_context(scheduler)
             if settings.run_retention_interval > 0:

@@ -87,37 +87,30 @@ class Notifier:
         rules = rules_for(await self._rules.list_all(), job=job, schedule=schedule)
         return [rule for rule in rules if RuleEvent.SLOW in rule.events]
 
-    async def schedule_missed(
-        self, schedule: str, *, scheduled_at: datetime, factory: str, grace_seconds: int
-    ) -> int:
-        """Enqueue the ``missed`` notifications of a firing of ``schedule`` at
-        ``scheduled_at`` that was not enqueued within its grace."""
-        rules = rules_for(await self._rules.list_all(), job=None, schedule=schedule)
-        subject = {
-            "kind": "firing",
-            "schedule": schedule,
-            "job": factory,
-            "status": "missed",
-            "scheduledAt": scheduled_at.isoformat(),
-            "graceSeconds": grace_seconds,
-            "error": "",
-        }
+    async def firings_missed(self, missed: list[MissedFiring]) -> int:
+        """The scheduler's ``on_missed`` handler: enqueue the ``missed`` notifications of
+        firings not enqueued within their grace; return how many."""
+        rules = await self._rules.list_all()
         sent = 0
-        for rule in rules:
-            if RuleEvent.MISSED in rule.events:
-                await self._enqueue(rule, RuleEvent.MISSED, subject, scheduled_at.isoformat())
-                sent += 1
+        for firing in missed:
+            schedule = firing.schedule
+            subject = {
+                "kind": "firing",
+                "schedule": schedule.name,
+                "job": schedule.factory,
+                "status": "missed",
+                "scheduledAt": firing.scheduled_at.isoformat(),
+                "graceSeconds": schedule.misfire_grace_seconds,
+                "reason": firing.reason,
+                "omitted": firing.omitted,
+                "error": "",
+            }
+            for rule in rules_for(rules, job=None, schedule=schedule.name):
+                if RuleEvent.MISSED in rule.events:
+                    about = firing.scheduled_at.isoformat()
+                    await self._enqueue(rule, RuleEvent.MISSED, subject, about)
+                    sent += 1
         return sent
-
-    async def firing_missed(self, firing: MissedFiring) -> None:
-        """The scheduler's ``on_missed`` handler: :meth:`schedule_missed` of ``firing``."""
-        schedule = firing.schedule
-        await self.schedule_missed(
-            schedule.name,
-            scheduled_at=firing.scheduled_at,
-            factory=schedule.factory,
-            grace_seconds=schedule.misfire_grace_seconds,
-        )
 
     async def _enqueue(
         self, rule: NotificationRule, event: RuleEvent, subject: Mapping[str, Any], about: str

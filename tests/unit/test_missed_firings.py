@@ -67,7 +67,7 @@ def test_notification_outcomes_and_missed_firings_are_counted() -> None:
     counters.observe(Stream.RUNS, "nightly", "NotificationFailed", {})
     counters.observe(Stream.SCHEDULES, "hourly", "NotificationDeadLettered", {})
     counters.observe(Stream.SCHEDULES, "hourly", "ScheduleMissed", {})
-    counters.observe(Stream.SCHEDULES, "hourly", "ScheduleMissed", {})
+    counters.observe(Stream.SCHEDULES, "hourly", "ScheduleMissed", {"omitted": 5})
     assert not counters.observe(Stream.RUNS, "nightly", "RunFailed", {})
 
     def value(name: str, **labels: str) -> float | None:
@@ -76,4 +76,4 @@ def test_notification_outcomes_and_missed_firings_are_counted() -> None:
     assert value("longshore_notifications_total", outcome="delivered") == 1
     assert value("longshore_notifications_total", outcome="failed") == 1
     assert value("longshore_notifications_total", outcome="dead_lettered") == 1
-    assert value("longshore_schedule_missed_total", schedule="hourly") == 2
+    assert value("longshore_schedule_missed_total", schedule="hourly") == 7
