@@ -25,11 +25,9 @@ from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, 
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
 from tests.integration.webhook_receiver import Receiver
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.slow,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+only_embedded = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+"""The journey of failures runs on both backends; the others on the embedded store."""
 
 SECRET = "hook-secret-7f3a9c"
 
@@ -239,6 +237,7 @@ async def test_failures_streaks_and_recovery_are_told_once_each_signed(
         receiver.stop()
 
 
+@only_embedded
 async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_ends_in_the_dlq(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
@@ -292,6 +291,7 @@ async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_en
         broken.stop()
 
 
+@only_embedded
 async def test_a_schedule_whose_runs_keep_failing_is_failing_and_its_own_rule_is_told(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
@@ -334,6 +334,7 @@ async def test_a_schedule_whose_runs_keep_failing_is_failing_and_its_own_rule_is
         receiver.stop()
 
 
+@only_embedded
 async def test_a_slow_run_is_warned_of_while_it_runs_and_once(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
