@@ -101,13 +101,15 @@ class Deliverer:
             follow_redirects=False, trust_env=False, timeout=httpx.Timeout(rule.timeout_seconds)
         )
         try:
+            # One deadline for the whole exchange (httpx's own timeouts are per operation).
             async with (
+                asyncio.timeout(rule.timeout_seconds),
                 client,
                 client.stream("POST", rule.url, content=body, headers=headers) as response,
             ):
-                await asyncio.wait_for(self._drain(response), rule.timeout_seconds)
+                await self._drain(response)
                 status = response.status_code
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, ValueError) as exc:
             raise DeliveryFailed(f"{_host(rule.url)}: {type(exc).__name__}") from None
         if not 200 <= status < 300:
             raise DeliveryFailed(f"{_host(rule.url)} answered HTTP {status}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,7 +82,6 @@ class NotificationRule:
     enabled: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def applies_to(self, *, job: str | None, schedule: str | None) -> bool:
         """Whether the rule's scope covers a run of ``job`` fired by ``schedule``."""

@@ -244,6 +244,7 @@ async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_en
     later = Receiver.reserve()  # nothing listens yet
     broken = Receiver.reserve().start()
     broken.answers["/hook"] = 302  # a redirect is a failure: never followed
+    broken.answers["/hang"] = 0  # answers only after the rule's timeout
     try:
         async with notifying_admin(backend, queue_location, tmp_path, notify_attempts=3) as admin:
             assert (await admin.client.get("/metrics", headers=VIEWER)).status_code == 200
@@ -255,6 +256,14 @@ async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_en
                 channel="chat",
                 template="{job} {event}: {status}",
                 url=broken.url("/hook"),
+                **common,
+            )
+            await save_rule(
+                admin,
+                "hanging",
+                channel="webhook",
+                timeoutSeconds=0.3,
+                url=broken.url("/hang"),
                 **common,
             )
             async with working(admin):
@@ -276,15 +285,20 @@ async def test_a_receiver_that_is_down_gets_the_delivery_later_and_a_dead_one_en
             assert len(broken.at("/hook")) == 3  # every attempt, then dead-lettered
             assert broken.at("/elsewhere") == []
             assert broken.at("/hook")[0].json() == {"text": "flaky failed: failed"}
-            dead = await events_of(admin, "NotificationDeadLettered")
-            assert [event.data["rule"] for event in dead] == ["broken-chat"]
-            assert "HTTP 302" in dead[0].data["error"]
+            dead = {
+                event.data["rule"]: event.data["error"]
+                for event in await events_of(admin, "NotificationDeadLettered")
+            }
+            assert set(dead) == {"broken-chat", "hanging"}
+            assert "HTTP 302" in dead["broken-chat"]
+            assert "TimeoutError" in dead["hanging"]
+            assert len(broken.at("/hang")) == 3
             dlq = await admin.client.get("/dlq", headers=VIEWER)
             entries = [e for e in dlq.json()["entries"] if e["handler"] == "notify.deliver"]
-            assert len(entries) == 1
+            assert len(entries) == 2
             assert SECRET not in dlq.text
             metrics = (await admin.client.get("/metrics/prometheus", headers=VIEWER)).text
-            assert 'longshore_notifications_total{outcome="dead_lettered"} 1.0' in metrics
+            assert 'longshore_notifications_total{outcome="dead_lettered"} 2.0' in metrics
             assert 'longshore_notifications_total{outcome="delivered"} 1.0' in metrics
     finally:
         later.stop()

@@ -12,9 +12,12 @@ import hmac
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+HANG_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class Received:
 class Receiver:
     port: int
     answers: dict[str, int] = field(default_factory=dict)
-    """Status per path (200 when unnamed); 302 answers redirect to ``/elsewhere``."""
+    """Status per path (200 when unnamed); 302 answers redirect to ``/elsewhere``; ``0``
+    answers nothing for :data:`HANG_SECONDS` (a receiver that hangs)."""
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -66,6 +70,9 @@ class Receiver:
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 receiver.received.append(Received(self.path, headers, body))
                 status = receiver.answers.get(self.path, 200)
+                if status == 0:
+                    time.sleep(HANG_SECONDS)
+                    status = 200
                 self.send_response(status)
                 if status == 302:
                     self.send_header("Location", receiver.url("/elsewhere"))
