@@ -386,3 +386,39 @@ async def test_a_slow_run_is_warned_of_while_it_runs_and_once(
             assert len(receiver.at("/slow")) == 1  # its end does not tell it again
     finally:
         receiver.stop()
+
+
+@only_embedded
+async def test_retries_exhausted_is_told_once_after_the_last_attempt(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    receiver = Receiver.reserve().start()
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path) as admin:
+            job = (await admin.client.get("/jobs/flaky", headers=VIEWER)).json()["job"]
+            definition = {**_definition(job), "env": ["MODE=fail"], "retries": 1}
+            assert (await admin.client.post("/jobs", json=definition, headers=ADMIN)).is_success
+            common = {"scope": "job", "target": "flaky", "channel": "webhook", "secret": SECRET}
+            await save_rule(
+                admin, "last", events=["retries_exhausted"], url=receiver.url("/last"), **common
+            )
+            await save_rule(admin, "each", events=["failed"], url=receiver.url("/each"), **common)
+            async with working(admin):
+                started = (await admin.client.post("/jobs/flaky/run", headers=OPERATOR)).json()
+                queue = admin.runtime.stores.queue
+
+                async def dead() -> bool:
+                    task = await queue.get_task(int(started["taskId"]))
+                    return task is not None and task.state is TaskState.DEAD
+
+                await until(dead, "the job's task to be dead-lettered", timeout=90)
+                await until(lambda: queue_idle(admin), "the notifications")
+            assert [note.json()["subject"]["attempt"] for note in receiver.at("/each")] == [1, 2]
+            [last] = receiver.at("/last")
+            assert last.signed_by(SECRET)
+            assert (last.json()["event"], last.json()["subject"]["attempt"]) == (
+                "retries_exhausted",
+                2,
+            )
+    finally:
+        receiver.stop()
