@@ -57,6 +57,7 @@ def full_app() -> Any:
         runner=placeholder,
         artifacts=placeholder,
         schedules=placeholder,
+        notifications=placeholder,
     )
     return create_app(services=services, config=AdminConfig(tokens={"doc": "doc"}))
 

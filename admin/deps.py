@@ -19,6 +19,7 @@ from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 from store.secrets.protocol import SecretStore
 
@@ -59,4 +60,5 @@ RunnerDep = Annotated[JobRunner, Depends(_required("runner"))]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_required("artifacts"))]
 SchedulesDep = Annotated[ScheduleManager, Depends(_required("schedules"))]
 SecretsDep = Annotated[SecretStore, Depends(_required("secrets"))]
+NotificationsDep = Annotated[NotificationStore, Depends(_required("notifications"))]
 ConfigDep = Annotated[AdminConfig, Depends(config_of)]

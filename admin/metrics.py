@@ -21,7 +21,9 @@ yields the snapshot):
 - ``longshore_schedules{status}`` gauge: schedules ``healthy``, ``paused``, ``lagging``
   (with a schedule manager; the first :data:`SCHEDULES_MAX` schedules by name).
 
-Observed from the event store (with one), since the metrics were made:
+Observed from the event store (with one), since the metrics were made (the families operators
+alert on — notifications, missed firings, last success per schedule — are in
+:mod:`admin.metrics_alerts`):
 
 - ``longshore_runs_finished_total{job,status}`` counter of final run events.
 - ``longshore_run_duration_seconds{job,status}`` histogram: ``running`` to final (the
@@ -75,6 +77,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from admin.metrics_alerts import OBSERVED_TYPES, AlertCounters, last_success_family
 from admin.metrics_process import infra_families, retention_families
 from admin.services import AdminServices
 from scheduler.status import ScheduleStatus
@@ -107,7 +110,7 @@ _FINAL_EVENTS = {
 }
 _OBSERVED = EventFilter(
     streams=frozenset({Stream.RUNS, Stream.SCHEDULES}),
-    types=frozenset({*_FINAL_EVENTS, EventType.SCHEDULE_FIRED.value}),
+    types=frozenset({*_FINAL_EVENTS, EventType.SCHEDULE_FIRED.value, *OBSERVED_TYPES}),
 )
 
 
@@ -120,6 +123,7 @@ class _Snapshot:
     workers: int = 0
     unfinished_runs: dict[str, int] | None = None
     schedules: dict[str, int] | None = None
+    last_success: dict[str, datetime] | None = None
 
 
 class AdminMetrics:
@@ -172,6 +176,7 @@ class AdminMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        self.alerts = AlertCounters(registry)
         registry.register(_StoreCollector(self))
 
     @property
@@ -233,6 +238,11 @@ class AdminMetrics:
                 status.value: (await runs.list_runs(status=status, limit=0, offset=0)).total
                 for status in UNFINISHED
             }
+            snapshot.last_success = {
+                name: health.last_success_at
+                for name, health in (await runs.schedule_health()).items()
+                if health.last_success_at is not None
+            }
         if services.schedules is not None:
             page = await services.schedules.list_views(
                 limit=SCHEDULES_MAX, offset=0, last_fired=False
@@ -263,6 +273,8 @@ class AdminMetrics:
             logger.warning("could not read events for metrics", extra={"error": str(exc)})
 
     def _observe(self, stream: Stream, key: str, kind: str, data: Mapping[str, Any]) -> None:
+        if self.alerts.observe(stream, key, kind, data):
+            return
         if stream is Stream.SCHEDULES:
             if data.get("trigger") != "manual":
                 lag = _seconds(data.get("scheduledAt"), data.get("firedAt"))
@@ -329,6 +341,7 @@ class _StoreCollector(Collector):
         runner = self._metrics.services.runner
         if runner is not None:
             yield from infra_families(runner.infra_waits)
+        yield from last_success_family(snap.last_success)
         if snap.schedules is not None:
             schedules = GaugeMetricFamily(
                 "longshore_schedules", "Schedules by status.", labels=["status"]

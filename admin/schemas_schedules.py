@@ -16,6 +16,7 @@ from admin.schemas import Schema, epoch_ms, rfc3339
 from scheduler.factories import Factory
 from scheduler.firing import FiringResult
 from scheduler.status import ScheduleStatus, ScheduleView
+from store.jobs.models import ScheduleHealth
 from store.schedules.models import MAX_MISFIRE_GRACE_SECONDS, CatchUp, OverlapPolicy
 
 __all__ = [
@@ -102,11 +103,23 @@ class ScheduleBody(Schema):
     created_at_ms: int | None
     updated_at: str | None
     updated_at_ms: int | None
+    failing: bool = False
+    """Whether the runs it starts keep failing (two or more failed since the last success).
+    Beside ``status``, whose vocabulary seed 003 clients know."""
+    failures_in_a_row: int = 0
+    """Its runs that failed since its last successful one."""
+    last_success_at_ms: int = -1
+    """When its last successful run finished (``-1``: none did, or none is kept)."""
 
     @classmethod
-    def of(cls, found: ScheduleView) -> ScheduleBody:
+    def of(cls, found: ScheduleView, health: ScheduleHealth | None = None) -> ScheduleBody:
         schedule = found.schedule
         return cls(
+            failing=health is not None and health.failing,
+            failures_in_a_row=0 if health is None else health.failures_since_success,
+            last_success_at_ms=-1
+            if health is None or health.last_success_at is None
+            else epoch_ms(health.last_success_at) or -1,
             name=schedule.name,
             schedule=schedule.spec,
             spec=schedule.spec,

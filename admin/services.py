@@ -17,6 +17,7 @@ from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 from store.secrets.protocol import SecretStore
 
@@ -40,3 +41,5 @@ class AdminServices:
     """Secrets (``/secrets``; saving a job checks that the secrets it names exist)."""
     retention: RetentionCounters | None = None
     """What run retention and the removal of crash leftovers did (for the metrics)."""
+    notifications: NotificationStore | None = None
+    """Notification rules (``/notifications/rules``)."""

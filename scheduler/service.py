@@ -12,7 +12,8 @@ the store's change version moves (NOTIFY or in-process wake-up, else polled ever
 a new timer, which starts at their next tick after now: a resumed schedule never bursts.
 The ticks are fired in batches (:mod:`scheduler.batches`: late ones are skipped there), and
 the ticks missed while nobody led are dealt with on becoming leader
-(:mod:`scheduler.catch_up`).
+(:mod:`scheduler.catch_up`). Firings not enqueued within their grace are reported as missed
+(:mod:`scheduler.missed`: a ``ScheduleMissed`` event each, and ``on_missed``).
 
 Leadership is checked every ``poll_interval`` seconds; on loss the clock stops at once and
 ticks not yet flushed are dropped (the next leader's catch-up sees them). Batches already in
@@ -33,6 +34,7 @@ from scheduler.clock import TickClock
 from scheduler.errors import SpecError
 from scheduler.factories import FactoryRegistry
 from scheduler.firing import Firer
+from scheduler.missed import MissedHandler, MissedReporter, missed_of_late_firings
 from scheduler.spec import parse_spec, parse_timezone
 from scheduler.status import is_active
 from store.background import TaskOwner
@@ -66,14 +68,21 @@ class SchedulerService:
         batch_window: float = 0.005,
         batch_size: int = 1000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_missed: MissedHandler | None = None,
     ) -> None:
         self._store = store
         self._instance = instance
         self._poll_interval = poll_interval
         self._leader_retry = leader_retry
         self._now = clock
+        self._missed = MissedReporter(events, on_missed, clock)
         self._firer = Firer(
-            store=store, queue=queue, factories=factories, events=events, clock=clock
+            store=store,
+            queue=queue,
+            factories=factories,
+            events=events,
+            clock=clock,
+            skip_listener=self._missed,
         )
         self._tasks: TaskOwner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -238,3 +247,4 @@ class SchedulerService:
         if plan.skips:
             await self._firer.skip_many(plan.skips)
         await batches.fire_and_wait(plan.firings)
+        await self._missed.report(missed_of_late_firings(plan.firings))

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from service.errors import SettingsError
 from service.settings import Settings
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 from store.schedules.protocol import ScheduleStore
 from store.secrets.crypto import SecretBox
@@ -59,7 +60,8 @@ def resolve_target(settings: Settings) -> tuple[Target, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class Stores:
-    """The queue, the job/run stores and the schedule store, all on one open database."""
+    """The queue, the job/run stores, the schedule store and the notification rules, all on
+    one open database."""
 
     queue: TaskQueue
     jobs: JobStore
@@ -68,6 +70,7 @@ class Stores:
     secrets: SecretStore
     secrets_box: SecretBox
     """The key of ``secrets`` (read or made on first use; :meth:`SecretBox.load` forces it)."""
+    notifications: NotificationStore
 
 
 @asynccontextmanager
@@ -92,6 +95,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     if target.backend == "postgres":
         from store.db.postgres import PostgresDatabase
         from store.jobs.postgres import PostgresJobStore, PostgresRunStore
+        from store.notifications.postgres import PostgresNotificationStore
         from store.queue.postgres import PostgresTaskQueue
         from store.schedules.postgres import PostgresScheduleStore
         from store.secrets.postgres import PostgresSecretStore
@@ -111,6 +115,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     schedules=schedules,
                     secrets=PostgresSecretStore(pg, box),
                     secrets_box=box,
+                    notifications=PostgresNotificationStore(pg),
                 )
             finally:
                 await schedules.close()
@@ -120,6 +125,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
     else:
         from store.db.sqlite import SqliteDatabase
         from store.jobs.sqlite import SqliteJobStore, SqliteRunStore
+        from store.notifications.sqlite import SqliteNotificationStore
         from store.queue.sqlite import SqliteTaskQueue
         from store.schedules.sqlite import SqliteScheduleStore
         from store.secrets.sqlite import SqliteSecretStore
@@ -140,6 +146,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     schedules=schedules,
                     secrets=SqliteSecretStore(lite, box),
                     secrets_box=box,
+                    notifications=SqliteNotificationStore(lite),
                 )
             finally:
                 await schedules.close()

@@ -5,9 +5,12 @@ LongshoreError (store.errors)
  │    ├── SettingsError       an environment variable has a value that cannot be used
  │    ├── AdminApiFailed      the admin API server could not start or stopped on its own
  │    ├── ApiError            (service.cli.api) the admin API refused a CLI request
- │    └── DiagnosticFailure   the failure ``builtin.fail`` was asked to raise (retried)
+ │    ├── DiagnosticFailure   the failure ``builtin.fail`` was asked to raise (retried)
+ │    └── DeliveryFailed      a notification's receiver could not be reached or did not
+ │                            answer 2xx (retried)
  └── PermanentFailure (store.errors)
-      └── UnknownHandler      a task names a handler this worker does not have
+      ├── UnknownHandler      a task names a handler this worker does not have
+      └── RuleGone            a notification's rule was deleted before it was delivered
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ class AdminApiFailed(ServiceError):
 
 class DiagnosticFailure(ServiceError):
     """The failure ``builtin.fail`` was asked to raise."""
+
+
+class DeliveryFailed(ServiceError):
+    """A notification's receiver could not be reached or did not answer with 2xx."""
+
+
+class RuleGone(PermanentFailure):
+    """The rule of a notification no longer exists: there is nowhere to deliver it."""
 
 
 class UnknownHandler(PermanentFailure):

@@ -58,6 +58,9 @@ from service.api_server import AdminApi, AdminPlan, start_admin_api
 from service.backends import Stores, open_store
 from service.errors import SettingsError
 from service.job_schedules import JobFactories, SyncingScheduleManager
+from service.notifications.delivery import Deliverer
+from service.notifications.notifier import Notifier
+from service.notifications.observer import NotificationObserver
 from service.retention import (
     CrashLeftovers,
     image_retention,
@@ -72,6 +75,7 @@ from store.background import TaskOwner
 from store.events.audit import AuditLog
 from store.events.audit_journal import AuditJournal
 from store.events.file import FileEventStore
+from store.queue.retry import RetryPolicy
 
 __all__ = ["Role", "Runtime", "open_runtime"]
 
@@ -97,7 +101,15 @@ class Runtime:
     scheduler: SchedulerService | None
     leftovers: CrashLeftovers
     retention: RetentionCounters
+    notifier: Notifier
+    deliverer: Deliverer
+    observer: NotificationObserver
+    """The worker's hook that enqueues the notifications of runs."""
     admin_api: AdminApi | None = None
+
+    def notification_observer(self) -> NotificationObserver:
+        """The worker's hook that enqueues the notifications of runs."""
+        return self.observer
 
 
 def instance_name() -> str:
@@ -140,6 +152,22 @@ async def open_runtime(
             secrets=stores.secrets,
         )
         stack.push_async_callback(job_runner.close)
+        notifier = Notifier(
+            rules=stores.notifications,
+            runs=stores.runs,
+            queue=stores.queue,
+            queue_name=settings.notify_queue or settings.admin_default_queue,
+            retry=RetryPolicy(
+                max_attempts=settings.notify_attempts, base_delay=settings.notify_retry_seconds
+            ),
+        )
+        deliverer = Deliverer(
+            rules=stores.notifications,
+            events=events,
+            response_max_bytes=settings.notify_response_max_bytes,
+        )
+        observer = NotificationObserver(notifier, stores.runs)
+        stack.push_async_callback(observer.close)
 
         background = TaskOwner("runtime")
         stack.push_async_callback(background.close)
@@ -198,6 +226,7 @@ async def open_runtime(
                 factories=factories,
                 events=events,
                 instance=instance_name(),
+                on_missed=notifier.firings_missed,
             )
             await stack.enter_async_context(scheduler)
             if settings.run_retention_interval > 0:
@@ -232,6 +261,7 @@ async def open_runtime(
                 schedules=manager,
                 retention=counters,
                 secrets=stores.secrets,
+                notifications=stores.notifications,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(
@@ -259,6 +289,9 @@ async def open_runtime(
             scheduler=scheduler,
             leftovers=leftovers,
             retention=counters,
+            notifier=notifier,
+            deliverer=deliverer,
+            observer=observer,
             admin_api=admin_api,
         )
 

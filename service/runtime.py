@@ -12,6 +12,8 @@ from jobrunner.engine import ArtifactLimits
 from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
 from jobrunner.runner import JobRunner
 from service.builtins import register_builtins
+from service.notifications.delivery import Deliverer
+from service.notifications.notifier import HANDLER as NOTIFY_HANDLER
 from service.settings import Settings
 from service.worker import HandlerRegistry, WorkerOptions
 from store.events.models import Durability, EventStoreOptions, RetentionPolicy, Stream
@@ -35,12 +37,17 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def build_registry(job_runner: JobRunner | None = None) -> HandlerRegistry:
-    """Every handler this build of Longshore knows; ``job.run`` when given a job runner."""
+def build_registry(
+    job_runner: JobRunner | None = None, *, deliverer: Deliverer | None = None
+) -> HandlerRegistry:
+    """Every handler this build of Longshore knows; ``job.run`` when given a job runner,
+    ``notify.deliver`` when given a deliverer."""
     registry = HandlerRegistry()
     register_builtins(registry)
     if job_runner is not None:
         registry.register(JOB_RUN_HANDLER, job_runner.handle, on_late_result=job_runner.late_result)
+    if deliverer is not None:
+        registry.register(NOTIFY_HANDLER, deliverer.handle)
     return registry
 
 

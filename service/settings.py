@@ -117,6 +117,12 @@ class Settings(JobSettings):
     image_retention_interval: Annotated[float, NoDecode] = Field(default=3600.0, ge=0.0)
     image_build_cache_max_bytes: Annotated[int | None, NoDecode] = Field(default=10 * 1024**3, ge=0)
 
+    # Notifications (docs/notifications.md)
+    notify_queue: str | None = None
+    notify_attempts: int = Field(default=8, ge=1, le=100)
+    notify_retry_seconds: Annotated[float, NoDecode] = Field(default=10.0, ge=0.0, le=3600.0)
+    notify_response_max_bytes: int = Field(default=65536, ge=0, le=16 * 1024 * 1024)
+
     # Admin API: transport and authentication (SPEC §7; docs/security.md)
     admin_http_addr: str = "127.0.0.1:8081"
     admin_tls_cert: Path | None = None
@@ -172,6 +178,7 @@ class Settings(JobSettings):
         "run_retention_interval",
         "infra_retry_seconds",
         "image_retention_interval",
+        "notify_retry_seconds",
         mode="before",
     )
     @classmethod
@@ -214,6 +221,11 @@ class Settings(JobSettings):
         if isinstance(value, str):
             return None if value.strip().lower() in ("", "off") else parse_size(value)
         return value
+
+    @field_validator("notify_queue")
+    @classmethod
+    def _optional_queue_name(cls, value: str | None) -> str | None:
+        return None if not value else cls._queue_name(value)
 
     @field_validator("admin_default_queue")
     @classmethod

@@ -57,6 +57,7 @@ from admin.seed.items import seed_items_of
 from admin.seed.schedule_events import ScheduleEventList
 from scheduler.errors import SpecError, UnknownFactory
 from scheduler.status import ScheduleView
+from store.jobs.models import ScheduleHealth
 from store.schedules.errors import InvalidSchedule, ScheduleNotFound
 from store.schedules.models import SCHEDULE_NAME, Schedule
 
@@ -117,6 +118,11 @@ def _checked(name: str) -> str:
     return name
 
 
+async def _health(services: ServicesDep) -> dict[str, ScheduleHealth]:
+    """How each schedule's runs are going (nothing without a run store)."""
+    return {} if services.runs is None else await services.runs.schedule_health()
+
+
 async def _view(manager: SchedulesDep, name: str) -> ScheduleView:
     found = await manager.get(_checked(name))
     if found is None:
@@ -126,12 +132,18 @@ async def _view(manager: SchedulesDep, name: str) -> ScheduleView:
 
 @router.get("", response_model=ScheduleList)
 async def list_schedules(
-    _: RequireViewer, manager: SchedulesDep, limit: Limit = 100, offset: Offset = 0
+    _: RequireViewer,
+    manager: SchedulesDep,
+    services: ServicesDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> ScheduleList:
-    """Schedules ordered by name, with their next and last run and their status."""
+    """Schedules ordered by name, with their next and last run, their status and whether
+    their runs keep failing."""
     page = await manager.list_views(limit=limit, offset=offset)
+    health = await _health(services)
     return ScheduleList(
-        schedules=[ScheduleBody.of(item) for item in page.items],
+        schedules=[ScheduleBody.of(item, health.get(item.schedule.name)) for item in page.items],
         total=page.total,
         limit=limit,
         offset=offset,
@@ -195,8 +207,12 @@ async def pause_all(
 
 
 @router.get("/{name}", response_model=ScheduleOne)
-async def get_schedule(name: str, _: RequireViewer, manager: SchedulesDep) -> ScheduleOne:
-    return ScheduleOne(schedule=ScheduleBody.of(await _view(manager, name)))
+async def get_schedule(
+    name: str, _: RequireViewer, manager: SchedulesDep, services: ServicesDep
+) -> ScheduleOne:
+    view = await _view(manager, name)
+    health = await _health(services)
+    return ScheduleOne(schedule=ScheduleBody.of(view, health.get(view.schedule.name)))
 
 
 @router.delete("/{name}", response_model=ScheduleDeleted)

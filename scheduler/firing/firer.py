@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from scheduler.factories import FactoryRegistry, Firing, FiringKind
 from scheduler.firing.models import FiringResult, Skip, SkipReason, Tick
@@ -47,6 +47,18 @@ class _Prepared:
     replaced: int | None
 
 
+class SkipListener(Protocol):
+    """Told of every batch of skips :meth:`Firer.skip_many` reports."""
+
+    def events_of(self, skips: Sequence[Skip], now: datetime) -> list[NewEvent]:
+        """More events to append with the batch's (in the same ``append_many``)."""
+        ...
+
+    async def after(self, skips: Sequence[Skip]) -> None:
+        """Called once the batch's records and events are written; never raises."""
+        ...
+
+
 class Firer:
     """Fires schedules into the queue; see the module docstring."""
 
@@ -58,12 +70,15 @@ class Firer:
         factories: FactoryRegistry,
         events: EventStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        skip_listener: SkipListener | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._factories = factories
         self._events = events
         self._now = clock
+        self._skip_listener = skip_listener
+        """Told of every batch of skips (the missed-firing check)."""
 
     async def fire(
         self, schedule: Schedule, *, kind: FiringKind, fire_time: datetime, key: str | None = None
@@ -283,6 +298,12 @@ class Firer:
         be."""
         records: list[FiringRecord] = []
         events: list[NewEvent] = []
-        results = report_skips(list(enumerate(skips)), records, events, self._now())
+        now = self._now()
+        results = report_skips(list(enumerate(skips)), records, events, now)
+        listener = self._skip_listener
+        if listener is not None:
+            events.extend(listener.events_of(skips, now))
         await write_report(self._store, self._events, records, events)
+        if listener is not None:
+            await listener.after(skips)
         return [result for _, result in results]

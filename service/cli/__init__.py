@@ -3,10 +3,10 @@
 Process commands (``serve``, ``worker``, ``migrate``) and the operator tools ``tasks``,
 ``dlq``, ``queues``, ``runs prune`` and ``images prune`` work directly on the database named
 by ``WORKER_DATABASE_URL`` (or ``--database-url``); they also work while the service is
-down. The client commands ``jobs``, ``runs``, ``schedules``, ``secrets``, ``audit``,
-``maintenance`` and the task actions (``tasks complete|fail|run-now|reschedule|remove``) talk
-to the admin API (see :mod:`service.cli.api`), with the same roles, approval and audit as any
-API client. Every failure is one line on stderr and a non-zero exit status.
+down. The client commands ``jobs``, ``runs``, ``schedules``, ``secrets``, ``notifications``,
+``audit``, ``maintenance`` and the task actions (``tasks complete|fail|run-now|reschedule|
+remove``) talk to the admin API (see :mod:`service.cli.api`), with the same roles, approval
+and audit as any API client. Every failure is one line on stderr and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from service.cli import (
     images,
     jobs,
     maintenance,
+    notifications,
     queues,
     run,
     runs,
@@ -52,6 +53,7 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(audit.app, name="audit")
 app.add_typer(maintenance.app, name="maintenance")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(notifications.app, name="notifications")
 
 
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)

@@ -221,6 +221,9 @@ class ApiClient:
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         return self.request("POST", path, params=params, body=body)
 
+    def put(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("PUT", path, params=params, body=body)
+
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params=params)
 

@@ -148,7 +148,13 @@ async def _run_worker(
             await runtime.leftovers.remove()  # the runs of a crashed process are ended now
             settle_heap()  # this process now runs until it is stopped
             options = worker_options(settings, drain=drain, queues=queues)
-            runner = Worker(runtime.stores.queue, build_registry(runtime.job_runner), options)
+            registry = build_registry(runtime.job_runner, deliverer=runtime.deliverer)
+            runner = Worker(
+                runtime.stores.queue,
+                registry,
+                options,
+                observer=runtime.notification_observer(),
+            )
             await runner.run(stop)
             return runner.processed
 

@@ -57,6 +57,10 @@ class EventType(enum.StrEnum):
     SCHEDULE_PAUSED = "SchedulePaused"
     SCHEDULE_RESUMED = "ScheduleResumed"
     AUDIT_RECORDED = "AuditRecorded"
+    SCHEDULE_MISSED = "ScheduleMissed"
+    NOTIFICATION_DELIVERED = "NotificationDelivered"
+    NOTIFICATION_FAILED = "NotificationFailed"
+    NOTIFICATION_DEAD_LETTERED = "NotificationDeadLettered"
 
 
 class Durability(enum.StrEnum):

@@ -325,3 +325,22 @@ def bound_text(text: str, limit: int, *, keep: str = "tail") -> str:
     if keep == "head":
         return f"{text[:room]}\n{marker}"
     return f"{marker}\n{text[len(text) - room :]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleHealth:
+    """How the runs a schedule started are going: when its newest successful run finished
+    (``None``: none did) and how many of its runs failed after that one."""
+
+    last_success_at: datetime | None
+    failures_since_success: int
+
+    @property
+    def failing(self) -> bool:
+        """Whether its runs keep failing: :data:`FAILING_AFTER` or more failed since its
+        last success (or since its first run, when none succeeded)."""
+        return self.failures_since_success >= FAILING_AFTER
+
+
+FAILING_AFTER = 2
+"""Failed runs in a row after which a schedule is ``failing``."""

@@ -25,6 +25,7 @@ from store.jobs.models import (
     RunArtifact,
     RunFields,
     RunStatus,
+    ScheduleHealth,
 )
 from store.sqlfiles import queries
 
@@ -177,6 +178,16 @@ class PostgresRunStore:
         """See :meth:`RunStore.find_by_task`."""
         found = await self._db.fetch(self._sql["runs_by_task"], task_id)
         return [rows.run_from_row(row) for row in found]
+
+    async def schedule_health(self) -> dict[str, ScheduleHealth]:
+        """See :meth:`RunStore.schedule_health`."""
+        return {
+            str(row["schedule_name"]): ScheduleHealth(
+                last_success_at=row["last_success_at"],
+                failures_since_success=int(row["failures_since"] or 0),
+            )
+            for row in await self._db.fetch(self._sql["schedule_health"])
+        }
 
     async def jobs_with_runs(self) -> list[str]:
         """See :meth:`RunStore.jobs_with_runs`."""

@@ -46,6 +46,7 @@ from store.jobs.models import (
     RunArtifact,
     RunFields,
     RunStatus,
+    ScheduleHealth,
 )
 
 
@@ -155,6 +156,11 @@ class RunStore(Protocol):
 
     async def find_by_task(self, task_id: int) -> list[Run]:
         """The runs recorded for the queue task ``task_id`` (one per attempt), oldest first."""
+        ...
+
+    async def schedule_health(self) -> dict[str, ScheduleHealth]:
+        """Per schedule name that started runs (of the runs still stored), its
+        :class:`~store.jobs.models.ScheduleHealth`."""
         ...
 
     async def jobs_with_runs(self) -> list[str]:

@@ -26,8 +26,9 @@ from store.jobs.models import (
     RunArtifact,
     RunFields,
     RunStatus,
+    ScheduleHealth,
 )
-from store.queue._sqlite_rows import to_json
+from store.queue._sqlite_rows import from_us, to_json
 from store.sqlfiles import queries
 
 __all__ = ["SqliteJobStore", "SqliteRunStore"]
@@ -179,6 +180,16 @@ class SqliteRunStore:
         params = {"task_id": task_id}
         found = await self._db.read(lambda conn: conn.execute(q("runs_by_task"), params).fetchall())
         return [rows.run_from_row(row) for row in found]
+
+    async def schedule_health(self) -> dict[str, ScheduleHealth]:
+        found = await self._db.read(lambda conn: conn.execute(q("schedule_health")).fetchall())
+        return {
+            str(row[0]): ScheduleHealth(
+                last_success_at=None if row[1] is None else from_us(int(row[1])),
+                failures_since_success=int(row[2] or 0),
+            )
+            for row in found
+        }
 
     async def jobs_with_runs(self) -> list[str]:
         found = await self._db.read(lambda conn: conn.execute(q("jobs_with_runs")).fetchall())

@@ -76,6 +76,7 @@ async def full_admin(
             artifacts=runtime.artifacts,
             schedules=runtime.manager,
             secrets=runtime.stores.secrets,
+            notifications=runtime.stores.notifications,
         )
         roles = {**ROLES, **config.pop("roles", {})}
         admin_config = AdminConfig(tokens=TOKENS, roles=roles, **config)

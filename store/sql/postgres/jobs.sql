@@ -195,3 +195,20 @@ SELECT ARRAY(SELECT run_id FROM gone) AS run_ids,
 
 -- name: referenced_blobs
 SELECT DISTINCT sha256 FROM run_blobs WHERE sha256 = ANY ($1::text[]);
+
+-- name: schedule_health
+-- Per schedule that started runs: when its newest successful run finished, and how many of
+-- its runs failed (or timed out) after that one (all of them, when none succeeded).
+WITH ok AS (
+    SELECT schedule_name, max(seq) AS seq FROM runs
+    WHERE schedule_name IS NOT NULL AND status = 'succeeded'
+    GROUP BY schedule_name
+)
+SELECT r.schedule_name AS schedule_name,
+       (SELECT s.finished_at FROM runs s WHERE s.seq = ok.seq) AS last_success_at,
+       SUM(CASE WHEN r.status IN ('failed', 'timed_out') AND r.seq > COALESCE(ok.seq, 0)
+                THEN 1 ELSE 0 END) AS failures_since
+FROM runs r LEFT JOIN ok ON ok.schedule_name = r.schedule_name
+WHERE r.schedule_name IS NOT NULL
+GROUP BY r.schedule_name, ok.seq
+ORDER BY r.schedule_name

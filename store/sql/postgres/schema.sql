@@ -462,3 +462,12 @@ CREATE TABLE secrets (
 ALTER TABLE job_definitions ADD COLUMN secrets jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE job_definitions ADD COLUMN params jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE runs ADD COLUMN params jsonb;
+
+-- 011: notification rules (store.notifications, migrations/011_notification_rules.sql): one row per rule, its fields as a JSON body
+-- (the webhook secret included: it is never read back out by any route).
+CREATE TABLE notification_rules (
+    name text PRIMARY KEY,
+    body text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);

@@ -239,3 +239,12 @@ CREATE TABLE secrets (
 ALTER TABLE job_definitions ADD COLUMN secrets TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE job_definitions ADD COLUMN params TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE runs ADD COLUMN params TEXT;
+
+-- 010: notification rules (store.notifications, migrations/010_notification_rules.sql): one row per rule, its fields as a JSON body
+-- (the webhook secret included: it is never read back out by any route).
+CREATE TABLE notification_rules (
+    name       TEXT    PRIMARY KEY,
+    body       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;

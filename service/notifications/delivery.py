@@ -1,0 +1,174 @@
+"""The ``notify.deliver`` handler: one POST of one notification to its rule's URL.
+
+The task carries the rule's name and the message (never the secret: the rule is read when
+the task runs, so a rotated secret signs deliveries still waiting). The request:
+
+- goes to the URL the operator configured (operator-trusted: any http(s) address,
+  loopback and private ones included), with ``trust_env=False`` (no proxy variables);
+- never follows a redirect (a 3xx is a failure), reads at most
+  ``WORKER_NOTIFY_RESPONSE_MAX_BYTES`` of the response, gives up after the rule's
+  ``timeoutSeconds``;
+- is signed (:mod:`.messages`): ``X-Longshore-Timestamp`` and ``X-Longshore-Signature``.
+
+A 2xx answer delivers it. Anything else raises :class:`~service.errors.DeliveryFailed`, and
+the queue retries the task with backoff until its attempts are used up, then dead-letters it.
+Each outcome is an event (``NotificationDelivered``, ``NotificationFailed``,
+``NotificationDeadLettered``) on the stream of what it is about (the job's run events, or the
+schedule's events for a missed firing), counted in ``longshore_notifications_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from service.errors import DeliveryFailed, RuleGone
+from service.notifications import messages
+from store.events.models import EventType, NewEvent, Stream
+from store.events.protocol import EventStore
+from store.notifications.models import Channel, NotificationRule
+from store.notifications.protocol import NotificationStore
+from store.queue.handlers import TaskContext
+
+__all__ = ["DEAD_LETTERED", "DELIVERED", "FAILED", "Deliverer"]
+
+logger = logging.getLogger(__name__)
+
+DELIVERED = EventType.NOTIFICATION_DELIVERED.value
+FAILED = EventType.NOTIFICATION_FAILED.value
+DEAD_LETTERED = EventType.NOTIFICATION_DEAD_LETTERED.value
+EVENT_TIMEOUT_SECONDS = 5.0
+USER_AGENT = "Longshore-Notifier/1"
+
+
+class Deliverer:
+    """The ``notify.deliver`` handler (:meth:`handle`); see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        rules: NotificationStore,
+        events: EventStore | None,
+        response_max_bytes: int = 65536,
+    ) -> None:
+        self._rules = rules
+        self._events = events
+        self._response_max_bytes = response_max_bytes
+
+    async def handle(self, context: TaskContext) -> None:
+        task = context.task
+        payload = task.payload
+        message = payload.get("message")
+        if not isinstance(message, Mapping):
+            raise RuleGone("notify.deliver: the task carries no message")
+        rule_name = str(payload.get("rule", ""))
+        rule = await self._rules.get(rule_name)
+        last = task.retry.next_run_at(attempts=task.attempts, now=datetime.now(UTC)) is None
+        if rule is None:
+            await self._record(DEAD_LETTERED, message, task.id, task.attempts, error="rule gone")
+            raise RuleGone(f"notification rule {rule_name!r} no longer exists")
+        try:
+            status = await self._post(rule, message, task.id)
+        except DeliveryFailed as exc:
+            kind = DEAD_LETTERED if last else FAILED
+            await self._record(kind, message, task.id, task.attempts, error=str(exc), rule=rule)
+            raise
+        await self._record(DELIVERED, message, task.id, task.attempts, status=status, rule=rule)
+
+    async def _post(self, rule: NotificationRule, message: Mapping[str, Any], task_id: int) -> int:
+        if rule.channel is Channel.CHAT:
+            body = messages.chat_body(rule.template, message)
+        else:
+            body = messages.webhook_body(message)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            messages.EVENT_HEADER: str(message.get("event", "")),
+            messages.DELIVERY_HEADER: str(task_id),
+        }
+        if rule.secret:
+            stamp = int(time.time())
+            headers[messages.TIMESTAMP_HEADER] = str(stamp)
+            headers[messages.SIGNATURE_HEADER] = messages.signature(rule.secret, stamp, body)
+        client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, timeout=httpx.Timeout(rule.timeout_seconds)
+        )
+        try:
+            # One deadline for the whole exchange (httpx's own timeouts are per operation).
+            async with (
+                asyncio.timeout(rule.timeout_seconds),
+                client,
+                client.stream("POST", rule.url, content=body, headers=headers) as response,
+            ):
+                await self._drain(response)
+                status = response.status_code
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, ValueError) as exc:
+            raise DeliveryFailed(f"{_host(rule.url)}: {type(exc).__name__}") from None
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"{_host(rule.url)} answered HTTP {status}")
+        return status
+
+    async def _drain(self, response: httpx.Response) -> None:
+        """Read at most the cap of the response, then stop (the rest is never read)."""
+        read = 0
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read >= self._response_max_bytes:
+                return
+
+    async def _record(
+        self,
+        kind: str,
+        message: Mapping[str, Any],
+        task_id: int,
+        attempt: int,
+        *,
+        rule: NotificationRule | None = None,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        subject = message.get("subject")
+        subject = subject if isinstance(subject, Mapping) else {}
+        data: dict[str, Any] = {
+            "rule": str(message.get("rule", "")),
+            "event": str(message.get("event", "")),
+            "taskId": task_id,
+            "attempt": attempt,
+            "host": "" if rule is None else _host(rule.url),
+            "channel": "" if rule is None else rule.channel.value,
+            "httpStatus": status,
+            "error": error,
+        }
+        logger.info("notification " + kind.removeprefix("Notification").lower(), extra=data)
+        if self._events is None:
+            return
+        run_id = subject.get("runId")
+        if subject.get("kind") == "run":
+            event = NewEvent(
+                stream=Stream.RUNS,
+                key=str(subject.get("job", "")),
+                type=kind,
+                run_id=run_id if isinstance(run_id, str) else None,
+                data={**data, "runId": run_id},
+            )
+        else:
+            event = NewEvent(
+                stream=Stream.SCHEDULES, key=str(subject.get("schedule", "")), type=kind, data=data
+            )
+        try:
+            await asyncio.wait_for(self._events.append(event), EVENT_TIMEOUT_SECONDS)
+        except Exception as exc:
+            logger.warning("could not append a notification event", extra={"error": str(exc)})
+
+
+def _host(url: str) -> str:
+    """The URL's host (and port): never its path or query, which may hold a token."""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2]
