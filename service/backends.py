@@ -69,7 +69,8 @@ class Stores:
     schedules: ScheduleStore
     secrets: SecretStore
     secrets_box: SecretBox
-    """The key of ``secrets`` (read or made on first use; :meth:`SecretBox.load` forces it)."""
+    """The key of ``secrets`` and of the notification rules' secrets (read or made on first
+    use; :meth:`SecretBox.load` forces it)."""
     notifications: NotificationStore
 
 
@@ -115,7 +116,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     schedules=schedules,
                     secrets=PostgresSecretStore(pg, box),
                     secrets_box=box,
-                    notifications=PostgresNotificationStore(pg),
+                    notifications=PostgresNotificationStore(pg, box),
                 )
             finally:
                 await schedules.close()
@@ -146,7 +147,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterat
                     schedules=schedules,
                     secrets=SqliteSecretStore(lite, box),
                     secrets_box=box,
-                    notifications=SqliteNotificationStore(lite),
+                    notifications=SqliteNotificationStore(lite, box),
                 )
             finally:
                 await schedules.close()

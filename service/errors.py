@@ -10,7 +10,9 @@ LongshoreError (store.errors)
  │                            answer 2xx (retried)
  └── PermanentFailure (store.errors)
       ├── UnknownHandler      a task names a handler this worker does not have
-      └── RuleGone            a notification's rule was deleted before it was delivered
+      ├── RuleGone            a notification's rule was deleted before it was delivered
+      └── RuleSecretUnusable  a notification's rule secret does not open with the secrets
+                              key (another key, or altered): nothing is sent
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class DeliveryFailed(ServiceError):
 
 class RuleGone(PermanentFailure):
     """The rule of a notification no longer exists: there is nowhere to deliver it."""
+
+
+class RuleSecretUnusable(PermanentFailure):
+    """A rule's sealed secret does not open with the secrets key: the delivery cannot be
+    signed, and retrying with the same key cannot help."""
 
 
 class UnknownHandler(PermanentFailure):

@@ -128,6 +128,9 @@ async def open_runtime(
         stores = await stack.enter_async_context(open_store(settings))
         # The secrets key is made (0600) on the first start, and a bad one stops the start.
         await asyncio.to_thread(stores.secrets_box.load)
+        # Rule secrets saved in clear by an older version are sealed with that key.
+        if resealed := await stores.notifications.seal_plain_secrets():
+            logger.info("notification rule secrets sealed at rest", extra={"rules": resealed})
         events = await FileEventStore.open(event_store_options(settings, retention=role == "serve"))
         stack.push_async_callback(events.close)
         artifacts = ArtifactStore(settings.data_dir / "artifacts")
@@ -163,6 +166,7 @@ async def open_runtime(
         )
         deliverer = Deliverer(
             rules=stores.notifications,
+            box=stores.secrets_box,
             events=events,
             response_max_bytes=settings.notify_response_max_bytes,
         )

@@ -1,7 +1,11 @@
 """The ``notify.deliver`` handler: one POST of one notification to its rule's URL.
 
 The task carries the rule's name and the message (never the secret: the rule is read when
-the task runs, so a rotated secret signs deliveries still waiting). The request:
+the task runs, so a rotated secret signs deliveries still waiting). The rule's secret is
+stored sealed with the secrets key (``WORKER_SECRETS_KEY_FILE``); it is opened here, and only
+here, to sign the body, and never logged or recorded. A secret that does not open (the key
+file holds another key, or the stored bytes were altered) dead-letters the task at once with
+a ``NotificationDeadLettered`` event saying so: nothing is sent unsigned. The request:
 
 - goes to the URL the operator configured (operator-trusted: any http(s) address,
   loopback and private ones included), with ``trust_env=False`` (no proxy variables);
@@ -29,13 +33,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from service.errors import DeliveryFailed, RuleGone
+from service.errors import DeliveryFailed, RuleGone, RuleSecretUnusable
 from service.notifications import messages
 from store.events.models import EventType, NewEvent, Stream
 from store.events.protocol import EventStore
-from store.notifications.models import Channel, NotificationRule
+from store.notifications.models import Channel, NotificationRule, secret_context
 from store.notifications.protocol import NotificationStore
 from store.queue.handlers import TaskContext
+from store.secrets.crypto import SecretBox
+from store.secrets.errors import SecretKeyError
 
 __all__ = ["DEAD_LETTERED", "DELIVERED", "FAILED", "Deliverer"]
 
@@ -55,10 +61,12 @@ class Deliverer:
         self,
         *,
         rules: NotificationStore,
+        box: SecretBox,
         events: EventStore | None,
         response_max_bytes: int = 65536,
     ) -> None:
         self._rules = rules
+        self._box = box
         self._events = events
         self._response_max_bytes = response_max_bytes
 
@@ -75,14 +83,41 @@ class Deliverer:
             await self._record(DEAD_LETTERED, message, task.id, task.attempts, error="rule gone")
             raise RuleGone(f"notification rule {rule_name!r} no longer exists")
         try:
-            status = await self._post(rule, message, task.id)
+            secret = await self._secret(rule)
+        except RuleSecretUnusable as exc:
+            await self._record(
+                DEAD_LETTERED, message, task.id, task.attempts, error=str(exc), rule=rule
+            )
+            raise
+        try:
+            status = await self._post(rule, message, task.id, secret)
         except DeliveryFailed as exc:
             kind = DEAD_LETTERED if last else FAILED
             await self._record(kind, message, task.id, task.attempts, error=str(exc), rule=rule)
             raise
         await self._record(DELIVERED, message, task.id, task.attempts, status=status, rule=rule)
 
-    async def _post(self, rule: NotificationRule, message: Mapping[str, Any], task_id: int) -> int:
+    async def _secret(self, rule: NotificationRule) -> str | None:
+        """The rule's secret in clear (``None`` when it has none), opened with the key."""
+        if rule.sealed_secret is None:
+            return None
+        sealed = rule.sealed_secret
+        try:
+            await asyncio.to_thread(self._box.load)  # no-op once the key is read
+        except SecretKeyError as exc:  # the key file itself is unusable; its message says why
+            raise RuleSecretUnusable(f"notification rule {rule.name!r}: {exc}") from None
+        try:
+            return self._box.open(secret_context(rule.name), sealed).decode("utf-8")
+        except (SecretKeyError, UnicodeDecodeError):
+            raise RuleSecretUnusable(
+                f"the secret of notification rule {rule.name!r} does not decrypt with the "
+                "secrets key (WORKER_SECRETS_KEY_FILE holds another key?): restore the key "
+                "or set the rule's secret again"
+            ) from None
+
+    async def _post(
+        self, rule: NotificationRule, message: Mapping[str, Any], task_id: int, secret: str | None
+    ) -> int:
         if rule.channel is Channel.CHAT:
             body = messages.chat_body(rule.template, message)
         else:
@@ -93,10 +128,10 @@ class Deliverer:
             messages.EVENT_HEADER: str(message.get("event", "")),
             messages.DELIVERY_HEADER: str(task_id),
         }
-        if rule.secret:
+        if secret:
             stamp = int(time.time())
             headers[messages.TIMESTAMP_HEADER] = str(stamp)
-            headers[messages.SIGNATURE_HEADER] = messages.signature(rule.secret, stamp, body)
+            headers[messages.SIGNATURE_HEADER] = messages.signature(secret, stamp, body)
         client = httpx.AsyncClient(
             follow_redirects=False, trust_env=False, timeout=httpx.Timeout(rule.timeout_seconds)
         )

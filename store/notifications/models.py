@@ -6,15 +6,20 @@ global default —, one job, or one schedule) are told to one **channel** at one
 - ``webhook``: a JSON body, signed with the rule's shared ``secret`` (HMAC-SHA256);
 - ``chat``: a Slack/Mattermost-style ``{"text": ...}`` body made from ``template``.
 
-The ``secret`` is write-only: it is stored to sign deliveries and never shown again
-(:meth:`NotificationRule.public` leaves it out).
+The ``secret`` is write-only: a request sets it in clear (``secret``), the store keeps it
+only sealed with the secrets key (``sealed_secret``: AES-256-GCM, the same key and scheme as
+job secrets, bound to :func:`secret_context` of the rule's name), and only a delivery opens it
+to sign its body. No rule read from the store carries it in clear, and
+:meth:`NotificationRule.public` shows only whether one is set.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +35,14 @@ MAX_TIMEOUT_SECONDS = 60.0
 MAX_IN_A_ROW = 100
 MAX_WARN_AFTER_SECONDS = 7 * 86400
 DEFAULT_TEMPLATE = "Longshore: {event} of {subject} ({status}) {error}"
+SEALING_CONTEXT_PREFIX = "notification-rule/"
+"""Rule secrets are sealed for ``notification-rule/<name>``: a name no job secret can have
+(job secret names hold no ``/``), so neither kind of ciphertext opens as the other."""
+
+
+def secret_context(rule_name: str) -> str:
+    """The associated data a rule's secret is sealed with (its rule's name, namespaced)."""
+    return SEALING_CONTEXT_PREFIX + rule_name
 
 
 class RuleEvent(enum.StrEnum):
@@ -74,7 +87,10 @@ class NotificationRule:
     channel: Channel
     url: str
     target: str = ""
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    """The secret in clear, as a request sets it; ``None`` in every rule the store returns."""
+    sealed_secret: bytes | None = field(default=None, repr=False)
+    """The secret as stored, sealed for :func:`secret_context` of ``name``."""
     template: str = DEFAULT_TEMPLATE
     failures_in_a_row: int = 3
     warn_after_seconds: int = 0
@@ -91,6 +107,11 @@ class NotificationRule:
             return job is not None and job == self.target
         return schedule is not None and schedule == self.target
 
+    @property
+    def secret_set(self) -> bool:
+        """Whether the rule has a secret (in clear or sealed)."""
+        return bool(self.secret) or bool(self.sealed_secret)
+
     def public(self) -> dict[str, Any]:
         """The rule as the API shows it (camelCase): never the secret, only whether one
         is set."""
@@ -101,7 +122,7 @@ class NotificationRule:
             "events": [event.value for event in self.events],
             "channel": self.channel.value,
             "url": self.url,
-            "secretSet": bool(self.secret),
+            "secretSet": self.secret_set,
             "template": self.template,
             "failuresInARow": self.failures_in_a_row,
             "warnAfterSeconds": self.warn_after_seconds,
@@ -134,7 +155,7 @@ def check_rule(rule: NotificationRule) -> NotificationRule:
     _check_url(rule.url)
     if rule.secret is not None and not (1 <= len(rule.secret) <= MAX_SECRET):
         raise InvalidRule("secret", f"must be 1-{MAX_SECRET} characters")
-    if rule.channel is Channel.WEBHOOK and not rule.secret:
+    if rule.channel is Channel.WEBHOOK and not rule.secret_set:
         raise InvalidRule("secret", "a webhook rule needs a shared secret to sign with")
     if not isinstance(rule.template, str) or not 1 <= len(rule.template) <= MAX_TEMPLATE:
         raise InvalidRule("template", f"must be 1-{MAX_TEMPLATE} characters")
@@ -162,14 +183,17 @@ def _check_url(url: str) -> None:
 
 
 def rule_to_row(rule: NotificationRule) -> dict[str, Any]:
-    """The stored JSON body of a rule (its secret included; never shown)."""
+    """The stored JSON body of a rule: its secret only sealed (base64), never in clear."""
+    if rule.secret is not None:
+        raise ValueError("a rule's secret is sealed before it is stored")
+    sealed = rule.sealed_secret
     return {
         "scope": rule.scope.value,
         "target": rule.target,
         "events": [event.value for event in rule.events],
         "channel": rule.channel.value,
         "url": rule.url,
-        "secret": rule.secret,
+        "sealedSecret": None if sealed is None else base64.b64encode(sealed).decode("ascii"),
         "template": rule.template,
         "failuresInARow": rule.failures_in_a_row,
         "warnAfterSeconds": rule.warn_after_seconds,
@@ -181,6 +205,10 @@ def rule_to_row(rule: NotificationRule) -> dict[str, Any]:
 def rule_from_row(
     name: str, body: dict[str, Any], created_at: datetime, updated_at: datetime
 ) -> NotificationRule:
+    """The rule of a stored body. A body written before secrets were sealed holds its secret
+    in clear (``"secret"``): the rule then carries it in ``secret``, and the store seals it
+    before returning the rule (:func:`plain_secret` finds such bodies)."""
+    sealed = body.get("sealedSecret")
     return NotificationRule(
         name=name,
         scope=RuleScope(body["scope"]),
@@ -188,7 +216,8 @@ def rule_from_row(
         events=tuple(RuleEvent(event) for event in body["events"]),
         channel=Channel(body["channel"]),
         url=str(body["url"]),
-        secret=body.get("secret"),
+        secret=plain_secret(body),
+        sealed_secret=None if sealed is None else _unbase64(str(sealed)),
         template=str(body.get("template") or DEFAULT_TEMPLATE),
         failures_in_a_row=int(body.get("failuresInARow", 3)),
         warn_after_seconds=int(body.get("warnAfterSeconds", 0)),
@@ -197,3 +226,17 @@ def rule_from_row(
         created_at=created_at,
         updated_at=updated_at,
     )
+
+
+def plain_secret(body: dict[str, Any]) -> str | None:
+    """The secret a stored body holds in clear (written before secrets were sealed)."""
+    secret = body.get("secret")
+    return secret if isinstance(secret, str) and secret else None
+
+
+def _unbase64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        # Kept as is: it does not open, and the delivery says so.
+        return text.encode("utf-8", "replace")

@@ -1,14 +1,19 @@
 """The notification rule routes over a whole runtime (SQLite and PostgreSQL): saved,
 replaced, listed, shown and deleted by an admin; bad input is a 400 naming the field;
-other roles are refused; every change and refusal is audited; no response holds the secret."""
+other roles are refused; every change and refusal is audited; no response holds the secret;
+a secret an older version stored in clear is sealed when the service starts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from store.db.postgres import PostgresDatabase
+from store.db.sqlite import SqliteDatabase
+from store.notifications.models import secret_context
 from tests.integration.admin_harness import ADMIN, APPROVAL, OPERATOR, VIEWER, full_admin
 
 SECRET = "route-secret-93ab"
@@ -117,3 +122,55 @@ async def test_only_an_admin_changes_rules_and_approval_is_asked_when_required(
         assert approved.status_code == 201, approved.text
         entries = await admin.audit_entries(limit=10)
         assert [e.status.value for e in entries].count("error") == 3
+
+
+async def test_a_secret_stored_in_clear_by_an_older_version_is_sealed_when_the_service_starts(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    legacy = {
+        "scope": "global",
+        "target": "",
+        "events": ["failed"],
+        "channel": "webhook",
+        "url": "https://hooks.example.test/old",
+        "secret": "legacy-clear-secret-0c4d",
+    }
+    if backend == "sqlite":
+        db: Any = await SqliteDatabase.open(tmp_path / "data" / "longshore.db")
+        await db.migrate()
+        sql = "INSERT INTO notification_rules VALUES ('old', ?, 1, 1)"
+        await db.write(lambda conn: conn.execute(sql, (json.dumps(legacy),)))
+        read = "SELECT body FROM notification_rules"
+    else:
+        db = await PostgresDatabase.open(str(queue_location))
+        await db.migrate()
+        await db.execute(
+            "INSERT INTO notification_rules (name, body) VALUES ('old', $1)", json.dumps(legacy)
+        )
+        read = "SELECT body FROM notification_rules"
+    await db.close()
+
+    async with full_admin(backend, queue_location, tmp_path) as admin:
+        shown = await admin.client.get("/notifications/rules/old", headers=VIEWER)
+        assert shown.json()["rule"]["secretSet"] is True
+        assert "legacy-clear-secret" not in shown.text
+        rule = await admin.runtime.stores.notifications.get("old")
+        assert rule is not None
+        assert rule.sealed_secret is not None
+        box = admin.runtime.stores.secrets_box
+        assert box.open(secret_context("old"), rule.sealed_secret) == b"legacy-clear-secret-0c4d"
+
+    db = await (
+        SqliteDatabase.open(tmp_path / "data" / "longshore.db")
+        if backend == "sqlite"
+        else PostgresDatabase.open(str(queue_location))
+    )
+    try:
+        if backend == "sqlite":
+            [body] = [row[0] for row in await db.read(lambda conn: conn.execute(read).fetchall())]
+        else:
+            body = await db.fetchval(read)
+    finally:
+        await db.close()
+    assert "legacy-clear-secret" not in body
+    assert "sealedSecret" in json.loads(body)

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from service.backends import open_store
 from service.runtime import build_registry
 from service.worker import Worker, WorkerOptions
 from store.events import EventFilter, Stream
 from store.jobs.models import RunStatus, RunTrigger
+from store.notifications.models import Channel, NotificationRule, RuleEvent, RuleScope
 from store.queue.models import TaskState
 from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, full_admin
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image
@@ -420,5 +422,60 @@ async def test_retries_exhausted_is_told_once_after_the_last_attempt(
                 "retries_exhausted",
                 2,
             )
+    finally:
+        receiver.stop()
+
+
+async def test_a_secret_sealed_with_another_key_dead_letters_the_delivery_with_a_clear_error(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    receiver = Receiver.reserve().start()
+    try:
+        async with notifying_admin(backend, queue_location, tmp_path) as admin:
+            # A process with another secrets key saves the rule (as after a key file was lost
+            # or a database restored beside another key).
+            foreign = admin.runtime.settings.model_copy(
+                update={"secrets_key_file": tmp_path / "other-key" / "secrets.key"}
+            )
+            async with open_store(foreign, migrate=False) as stores:
+                rule = NotificationRule(
+                    name="signed",
+                    scope=RuleScope.JOB,
+                    target="flaky",
+                    events=(RuleEvent.FAILED,),
+                    channel=Channel.WEBHOOK,
+                    url=receiver.url("/hook"),
+                    secret=SECRET,
+                )
+                await stores.notifications.upsert(rule)
+            async with working(admin):
+                await run_job(admin, "fail")
+            assert receiver.received == []  # nothing is sent unsigned
+            [dead] = await events_of(admin, "NotificationDeadLettered")
+            assert dead.data["rule"] == "signed"
+            assert dead.data["attempt"] == 1  # at once: retrying with the same key cannot help
+            assert "does not decrypt with the secrets key" in dead.data["error"]
+            assert "WORKER_SECRETS_KEY_FILE" in dead.data["error"]
+            dlq = await admin.client.get("/dlq", headers=VIEWER)
+            assert [e["handler"] for e in dlq.json()["entries"]].count("notify.deliver") == 1
+            assert SECRET not in dlq.text + str(dead.data)
+            metrics = (await admin.client.get("/metrics/prometheus", headers=VIEWER)).text
+            assert 'longshore_notifications_total{outcome="dead_lettered"} 1.0' in metrics
+
+            # Setting the secret again (sealed with this key) signs the next delivery.
+            await save_rule(
+                admin,
+                "signed",
+                scope="job",
+                target="flaky",
+                events=["failed"],
+                channel="webhook",
+                url=receiver.url("/hook"),
+                secret=SECRET,
+            )
+            async with working(admin):
+                await run_job(admin, "fail")
+            [delivered] = receiver.at("/hook")
+            assert delivered.signed_by(SECRET)
     finally:
         receiver.stop()

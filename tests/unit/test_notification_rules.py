@@ -22,6 +22,10 @@ from store.notifications.models import (
     RuleEvent,
     RuleScope,
     check_rule,
+    plain_secret,
+    rule_from_row,
+    rule_to_row,
+    secret_context,
 )
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -173,3 +177,26 @@ def test_a_chat_message_fills_its_template_on_one_line() -> None:
     }
     body = json.loads(messages.chat_body("{job} {event} ({status}): {error} {unknown}", message))
     assert body == {"text": "nightly failed (failed): exit 3  [31mboom {unknown}"}
+
+
+def test_a_rule_never_shows_its_secret_and_is_stored_only_sealed() -> None:
+    clear = rule(RuleEvent.FAILED, secret="clear-secret-1f")
+    assert "clear-secret-1f" not in repr(clear) + str(clear.public())
+    with pytest.raises(ValueError, match="sealed"):
+        rule_to_row(clear)
+    stored = dataclasses.replace(clear, secret=None, sealed_secret=b"\x00sealed\xff")
+    assert "sealed" not in repr(stored)
+    assert stored.public()["secretSet"] is True
+    body = json.loads(json.dumps(rule_to_row(stored)))
+    assert "secret" not in body
+    back = rule_from_row("r", body, T0, T0)
+    assert (back.secret, back.sealed_secret) == (None, b"\x00sealed\xff")
+
+
+def test_a_body_stored_before_secrets_were_sealed_is_read_with_its_clear_secret() -> None:
+    body = {**rule_to_row(rule(RuleEvent.FAILED, secret=None)), "secret": "old-clear"}
+    del body["sealedSecret"]
+    assert plain_secret(body) == "old-clear"
+    assert rule_from_row("r", body, T0, T0).secret == "old-clear"
+    assert plain_secret({**body, "secret": None}) is None
+    assert secret_context("ops") == "notification-rule/ops"

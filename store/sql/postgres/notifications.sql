@@ -12,3 +12,6 @@ SELECT name, body, created_at, updated_at FROM notification_rules ORDER BY name;
 
 -- name: delete_rule
 DELETE FROM notification_rules WHERE name = $1 RETURNING name;
+
+-- name: reseal_rule
+UPDATE notification_rules SET body = $2 WHERE name = $1 AND body = $3 RETURNING name;

@@ -464,7 +464,7 @@ ALTER TABLE job_definitions ADD COLUMN params jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE runs ADD COLUMN params jsonb;
 
 -- 011: notification rules (store.notifications, migrations/011_notification_rules.sql): one row per rule, its fields as a JSON body
--- (the webhook secret included: it is never read back out by any route).
+-- (the webhook secret only sealed with the secrets key, as `sealedSecret`; never shown).
 CREATE TABLE notification_rules (
     name text PRIMARY KEY,
     body text NOT NULL,

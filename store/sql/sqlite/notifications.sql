@@ -12,3 +12,12 @@ SELECT name, body, created_at, updated_at FROM notification_rules ORDER BY name;
 
 -- name: delete_rule
 DELETE FROM notification_rules WHERE name = :name;
+
+-- name: reseal_rule
+UPDATE notification_rules SET body = :body WHERE name = :name;
+
+-- name: secure_delete_on
+PRAGMA secure_delete = ON;
+
+-- name: secure_delete_off
+PRAGMA secure_delete = OFF;

@@ -241,7 +241,7 @@ ALTER TABLE job_definitions ADD COLUMN params TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE runs ADD COLUMN params TEXT;
 
 -- 010: notification rules (store.notifications, migrations/010_notification_rules.sql): one row per rule, its fields as a JSON body
--- (the webhook secret included: it is never read back out by any route).
+-- (the webhook secret only sealed with the secrets key, as `sealedSecret`; never shown).
 CREATE TABLE notification_rules (
     name       TEXT    PRIMARY KEY,
     body       TEXT    NOT NULL,
