@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from admin import console
@@ -225,8 +226,26 @@ def _field(loc: Sequence[int | str]) -> str:
     return text
 
 
+def _declared_body_fields(request: Request) -> set[str]:
+    """The field names of the route's JSON body model."""
+    names: set[str] = set()
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for param in getattr(dependant, "body_params", ()):
+        model = getattr(param.field_info, "annotation", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names |= {info.alias or name for name, info in model.model_fields.items()}
+    return names
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    try:
+        mutation = route_mutation(request)
+    except NotAuthenticated as refused:
+        return await _longshore_error(request, refused)
+    # A body carrying a secret names only its declared fields: a value pasted as a key
+    # would otherwise be repeated to the caller and into the audit entry.
+    declared = _declared_body_fields(request) if mutation and mutation.redacted else None
     messages: list[str] = []
     for error in exc.errors():
         loc = tuple(error.get("loc", ()))
@@ -237,13 +256,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             messages.append("body: a JSON object is required")
         elif loc == ("body",):
             messages.append("body: must be a JSON object (Content-Type: application/json)")
+        elif declared is not None and len(loc) > 1 and loc[0] == "body" and loc[1] not in declared:
+            messages.append("body: a field that is not accepted (not named: it may be a secret)")
         else:
             where = _field(loc) or (str(loc[0]) if loc else "request")
             messages.append(f"{where}: {error.get('msg', 'invalid value')}")
-    try:
-        route_mutation(request)
-    except NotAuthenticated as refused:
-        return await _longshore_error(request, refused)
     return await _respond(request, 400, "invalid_request", "; ".join(messages))
 
 

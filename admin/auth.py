@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -136,9 +137,37 @@ def authenticate(request: Request, config: AdminConfig) -> Identity:
     if session is not None and session.via == "token":
         return Identity(actor=session.actor, role=session.role, via="session")
     if config.console_auth == "none":
+        _check_loopback_request(request)
         actor = ANONYMOUS_ACTOR
         return Identity(actor=actor, role=config.role_of(actor), via="none")
     raise NotAuthenticated("authentication required: a client certificate or a bearer token")
+
+
+def _loopback_host(name: str) -> bool:
+    """Whether ``name`` (a ``Host`` header's host part) always means this machine: a
+    loopback address, ``localhost`` or a name under ``.localhost`` (RFC 6761)."""
+    name = name.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost")
+
+
+def _check_loopback_request(request: Request) -> None:
+    """``none`` mode answers only a loopback client that addressed a loopback name: a page
+    of another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) is, to the
+    browser, of its own origin, and would otherwise act as ``local``."""
+    client = request.client.host if request.client is not None else ""
+    host = request.headers.get("host", "")
+    name = host[: host.rindex("]") + 1] if host.startswith("[") and "]" in host else host
+    name = name.rpartition(":")[0] if ":" in name and not name.endswith("]") else name
+    if not (_loopback_host(client) and _loopback_host(name)):
+        raise NotAuthenticated(
+            "WORKER_ADMIN_AUTH=none answers only requests from this machine addressed to "
+            "localhost or a loopback address"
+        )
 
 
 def _basic(request: Request, config: AdminConfig) -> Identity | None:

@@ -70,7 +70,10 @@ class Mutation:
         action: str,
         target: str,
         body: bytes,
+        redacted: bool = False,
     ) -> None:
+        self.redacted = redacted
+        """The body carries a secret: neither hashed nor named in messages."""
         self._audit = audit
         self.identity = identity
         self.request_id = request_id
@@ -166,6 +169,7 @@ class MutationDependency:
             action=self.action,
             target=self._target(request, body),
             body=body,
+            redacted=self.redact_body,
         )
         request.state.mutation = current
         return current

@@ -7,7 +7,8 @@ or, for a caller who authenticates on every request (client certificate, HTTP Ba
 console's script sends in :data:`CSRF_HEADER` on every mutation (:mod:`admin.mutations`).
 
 Sessions live in memory (a restart signs everyone out), expire :data:`SESSION_SECONDS` after
-they were made, and at most :data:`MAX_SESSIONS` are kept (the oldest is dropped first).
+they were made, and at most :data:`MAX_SESSIONS` are kept, :data:`PER_ACTOR` of one actor (the
+oldest is dropped first).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ COOKIE = "longshore_session"
 CSRF_HEADER = "x-longshore-csrf"
 SESSION_SECONDS = 8 * 3600.0
 MAX_SESSIONS = 10_000
+PER_ACTOR = 64
+"""At most this many sessions of one actor are kept (its oldest is dropped first), so one
+caller making sessions without end cannot push everyone else's out of the store."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +65,9 @@ class SessionStore:
             expires=time.monotonic() + self.lifetime,
         )
         self._sessions[session.id] = session
+        own = [key for key, held in self._sessions.items() if held.actor == actor]
+        for key in own[: max(len(own) - PER_ACTOR, 0)]:
+            del self._sessions[key]
         while len(self._sessions) > self.limit:
             self._sessions.popitem(last=False)
         return session

@@ -40,10 +40,10 @@ class EventStreamResponse(StreamingResponse):
 
 
 def event_stream(body: AsyncIterator[bytes]) -> EventStreamResponse:
-    """``body`` as server-sent events, never cached or buffered by proxies
+    """``body`` as server-sent events, never stored nor buffered by proxies
     (``X-Accel-Buffering: no``)."""
     return EventStreamResponse(
         body,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

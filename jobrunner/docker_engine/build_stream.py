@@ -17,8 +17,10 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from docker.types.daemon import CancellableStream  # type: ignore[import-untyped, unused-ignore]
@@ -88,6 +90,11 @@ class BuildProgress:
     error: str | None = None
     running: str | None = None
     """The container of the ``RUN`` step under way, if any."""
+    started: float = field(default_factory=time.time)
+    """When the build began (epoch seconds). ``running`` and ``created`` are read from the
+    stream, where a ``RUN`` step's own output can print lines that look like the engine's:
+    only a container or image the engine made since then is removed as a leftover
+    (:func:`made_since`)."""
     created: list[str] = field(default_factory=list)
     """Images this build made (steps that were not a ``FROM`` nor taken from the cache)."""
     stream: CancellableStream | None = None
@@ -191,6 +198,18 @@ def stream_build(
         progress.stream = stream
     for item in stream:
         progress.read(item)
+
+
+def made_since(inspected: Mapping[str, Any], since: float) -> bool:
+    """Whether an engine object (``inspect_container``/``inspect_image``'s answer) was
+    created at or after ``since``: one made before a build began is never its leftover,
+    whatever the build's output said."""
+    text = str(inspected.get("Created") or "")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).timestamp() >= since
+    except ValueError:
+        return False
 
 
 def describe_failure(progress: BuildProgress) -> BuildFailed:

@@ -38,6 +38,7 @@ from jobrunner.docker_engine.build_stream import (
     BuildProgress,
     LogTail,
     describe_failure,
+    made_since,
     stream_build,
 )
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
@@ -244,11 +245,14 @@ class ImageBuilder:
         forced) and the images of its finished steps."""
         with progress.lock:
             running, created = progress.running, list(progress.created)
+        since = progress.started
         try:
             if running is not None:
-                await self._clients.call("remove a build container", _remove_container, running)
+                await self._clients.call(
+                    "remove a build container", _remove_container, running, since
+                )
             for image in reversed(created):
-                await self._clients.call("remove a build image", _remove_image, image)
+                await self._clients.call("remove a build image", _remove_image, image, since)
         except EngineUnavailable:
             progress.leftovers_kept = True  # its journal stays: image retention removes them
             logger.exception("could not remove what a build left")
@@ -276,20 +280,24 @@ async def _first_of(
         return RunStatus.TIMED_OUT
 
 
-def _remove_container(api: Any, container_id: str) -> None:
+def _remove_container(api: Any, container_id: str, since: float) -> None:
     deadline = time.monotonic() + _LEFTOVER_WAIT_SECONDS
     while time.monotonic() < deadline:
         try:
-            api.inspect_container(container_id)
+            found = api.inspect_container(container_id)
         except docker.errors.NotFound:
+            return
+        if not made_since(found, since):  # named by the step's own output: not ours
+            logger.warning("build leftover kept: older than the build", extra={"id": container_id})
             return
         time.sleep(0.1)
     with suppress(docker.errors.NotFound):
         api.remove_container(container_id, v=True, force=True)
 
 
-def _remove_image(api: Any, image_id: str) -> None:
+def _remove_image(api: Any, image_id: str, since: float) -> None:
     # Never forced: an image that another image now builds on, or that was tagged since,
-    # is not this build's leftover any more.
+    # is not this build's leftover any more; nor one older than the build.
     with suppress(docker.errors.NotFound, docker.errors.APIError):
-        api.remove_image(image_id, noprune=True)
+        if made_since(api.inspect_image(image_id), since):
+            api.remove_image(image_id, noprune=True)

@@ -19,6 +19,7 @@ import requests.exceptions  # type: ignore[import-untyped, unused-ignore]
 from docker.types import LogConfig, Mount  # type: ignore[import-untyped, unused-ignore]
 
 from jobrunner.engine import LABEL_SCOPE, LABEL_SOURCE_DIGEST, RunSpec
+from jobrunner.errors import JobRunFailed
 
 if TYPE_CHECKING:
     import threading
@@ -142,7 +143,15 @@ def attach(api: Any, container_id: str) -> Any:
 
 
 def start(api: Any, container_id: str) -> None:
-    api.start(container_id)
+    """Start the container. The engine refusing it as a bad request (400: e.g. the image's
+    ``/tmp`` is a file, so the tmpfs cannot be mounted) is the job's image's doing, not an
+    engine fault to wait out: the attempt fails (``JobRunFailed``, spends a retry)."""
+    try:
+        api.start(container_id)
+    except docker.errors.APIError as exc:
+        if exc.status_code == 400:
+            raise JobRunFailed(f"the container cannot start: {exc.explanation or exc}") from exc
+        raise
 
 
 def stop(api: Any, container_id: str, grace: float) -> None:

@@ -34,15 +34,34 @@ def load_or_create_key(path: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = random.token_bytes(KEY_BYTES)
+    # Written whole under a private name, then linked to its own name (which fails if the
+    # file exists): a process starting at the same moment never reads a key half written.
+    partial = path.with_name(f".{path.name}.{random.token_hex(8)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key.hex() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create it in place
+            _create_in_place(path, key)
     except FileExistsError:  # made by another process meanwhile
         return _read_key(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return key
+
+
+def _create_in_place(path: Path, key: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(key.hex() + "\n")
         out.flush()
         os.fsync(out.fileno())
-    return key
 
 
 def _read_key(path: Path) -> bytes:

@@ -4,9 +4,11 @@ their secret grants and parameter specs, runs their parameter values."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +145,18 @@ def test_a_box_on_a_key_file_makes_it_only_when_first_needed(tmp_path):
     assert SecretBox(path).open("name", sealed) == b"value"
     with pytest.raises(SecretKeyError):
         SecretBox(path).open("other-name", sealed)
+
+
+def _key_of(path: str) -> str:
+    return load_or_create_key(Path(path)).hex()
+
+
+def test_processes_starting_together_all_get_the_one_key(tmp_path):
+    """``serve`` and workers started at once on a fresh data dir: none may read the key
+    file between its creation and its content (an empty file is "not a key")."""
+    with concurrent.futures.ProcessPoolExecutor(4) as pool:
+        for round_ in range(60):
+            path = str(tmp_path / f"round-{round_}" / "secrets.key")
+            keys = list(pool.map(_key_of, [path] * 8))
+            assert len(set(keys)) == 1, keys
+            assert keys[0] == load_or_create_key(Path(path)).hex()

@@ -297,13 +297,18 @@ async def test_none_mode_needs_no_sign_in_but_still_csrf(
     async with full_admin(
         backend, queue_location, tmp_path, console_auth="none", roles={"local": Role.ADMIN}
     ) as admin:
-        page = await admin.client.get(f"{ROOT}/queues")
+        local = "http://127.0.0.1:8081"
+        page = await admin.client.get(f"{local}/queues")
         assert page.status_code == 200
         assert "local (admin)" in page.text
-        refused = await admin.client.post("/pause")
+        refused = await admin.client.post(f"{local}/admin/v1/pause")
         assert refused.json()["error"]["code"] == "csrf_rejected"
-        accepted = await admin.client.post("/pause", headers={CSRF_HEADER: csrf_of(page.text)})
+        accepted = await admin.client.post(
+            f"{local}/admin/v1/pause", headers={CSRF_HEADER: csrf_of(page.text)}
+        )
         assert accepted.status_code == 200
+        # Addressed by another name (a rebound DNS name), nobody is signed in.
+        assert (await admin.client.get(f"{ROOT}/queues")).status_code == 401
 
 
 async def test_header_mode_reads_the_token_from_its_header(

@@ -203,6 +203,7 @@ async def test_a_mutation_arrives_live_as_its_audit_event_with_its_durable_id(
         headers = sse.response.headers
         assert headers["content-type"].startswith("text/event-stream")
         assert headers["x-accel-buffering"] == "no"
+        assert headers["cache-control"] == "no-store"  # it shows data, as pages do
         first = [await sse.next() for _ in range(len(SNAPSHOTS) + 1)]
         assert [frame.event for frame in first] == [*SNAPSHOTS, "heartbeat"]
         assert all(frame.id is None for frame in first)

@@ -534,6 +534,7 @@ async def test_following_a_run_streams_its_output_then_ends_and_resumes_after_an
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-accel-buffering"] == "no"
+    assert response.headers["cache-control"] == "no-store"
     messages = parse_sse(response.text)
     assert messages[0].retry == runs_routes.RETRY_MS
     got = outputs(messages)

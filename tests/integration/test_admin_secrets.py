@@ -118,3 +118,31 @@ async def test_secrets_are_set_listed_and_deleted_by_role_and_never_shown(
         deletes = [e for e in await admin.audit_entries(limit=100) if e.action == "secret.delete"]
         assert {e.target for e in deletes} == {"db"}
         assert all(e.payload_hash == EMPTY_HASH for e in deletes)
+
+
+async def test_a_refused_secret_body_never_repeats_a_value_sent_as_a_field_name(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    """A value pasted where a field name goes (``{"<value>": ...}``, also with a NUL) is not
+    named by the 400 nor by the audit entry of the refusal (which every viewer reads)."""
+    async with full_admin(backend, queue_location, tmp_path) as admin:
+        bodies = [
+            f'{{"{VALUE}": "{VALUE}"}}',
+            f'{{"value": "x", "{VALUE}": 1}}',
+            f'{{"{VALUE}\\u0000": 1}}',
+        ]
+        for body in bodies:
+            refused = await admin.client.put(
+                "/secrets/api-key",
+                headers={**ADMIN, "content-type": "application/json"},
+                content=body.encode(),
+            )
+            assert refused.status_code == 400, refused.text
+            assert VALUE not in refused.text
+            assert "body" in refused.json()["error"]["message"]
+        # The fields the body declares are still named.
+        named = await admin.client.put("/secrets/api-key", headers=ADMIN, json={"value": 3})
+        assert named.json()["error"]["message"].startswith("value: ")
+        entries = await admin.audit_entries(action="secret.set")
+        assert len(entries) == len(bodies) + 1
+        assert all(VALUE not in repr(entry) for entry in entries)
