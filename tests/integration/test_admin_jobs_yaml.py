@@ -106,7 +106,9 @@ async def test_a_yaml_definition_needs_the_admin_role_and_credentials_and_is_siz
         assert_envelope(response, 403, "forbidden")
         [entry] = await admin.audit_entries(action="job.upsert")
         assert (entry.actor, entry.target, entry.status.value) == ("vic", "nightly-report", "error")
-        assert_envelope(await client.post("/jobs", content="{", headers=YAML), 401, "unauthenticated")
+        assert_envelope(
+            await client.post("/jobs", content="{", headers=YAML), 401, "unauthenticated"
+        )
         big = DEFINITION + "description: " + "x" * 5000 + "\n"
         response = await client.post("/jobs", content=big, headers={**ADMIN, **YAML})
         assert_envelope(response, 413, "body_too_large")
