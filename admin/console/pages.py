@@ -42,8 +42,11 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
-def pager(total: int, offset: int, query: dict[str, str]) -> dict[str, Any]:
-    """Links to the previous and next pages (``None`` at either end)."""
+def pager(
+    total: int, offset: int, query: dict[str, str], *, capped: bool = False
+) -> dict[str, Any]:
+    """Links to the previous and next pages (``None`` at either end); ``capped``: the total
+    is a lower bound (shown as "N+")."""
 
     def link(at: int) -> str:
         pairs = [f"{k}={v}" for k, v in query.items() if v] + [f"offset={at}"]
@@ -51,6 +54,7 @@ def pager(total: int, offset: int, query: dict[str, str]) -> dict[str, Any]:
 
     return {
         "total": total,
+        "capped": capped,
         "first": offset + 1 if total else 0,
         "last": min(offset + PAGE, total),
         "prev": link(max(0, offset - PAGE)) if offset > 0 else None,

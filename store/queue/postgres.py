@@ -184,13 +184,19 @@ class PostgresTaskQueue(PostgresOperatorActions):
         row = await self._db.fetchrow(self._sql["get_task"], task_id)
         return None if row is None else rows.task_from_row(row)
 
-    async def list_tasks(self, filter: TaskFilter, *, limit: int, offset: int) -> Page[Task]:
+    async def list_tasks(
+        self, filter: TaskFilter, *, limit: int, offset: int, count_max: int | None = None
+    ) -> Page[Task]:
         """See :meth:`TaskQueue.list_tasks`."""
         _check_page(limit, offset)
         args = rows.task_filter_args(filter)
         async with self._db.connection() as connection:
             found = await connection.fetch(self._sql["list_tasks"], *args, limit, offset)
-            total = await connection.fetchval(self._sql["count_tasks"], *args)
+            if count_max is None:
+                total = await connection.fetchval(self._sql["count_tasks"], *args)
+            else:
+                capped = self._sql["count_tasks_capped"]
+                total = await connection.fetchval(capped, *args, max(0, count_max))
         now = datetime.now(UTC)
         items = [rows.task_from_row(row, now) for row in found]
         return Page(items=items, total=int(total), limit=limit, offset=offset)

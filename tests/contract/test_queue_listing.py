@@ -102,3 +102,17 @@ async def test_list_tasks_total_counts_only_matching_tasks(queue):
     assert (
         await queue.list_tasks(TaskFilter(queue="x", state=TaskState.RUNNING), limit=2, offset=0)
     ).total == 0
+
+
+async def test_list_tasks_counts_at_most_count_max(queue):
+    ids = [(await enqueue(queue, queue="x", payload={"i": i})).id for i in range(7)]
+    await enqueue(queue, queue="y")
+
+    capped = await queue.list_tasks(TaskFilter(queue="x"), limit=2, offset=2, count_max=5)
+    exact = await queue.list_tasks(TaskFilter(queue="x"), limit=2, offset=2, count_max=50)
+    none = await queue.list_tasks(TaskFilter(queue="z"), limit=2, offset=0, count_max=5)
+
+    assert [t.id for t in capped.items] == ids[2:4]
+    assert (capped.total, exact.total, none.total) == (5, 7, 0)
+    ready = TaskFilter(queue="x", state=TaskState.READY)
+    assert (await queue.list_tasks(ready, limit=1, offset=0, count_max=3)).total == 3

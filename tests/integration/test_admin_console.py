@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from admin.config import Role
+from admin.console import pages, pages_tasks
 from admin.sessions import COOKIE, CSRF_HEADER
 from store.jobs.models import JobDefinition
+from store.queue.models import NewTask
 from tests.integration.admin_harness import ADMIN, TOKENS, FullAdmin, full_admin
 from tests.integration.test_admin_jobs import settings
 
@@ -339,6 +341,25 @@ async def test_lists_are_paginated(console: FullAdmin) -> None:
     assert second.count('<tr><td><a href="/jobs/job-') == 5
     assert "job-054" in second
     assert "job-054" not in first
+
+
+async def test_the_tasks_page_counts_at_most_count_max_tasks(
+    console: FullAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages_tasks, "COUNT_MAX", 3)
+    monkeypatch.setattr(pages_tasks, "PAGE", 2)
+    monkeypatch.setattr(pages, "PAGE", 2)
+    for index in range(6):
+        await console.services.queue.enqueue_many(
+            [NewTask(handler="builtin.noop", queue="held", payload={"i": index})]
+        )
+    await sign_in(console, "vic")
+    first = (await console.client.get(f"{ROOT}/tasks?state=ready")).text
+    assert "1\u20132 of 3+" in first
+    assert "offset=2" in first
+    deep = (await console.client.get(f"{ROOT}/tasks?state=ready&offset=4")).text
+    assert "5\u20136 of 6<" in deep  # the count reaches past the page: exact at the end
+    assert "offset=6" not in deep
 
 
 async def test_unstorable_text_in_a_filter_is_a_400_panel_not_a_500(console: FullAdmin) -> None:

@@ -228,6 +228,19 @@ WHERE ($1::text IS NULL OR t.queue = $1)
   AND ($5::text IS NULL OR t.handler ILIKE $5 OR t.key ILIKE $5 OR t.last_error ILIKE $5
        OR t.payload::text ILIKE $5);
 
+-- name: count_tasks_capped
+-- count_tasks, counting at most $6 tasks.
+SELECT count(*) FROM (
+  SELECT 1 FROM tasks AS t
+  WHERE ($1::text IS NULL OR t.queue = $1)
+    AND ($2::text IS NULL OR t.state = $2)
+    AND ($3::boolean IS NULL OR (t.run_at <= now()) = $3)
+    AND ($4::text IS NULL OR t.handler = $4)
+    AND ($5::text IS NULL OR t.handler ILIKE $5 OR t.key ILIKE $5 OR t.last_error ILIKE $5
+         OR t.payload::text ILIKE $5)
+  LIMIT $6
+) AS capped;
+
 -- name: cancel
 DELETE FROM tasks WHERE id = $1 AND state = 'waiting' RETURNING *;
 
