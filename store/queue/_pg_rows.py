@@ -127,6 +127,15 @@ def task_filter_args(filter: TaskFilter) -> list[Any]:
     return [filter.queue, stored, ready, filter.handler, like_pattern(filter.search)]
 
 
+def task_listing(filter: TaskFilter, count_max: int | None) -> tuple[list[Any], str, list[Any]]:
+    """The parameters of ``list_tasks`` ($1-$5), and the statement counting its total with
+    its parameters: exact, or at most ``count_max`` tasks (``count_tasks_capped``)."""
+    args = task_filter_args(filter)
+    if count_max is None:
+        return args, "count_tasks", args
+    return args, "count_tasks_capped", [*args, max(0, count_max)]
+
+
 def dead_filter_args(filter: DeadFilter) -> list[Any]:
     """Parameters $1-$5 of the dead-letter listings."""
     return [

@@ -1,10 +1,9 @@
 """The PostgreSQL backend of :class:`store.queue.protocol.TaskQueue`, for several hosts.
 
 Claims use ``FOR UPDATE SKIP LOCKED`` inside one PL/pgSQL call, idle workers wake on
-``LISTEN longshore_queue`` (polling is only the fallback while that connection is down),
-and concurrency caps are enforced with per-queue advisory locks. The SQL is in
-``store/sql/postgres/queue.sql`` and ``migrations/``; semantics are in the protocol's
-docstrings.
+``LISTEN longshore_queue`` (polling is only the fallback while that connection is down), and
+concurrency caps are enforced with per-queue advisory locks. The SQL is in
+``store/sql/postgres/queue.sql`` and ``migrations/``; the protocol's docstrings say the rest.
 """
 
 from __future__ import annotations
@@ -189,14 +188,10 @@ class PostgresTaskQueue(PostgresOperatorActions):
     ) -> Page[Task]:
         """See :meth:`TaskQueue.list_tasks`."""
         _check_page(limit, offset)
-        args = rows.task_filter_args(filter)
+        args, count, count_args = rows.task_listing(filter, count_max)
         async with self._db.connection() as connection:
             found = await connection.fetch(self._sql["list_tasks"], *args, limit, offset)
-            if count_max is None:
-                total = await connection.fetchval(self._sql["count_tasks"], *args)
-            else:
-                capped = self._sql["count_tasks_capped"]
-                total = await connection.fetchval(capped, *args, max(0, count_max))
+            total = await connection.fetchval(self._sql[count], *count_args)
         now = datetime.now(UTC)
         items = [rows.task_from_row(row, now) for row in found]
         return Page(items=items, total=int(total), limit=limit, offset=offset)
