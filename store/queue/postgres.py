@@ -188,9 +188,9 @@ class PostgresTaskQueue(PostgresOperatorActions):
     ) -> Page[Task]:
         """See :meth:`TaskQueue.list_tasks`."""
         _check_page(limit, offset)
-        args, count, count_args = rows.task_listing(filter, count_max)
+        listing, args, count, count_args = rows.task_listing(filter, count_max)
         async with self._db.connection() as connection:
-            found = await connection.fetch(self._sql["list_tasks"], *args, limit, offset)
+            found = await connection.fetch(self._sql[listing], *args, limit, offset)
             total = await connection.fetchval(self._sql[count], *count_args)
         now = datetime.now(UTC)
         items = [rows.task_from_row(row, now) for row in found]

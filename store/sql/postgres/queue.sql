@@ -219,6 +219,18 @@ WHERE ($1::text IS NULL OR t.queue = $1)
 ORDER BY t.id
 LIMIT $6 OFFSET $7;
 
+-- name: list_tasks_dead
+-- list_tasks of dead tasks ($1 queue, $2 handler, $3 search): the state is written here so
+-- that tasks_dead_id_idx (migration 012) is read instead of every task before the dead ones.
+SELECT * FROM tasks AS t
+WHERE t.state = 'dead'
+  AND ($1::text IS NULL OR t.queue = $1)
+  AND ($2::text IS NULL OR t.handler = $2)
+  AND ($3::text IS NULL OR t.handler ILIKE $3 OR t.key ILIKE $3 OR t.last_error ILIKE $3
+       OR t.payload::text ILIKE $3)
+ORDER BY t.id
+LIMIT $4 OFFSET $5;
+
 -- name: count_tasks
 SELECT count(*) FROM tasks AS t
 WHERE ($1::text IS NULL OR t.queue = $1)
