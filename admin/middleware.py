@@ -145,8 +145,11 @@ async def reject_unstorable_text(request: Request) -> None:
             for name, value in request.query_params.multi_items()
             if name in declared and _UNSTORABLE.search(value)
         ]
-    raw = request_state(request.scope).get("raw_body", b"")
-    if isinstance(raw, bytes) and _UNSTORABLE_ESCAPE.search(raw):
+    state = request_state(request.scope)
+    raw = state.get("raw_body", b"")
+    if "body_object" in state:  # a YAML body, decoded (admin.yaml_body)
+        where += _unstorable_paths(state["body_object"], ("body",))
+    elif isinstance(raw, bytes) and _UNSTORABLE_ESCAPE.search(raw):
         with contextlib.suppress(ValueError):  # not JSON: the route's validation answers
             where += _unstorable_paths(json.loads(raw), ("body",))
     if where:

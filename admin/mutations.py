@@ -155,6 +155,9 @@ class MutationDependency:
         if self.target:
             return str(request.path_params.get(self.target, ""))
         if self.body_target:
+            decoded = getattr(request.state, "body_object", None)  # a YAML body, decoded
+            if decoded is not None:
+                return object_field(decoded, self.body_target)
             return body_field(body, self.body_target)
         return self.fixed_target
 
@@ -236,6 +239,7 @@ def check_same_origin(request: Request) -> None:
     if content_type in _FORM_TYPES:
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not accepted: send JSON (application/json)"
+            " (a job definition may also be YAML: application/yaml)"
         )
     refusal = _cross_site(request)
     if refusal is not None:
@@ -314,6 +318,11 @@ def body_field(raw: bytes, field: str) -> str:
         body = json.loads(raw) if raw else None
     except ValueError:
         return ""
+    return object_field(body, field)
+
+
+def object_field(body: object, field: str) -> str:
+    """The string ``field`` of the decoded body ``body``, made storable ("" when absent)."""
     value = body.get(field) if isinstance(body, dict) else None
     return storable(value[:TARGET_MAX]) if isinstance(value, str) else ""
 

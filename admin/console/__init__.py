@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from admin.auth import config_of
-from admin.console import pages, pages_ops, pages_schedules, pages_tasks, signin
+from admin.console import (
+    pages,
+    pages_notifications,
+    pages_ops,
+    pages_schedules,
+    pages_tasks,
+    signin,
+)
 from admin.console.render import error_page
 from admin.middleware import reject_unstorable_text
 
@@ -23,6 +30,7 @@ router.include_router(pages.router)
 router.include_router(pages_ops.router)
 router.include_router(pages_tasks.router)
 router.include_router(pages_schedules.router)
+router.include_router(pages_notifications.router)
 
 __all__ = ["console_error", "router"]
 

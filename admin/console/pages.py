@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -16,7 +18,7 @@ from admin.console.render import render
 from admin.errors import InvalidRequest, NotFound
 from admin.routes.jobs import env_visible
 from admin.routes.overview import overview_of
-from admin.schemas_jobs import JobBody
+from admin.schemas_jobs import JobBody, JobRequest
 from admin.services import AdminServices
 from store.jobs.models import Run, RunStatus, RunTrigger
 
@@ -40,8 +42,11 @@ def _need(value: Any, what: str) -> Any:
     return value
 
 
-def pager(total: int, offset: int, query: dict[str, str]) -> dict[str, Any]:
-    """Links to the previous and next pages (``None`` at either end)."""
+def pager(
+    total: int, offset: int, query: dict[str, str], *, capped: bool = False
+) -> dict[str, Any]:
+    """Links to the previous and next pages (``None`` at either end); ``capped``: the total
+    is a lower bound (shown as "N+")."""
 
     def link(at: int) -> str:
         pairs = [f"{k}={v}" for k, v in query.items() if v] + [f"offset={at}"]
@@ -49,6 +54,7 @@ def pager(total: int, offset: int, query: dict[str, str]) -> dict[str, Any]:
 
     return {
         "total": total,
+        "capped": capped,
         "first": offset + 1 if total else 0,
         "last": min(offset + PAGE, total),
         "prev": link(max(0, offset - PAGE)) if offset > 0 else None,
@@ -125,16 +131,69 @@ async def jobs(request: Request, identity: RequireViewer, offset: Offset = 0) ->
     )
 
 
+NEW_JOB_YAML = """\
+name: my-job
+source: tarball_path
+tarballPath: job.tar.gz
+command: [sh, /job.sh]
+env:
+  - MODE=full
+"""
+"""What the YAML tab of a new job starts with."""
+
+
 @router.get("/jobs/new", response_class=HTMLResponse)
-async def new_job(request: Request, identity: RequireViewer) -> HTMLResponse:
-    return render(request, "job_form.html", identity, title="New job", active="jobs", job=None)
+async def new_job(request: Request, identity: RequireViewer, view: str = "form") -> HTMLResponse:
+    return render(
+        request,
+        "job_form.html",
+        identity,
+        title="New job",
+        active="jobs",
+        job=None,
+        view=_view(view),
+        yaml_text=NEW_JOB_YAML,
+        here="/jobs/new",
+    )
 
 
 @router.get("/jobs/{name}/edit", response_class=HTMLResponse)
-async def edit_job(name: str, request: Request, identity: RequireViewer) -> HTMLResponse:
+async def edit_job(
+    name: str, request: Request, identity: RequireViewer, view: str = "form"
+) -> HTMLResponse:
     job = await _job(request, name)
     body = JobBody.of(job, env_values=env_visible(identity))
-    return render(request, "job_form.html", identity, title=f"Edit {name}", active="jobs", job=body)
+    return render(
+        request,
+        "job_form.html",
+        identity,
+        title=f"Edit {name}",
+        active="jobs",
+        job=body,
+        view=_view(view),
+        yaml_text=definition_yaml(body),
+        here=f"/jobs/{quote(name)}/edit",
+    )
+
+
+def _view(view: str) -> str:
+    if view not in ("form", "yaml"):
+        raise InvalidRequest(f"view: {view!r} is not one of form, yaml")
+    return view
+
+
+_REQUEST_FIELDS = tuple(field.alias or name for name, field in JobRequest.model_fields.items())
+
+
+def definition_yaml(body: JobBody) -> str:
+    """``body`` as the YAML a ``POST /jobs`` takes: the request's fields in their order,
+    without the unset ones (seed 003's ``""``), the saved secrets and parameters included."""
+    shown = body.model_dump(by_alias=True, exclude_none=True)
+    picked = {
+        key: shown[key] for key in _REQUEST_FIELDS if key in shown and shown[key] not in ("", None)
+    }
+    text: str = yaml.safe_dump(picked, sort_keys=False, allow_unicode=True, width=100)
+    return text
 
 
 async def _job(request: Request, name: str) -> Any:

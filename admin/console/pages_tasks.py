@@ -14,6 +14,9 @@ from store.queue.models import TaskFilter, TaskState
 router = APIRouter(include_in_schema=False)
 
 STATES = ("ready", "scheduled", "running", "dead", "done")
+COUNT_MAX = 10_000
+"""The most tasks counted for a page's total (shown as "10000+" beyond): counting every
+matching task of a large queue would cost the page more than reading its rows."""
 ACTIVE = frozenset({"ready", "scheduled", "running"})
 """States whose tasks are offered run now, reschedule and fail (the server refuses a running
 task with 409 naming its worker: the console shows that answer)."""
@@ -33,7 +36,10 @@ async def tasks(
     found = TaskFilter(
         state=wanted, queue=queue or None, handler=handler or None, search=query or None
     )
-    page = await services_of(request).queue.list_tasks(found, limit=PAGE, offset=offset)
+    count_max = max(COUNT_MAX, offset + PAGE + 1)
+    page = await services_of(request).queue.list_tasks(
+        found, limit=PAGE, offset=offset, count_max=count_max
+    )
     filters = {"state": state, "queue": queue, "handler": handler, "query": query}
     return render(
         request,
@@ -45,7 +51,7 @@ async def tasks(
         filters=filters,
         states=STATES,
         active_states=ACTIVE,
-        pager=pager(page.total, offset, filters),
+        pager=pager(page.total, offset, filters, capped=page.total >= count_max),
     )
 
 

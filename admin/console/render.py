@@ -37,6 +37,7 @@ NAV = (
     ("audit", "/audit", "Audit"),
     ("settings", "/settings", "Settings"),
     ("secrets", "/secrets", "Secrets"),
+    ("notifications", "/notifications", "Notifications"),
 )
 
 

@@ -36,6 +36,7 @@ from admin.schemas_jobs import (
 from admin.schemas_params import RunRequest
 from admin.seed.items import seed_items_of
 from admin.seed.job_events import JobEventList
+from admin.yaml_body import YamlBodyRoute
 from jobrunner.config import RunnerConfig
 from jobrunner.definition import validate_definition
 from jobrunner.errors import InvalidDefinition, UnknownSecret
@@ -109,13 +110,13 @@ def env_visible(caller: Identity) -> bool:
     return caller.role >= Role.OPERATOR
 
 
-@router.post("", response_model=JobOne, status_code=200, responses={201: {"model": JobOne}})
 async def upsert_job(
     body: JobRequest, audit: Upsert, jobs: JobsDep, runner: RunnerDep, services: ServicesDep
 ) -> JSONResponse:
     """Create (201) or replace (200) a job definition, validated with the runner's
     settings; a broken rule is a 400 naming the field, a secret that does not exist a 400
-    naming it."""
+    naming it. The body is JSON, or the same definition as YAML (``Content-Type:
+    application/yaml``; a YAML error is a 400 naming its line and column)."""
     secrets = services.secrets
     config = runner_config(runner)
     existing = None
@@ -140,6 +141,24 @@ async def upsert_job(
     )
     content = JobOne(job=JobBody.of(saved, env_values=True)).model_dump(by_alias=True)
     return JSONResponse(content, status_code=201 if created else 200)
+
+
+# The definition may also be sent as YAML (application/yaml): the same fields, validation
+# and audit (admin.yaml_body).
+router.add_api_route(
+    "",
+    upsert_job,
+    methods=["POST"],
+    response_model=JobOne,
+    status_code=200,
+    responses={201: {"model": JobOne}},
+    route_class_override=YamlBodyRoute,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}
+        }
+    },
+)
 
 
 @router.delete("/{name}", response_model=JobDeleted)

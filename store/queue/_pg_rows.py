@@ -127,6 +127,21 @@ def task_filter_args(filter: TaskFilter) -> list[Any]:
     return [filter.queue, stored, ready, filter.handler, like_pattern(filter.search)]
 
 
+def task_listing(
+    filter: TaskFilter, count_max: int | None
+) -> tuple[str, list[Any], str, list[Any]]:
+    """The statement listing a page of tasks with its parameters before limit and offset
+    (``list_tasks_dead`` for dead tasks: their own index, by id), and the statement counting
+    the total with its parameters: exact, or at most ``count_max`` (``count_tasks_capped``)."""
+    args = task_filter_args(filter)
+    listing: tuple[str, list[Any]] = ("list_tasks", args)
+    if filter.state == TaskState.DEAD:
+        listing = ("list_tasks_dead", [filter.queue, filter.handler, like_pattern(filter.search)])
+    if count_max is None:
+        return *listing, "count_tasks", args
+    return *listing, "count_tasks_capped", [*args, max(0, count_max)]
+
+
 def dead_filter_args(filter: DeadFilter) -> list[Any]:
     """Parameters $1-$5 of the dead-letter listings."""
     return [

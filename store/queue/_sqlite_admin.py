@@ -59,12 +59,17 @@ class SqliteQueueAdmin:
         )
         return None if found is None else rows.task_from_row(found, now)
 
-    async def list_tasks(self, filter: TaskFilter, *, limit: int, offset: int) -> Page[Task]:
+    async def list_tasks(
+        self, filter: TaskFilter, *, limit: int, offset: int, count_max: int | None = None
+    ) -> Page[Task]:
         now = rows.now_us()
+        params = rows.task_filter_params(filter, now)
+        if count_max is not None:
+            params = {**params, "cap": max(0, count_max)}
         return await self._page(
-            "count_tasks",
+            "count_tasks" if count_max is None else "count_tasks_capped",
             "list_tasks",
-            rows.task_filter_params(filter, now),
+            params,
             limit=limit,
             offset=offset,
             now=now,

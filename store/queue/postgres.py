@@ -1,10 +1,9 @@
 """The PostgreSQL backend of :class:`store.queue.protocol.TaskQueue`, for several hosts.
 
 Claims use ``FOR UPDATE SKIP LOCKED`` inside one PL/pgSQL call, idle workers wake on
-``LISTEN longshore_queue`` (polling is only the fallback while that connection is down),
-and concurrency caps are enforced with per-queue advisory locks. The SQL is in
-``store/sql/postgres/queue.sql`` and ``migrations/``; semantics are in the protocol's
-docstrings.
+``LISTEN longshore_queue`` (polling is only the fallback while that connection is down), and
+concurrency caps are enforced with per-queue advisory locks. The SQL is in
+``store/sql/postgres/queue.sql`` and ``migrations/``; the protocol's docstrings say the rest.
 """
 
 from __future__ import annotations
@@ -184,13 +183,15 @@ class PostgresTaskQueue(PostgresOperatorActions):
         row = await self._db.fetchrow(self._sql["get_task"], task_id)
         return None if row is None else rows.task_from_row(row)
 
-    async def list_tasks(self, filter: TaskFilter, *, limit: int, offset: int) -> Page[Task]:
+    async def list_tasks(
+        self, filter: TaskFilter, *, limit: int, offset: int, count_max: int | None = None
+    ) -> Page[Task]:
         """See :meth:`TaskQueue.list_tasks`."""
         _check_page(limit, offset)
-        args = rows.task_filter_args(filter)
+        listing, args, count, count_args = rows.task_listing(filter, count_max)
         async with self._db.connection() as connection:
-            found = await connection.fetch(self._sql["list_tasks"], *args, limit, offset)
-            total = await connection.fetchval(self._sql["count_tasks"], *args)
+            found = await connection.fetch(self._sql[listing], *args, limit, offset)
+            total = await connection.fetchval(self._sql[count], *count_args)
         now = datetime.now(UTC)
         items = [rows.task_from_row(row, now) for row in found]
         return Page(items=items, total=int(total), limit=limit, offset=offset)

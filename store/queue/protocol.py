@@ -168,8 +168,12 @@ class TaskQueue(Protocol):
         """The task with this id in any state, or ``None``."""
         ...
 
-    async def list_tasks(self, filter: TaskFilter, *, limit: int, offset: int) -> Page[Task]:
-        """Tasks matching ``filter``, ordered by id, with the total count."""
+    async def list_tasks(
+        self, filter: TaskFilter, *, limit: int, offset: int, count_max: int | None = None
+    ) -> Page[Task]:
+        """Tasks matching ``filter``, ordered by id, with the total count. With
+        ``count_max`` the count stops there (``total == count_max`` means "at least"), so
+        the cost of a page does not grow with the number of matching tasks beyond it."""
         ...
 
     async def cancel(self, task_id: int) -> Task:

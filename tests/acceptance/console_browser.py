@@ -40,6 +40,7 @@ PAGES = (
     "/audit",
     "/settings",
     "/secrets",
+    "/notifications",
 )
 
 

@@ -192,7 +192,10 @@ def _journey(base: str, sha: str, tmp_path: Path) -> None:
 
 
 def _mutation_controls(page: Any) -> int:
-    controls = "button[data-action], form[data-api-form] button, #new-job, #new-schedule"
+    controls = (
+        "button[data-action], form[data-api-form] button, #new-job, #new-job-yaml, "
+        "#new-schedule, #new-rule, #edit-yaml"
+    )
     return int(page.locator(controls).count())
 
 

@@ -102,3 +102,41 @@ async def test_list_tasks_total_counts_only_matching_tasks(queue):
     assert (
         await queue.list_tasks(TaskFilter(queue="x", state=TaskState.RUNNING), limit=2, offset=0)
     ).total == 0
+
+
+async def test_list_tasks_counts_at_most_count_max(queue):
+    ids = [(await enqueue(queue, queue="x", payload={"i": i})).id for i in range(7)]
+    await enqueue(queue, queue="y")
+
+    capped = await queue.list_tasks(TaskFilter(queue="x"), limit=2, offset=2, count_max=5)
+    exact = await queue.list_tasks(TaskFilter(queue="x"), limit=2, offset=2, count_max=50)
+    none = await queue.list_tasks(TaskFilter(queue="z"), limit=2, offset=0, count_max=5)
+
+    assert [t.id for t in capped.items] == ids[2:4]
+    assert (capped.total, exact.total, none.total) == (5, 7, 0)
+    ready = TaskFilter(queue="x", state=TaskState.READY)
+    assert (await queue.list_tasks(ready, limit=1, offset=0, count_max=3)).total == 3
+
+
+async def test_list_tasks_of_dead_tasks_filters_and_pages_by_id(queue):
+    await enqueue(queue, "h.ready", queue="z")
+    dead = []
+    for index, (name, handler) in enumerate(
+        [("x", "h.a"), ("y", "h.a"), ("x", "h.b"), ("x", "h.a")]
+    ):
+        task = await enqueue(queue, handler, queue=name, payload={"n": f"needle-{index}"})
+        await claim_one(queue, "w1", queues=[name])
+        await queue.fail("w1", [Failure(task_id=task.id, error="x", retry_at=None)])
+        dead.append(task.id)
+
+    def ids(page):
+        return [t.id for t in page.items]
+
+    by_state = TaskFilter(state=TaskState.DEAD)
+    assert ids(await queue.list_tasks(by_state, limit=10, offset=0)) == dead
+    assert ids(await queue.list_tasks(by_state, limit=2, offset=1)) == dead[1:3]
+    in_x = TaskFilter(state=TaskState.DEAD, queue="x", handler="h.a")
+    page = await queue.list_tasks(in_x, limit=10, offset=0, count_max=100)
+    assert (ids(page), page.total) == ([dead[0], dead[3]], 2)
+    found = TaskFilter(state=TaskState.DEAD, search="NEEDLE-2")
+    assert ids(await queue.list_tasks(found, limit=10, offset=0)) == [dead[2]]

@@ -5,6 +5,7 @@ Chromium)."""
 from __future__ import annotations
 
 import base64
+import html
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -14,9 +15,12 @@ from typing import Any
 import pytest
 
 from admin.config import Role
+from admin.console import pages, pages_tasks
 from admin.sessions import COOKIE, CSRF_HEADER
 from store.jobs.models import JobDefinition
+from store.queue.models import NewTask
 from tests.integration.admin_harness import ADMIN, TOKENS, FullAdmin, full_admin
+from tests.integration.test_admin_jobs import settings
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -25,6 +29,7 @@ PAGES = (
     "/",
     "/jobs",
     "/jobs/new",
+    "/jobs/new?view=yaml",
     "/runs",
     "/schedules",
     "/schedules/new",
@@ -35,6 +40,8 @@ PAGES = (
     "/audit",
     "/settings",
     "/secrets",
+    "/notifications",
+    "/notifications/new",
 )
 SAME_ORIGIN = {"sec-fetch-site": "same-origin", "origin": "null"}
 
@@ -341,6 +348,25 @@ async def test_lists_are_paginated(console: FullAdmin) -> None:
     assert "job-054" not in first
 
 
+async def test_the_tasks_page_counts_at_most_count_max_tasks(
+    console: FullAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages_tasks, "COUNT_MAX", 3)
+    monkeypatch.setattr(pages_tasks, "PAGE", 2)
+    monkeypatch.setattr(pages, "PAGE", 2)
+    for index in range(6):
+        await console.services.queue.enqueue_many(
+            [NewTask(handler="builtin.noop", queue="held", payload={"i": index})]
+        )
+    await sign_in(console, "vic")
+    first = (await console.client.get(f"{ROOT}/tasks?state=ready")).text
+    assert "1\u20132 of 3+" in first
+    assert "offset=2" in first
+    deep = (await console.client.get(f"{ROOT}/tasks?state=ready&offset=4")).text
+    assert "5\u20136 of 6<" in deep  # the count reaches past the page: exact at the end
+    assert "offset=6" not in deep
+
+
 async def test_unstorable_text_in_a_filter_is_a_400_panel_not_a_500(console: FullAdmin) -> None:
     await sign_in(console, "vic")
     for path in ("/runs?job=a%00b", "/dead-letters?query=%00", "/audit?actor=%00"):
@@ -349,3 +375,45 @@ async def test_unstorable_text_in_a_filter_is_a_400_panel_not_a_500(console: Ful
         assert 'id="error-panel"' in response.text
     signed_in = await console.client.get(f"{ROOT}/sign-in?next=/a%0d%0aSet-Cookie:x")
     assert 'name="next" value="/"' in signed_in.text
+
+
+async def test_the_yaml_tab_shows_a_definition_that_saves_back_unchanged(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    async with full_admin(backend, queue_location, tmp_path, settings=settings(tmp_path)) as admin:
+        await _yaml_round_trip(admin)
+
+
+async def _yaml_round_trip(console: FullAdmin) -> None:
+    body = {
+        "name": "nightly",
+        "source": "git_tag",
+        "repo": "https://git.example.com/team/a.git",
+        "tag": "2024-01-31",
+        "command": ["sh", "-c", "echo 'a: b' # not a comment"],
+        "env": ["MODE=full"],
+        "retries": 2,
+        "resources": {"memoryMb": 256, "cpus": 0.5, "pidsLimit": 64},
+        "params": [{"name": "count", "type": "integer", "default": 3, "overridable": True}],
+    }
+    saved = await console.client.post("/jobs", json=body, headers=ADMIN)
+    assert saved.status_code == 201, saved.text
+    before = saved.json()["job"]
+    await sign_in(console, "alice")
+    page = await console.client.get(f"{ROOT}/jobs/nightly/edit?view=yaml")
+    assert page.status_code == 200
+    found = re.search(r'<textarea name="yaml"[^>]*>(.*?)</textarea>', page.text, re.S)
+    assert found is not None
+    text = html.unescape(found.group(1))
+    assert "name: nightly\n" in text
+    assert "revision" not in text
+    again = await console.client.post(
+        "/jobs", content=text, headers={**ADMIN, "content-type": "application/yaml"}
+    )
+    assert again.status_code == 200, again.text
+    after = again.json()["job"]
+    volatile = ("revision", "updatedAt", "updatedAtMs")
+    assert {k: v for k, v in after.items() if k not in volatile} == {
+        k: v for k, v in before.items() if k not in volatile
+    }
+    assert (await console.client.get(f"{ROOT}/jobs/new?view=xml")).status_code == 400

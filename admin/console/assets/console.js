@@ -50,12 +50,23 @@
     panel.hidden = false;
   }
 
+  // A body sent as it is (a job definition in YAML), not as JSON.
+  class RawBody {
+    constructor(type, text) {
+      this.type = type;
+      this.text = text;
+    }
+  }
+
   async function call(method, url, body, approval) {
     const headers = { accept: "application/json" };
     headers[csrfHeader] = csrf;
     if (approval) headers["x-admin-approval"] = approval;
     const init = { method, headers, credentials: "same-origin" };
-    if (body !== undefined) {
+    if (body instanceof RawBody) {
+      headers["content-type"] = body.type;
+      init.body = body.text;
+    } else if (body !== undefined) {
       headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -158,6 +169,12 @@
     const body = {};
     for (const field of form.querySelectorAll("[name]")) {
       if (field.disabled || field.dataset.skip !== undefined) continue;
+      if (field.dataset.kind === "set") {
+        // Checkboxes sharing a name: the list of the checked ones' values.
+        const chosen = (body[field.name] = body[field.name] || []);
+        if (field.checked) chosen.push(field.value);
+        continue;
+      }
       let value = field.type === "checkbox" ? field.checked : field.value;
       const kind = field.dataset.kind;
       if (kind === "lines") {
@@ -219,6 +236,28 @@
     return placed;
   }
 
+  // A refused YAML definition: the message under the text, naming its line (the API's for
+  // a YAML error, else the line of the field it names), and that line selected.
+  function yamlError(area, message) {
+    const lines = area.value.split("\n");
+    let line = Number((/^yaml: line (\d+)/.exec(message) || [])[1] || 0);
+    if (!line) {
+      const key = (/^([A-Za-z]\w*)/.exec(message) || [])[1];
+      const found = key ? lines.findIndex((text) => text.startsWith(`${key}:`)) : -1;
+      line = found + 1;
+    }
+    const slot = area.form.querySelector('[data-error-for="yaml"]');
+    slot.textContent = line && !message.startsWith("yaml: line") ? `line ${line}: ${message}` : message;
+    slot.dataset.line = String(line);
+    slot.hidden = false;
+    area.setAttribute("aria-invalid", "true");
+    if (line) {
+      const start = lines.slice(0, line - 1).reduce((sum, text) => sum + text.length + 1, 0);
+      area.focus();
+      area.setSelectionRange(start, start + (lines[line - 1] || "").length);
+    }
+  }
+
   document.addEventListener("submit", async (event) => {
     const form = event.target.closest("form[data-api-form]");
     if (!form) return;
@@ -227,7 +266,9 @@
     for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
     let body;
     try {
-      body = formBody(form);
+      body = form.dataset.yaml !== undefined
+        ? new RawBody("application/yaml", form.elements.yaml.value)
+        : formBody(form);
     } catch (error) {
       if (!(error instanceof FieldError)) throw error;
       fieldErrors(form, error.message);
@@ -292,7 +333,8 @@
     const result = await send(method, url, body);
     if (!result.ok) {
       const message = (result.body && result.body.error && result.body.error.message) || "";
-      fieldErrors(form, message);
+      if (form.dataset.yaml !== undefined) yamlError(form.elements.yaml, message);
+      else fieldErrors(form, message);
       showError(result.status, result.body);
       return;
     }

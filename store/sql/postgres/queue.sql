@@ -219,6 +219,18 @@ WHERE ($1::text IS NULL OR t.queue = $1)
 ORDER BY t.id
 LIMIT $6 OFFSET $7;
 
+-- name: list_tasks_dead
+-- list_tasks of dead tasks ($1 queue, $2 handler, $3 search): the state is written here so
+-- that tasks_dead_id_idx (migration 012) is read instead of every task before the dead ones.
+SELECT * FROM tasks AS t
+WHERE t.state = 'dead'
+  AND ($1::text IS NULL OR t.queue = $1)
+  AND ($2::text IS NULL OR t.handler = $2)
+  AND ($3::text IS NULL OR t.handler ILIKE $3 OR t.key ILIKE $3 OR t.last_error ILIKE $3
+       OR t.payload::text ILIKE $3)
+ORDER BY t.id
+LIMIT $4 OFFSET $5;
+
 -- name: count_tasks
 SELECT count(*) FROM tasks AS t
 WHERE ($1::text IS NULL OR t.queue = $1)
@@ -227,6 +239,19 @@ WHERE ($1::text IS NULL OR t.queue = $1)
   AND ($4::text IS NULL OR t.handler = $4)
   AND ($5::text IS NULL OR t.handler ILIKE $5 OR t.key ILIKE $5 OR t.last_error ILIKE $5
        OR t.payload::text ILIKE $5);
+
+-- name: count_tasks_capped
+-- count_tasks, counting at most $6 tasks.
+SELECT count(*) FROM (
+  SELECT 1 FROM tasks AS t
+  WHERE ($1::text IS NULL OR t.queue = $1)
+    AND ($2::text IS NULL OR t.state = $2)
+    AND ($3::boolean IS NULL OR (t.run_at <= now()) = $3)
+    AND ($4::text IS NULL OR t.handler = $4)
+    AND ($5::text IS NULL OR t.handler ILIKE $5 OR t.key ILIKE $5 OR t.last_error ILIKE $5
+         OR t.payload::text ILIKE $5)
+  LIMIT $6
+) AS capped;
 
 -- name: cancel
 DELETE FROM tasks WHERE id = $1 AND state = 'waiting' RETURNING *;

@@ -73,6 +73,8 @@ CREATE INDEX tasks_running_expiry_idx ON tasks (lease_expires_at) WHERE state = 
 CREATE INDEX tasks_dead_idx ON tasks (dead_at) WHERE state = 'dead';
 -- 005: dead tasks per queue (the queue counts).
 CREATE INDEX tasks_dead_queue_idx ON tasks (queue) WHERE state = 'dead';
+-- 012: dead tasks by id (a task listing filtered to dead tasks).
+CREATE INDEX tasks_dead_id_idx ON tasks (id) WHERE state = 'dead';
 CREATE INDEX tasks_done_idx ON tasks (done_at) WHERE state = 'done';
 CREATE INDEX tasks_released_key_idx ON tasks (released_key) WHERE released_key IS NOT NULL;
 

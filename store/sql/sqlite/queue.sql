@@ -235,6 +235,24 @@ WHERE (:queue IS NULL OR queue = :queue)
        OR instr(casefold(last_error), :search) > 0
        OR instr(casefold(payload), :search) > 0)
 
+-- name: count_tasks_capped
+-- count_tasks, counting at most :cap tasks.
+SELECT count(*) FROM (
+  SELECT 1 FROM tasks
+  WHERE (:queue IS NULL OR queue = :queue)
+    AND (:handler IS NULL OR handler = :handler)
+    AND (:state IS NULL OR :state = CASE
+            WHEN state <> 'waiting' THEN state
+            WHEN run_at <= :now THEN 'ready'
+            ELSE 'scheduled' END)
+    AND (:search IS NULL
+         OR instr(casefold(handler), :search) > 0
+         OR instr(casefold(key), :search) > 0
+         OR instr(casefold(last_error), :search) > 0
+         OR instr(casefold(payload), :search) > 0)
+  LIMIT :cap
+)
+
 -- name: list_tasks
 SELECT * FROM tasks
 WHERE (:queue IS NULL OR queue = :queue)
