@@ -63,7 +63,7 @@ PAGES = (
     "/tasks",
     "/tasks?state=ready",
     "/tasks?state=dead",
-    "/tasks?state=ready&offset=50000",
+    "/tasks?state=ready&offset=9950",
     "/dead-letters",
     "/dead-letters?offset=5000",
     "/workers",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import yaml
 from fastapi import APIRouter, Query, Request
@@ -49,8 +49,7 @@ def pager(
     is a lower bound (shown as "N+")."""
 
     def link(at: int) -> str:
-        pairs = [f"{k}={v}" for k, v in query.items() if v] + [f"offset={at}"]
-        return "?" + "&".join(pairs)
+        return "?" + urlencode([(k, v) for k, v in query.items() if v] + [("offset", str(at))])
 
     return {
         "total": total,

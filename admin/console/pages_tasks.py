@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from admin.auth import RequireViewer
 from admin.console.pages import PAGE, Offset, _choice, _need, pager, services_of
 from admin.console.render import render
+from admin.errors import InvalidRequest
 from admin.schemas import TaskBody
 from store.queue.models import TaskFilter, TaskState
 
@@ -33,10 +34,17 @@ async def tasks(
     offset: Offset = 0,
 ) -> HTMLResponse:
     wanted = _choice(state, TaskState, "state")
+    if offset >= COUNT_MAX:
+        # Skipping tens of thousands of rows costs the page more than its rows; the pager
+        # never goes that deep, a hand-made link gets this answer.
+        raise InvalidRequest(
+            f"offset: the console pages through the first {COUNT_MAX} matching tasks; "
+            "narrow the filter (state, queue, handler, text) to reach the others"
+        )
     found = TaskFilter(
         state=wanted, queue=queue or None, handler=handler or None, search=query or None
     )
-    count_max = max(COUNT_MAX, offset + PAGE + 1)
+    count_max = COUNT_MAX
     page = await services_of(request).queue.list_tasks(
         found, limit=PAGE, offset=offset, count_max=count_max
     )

@@ -362,9 +362,30 @@ async def test_the_tasks_page_counts_at_most_count_max_tasks(
     first = (await console.client.get(f"{ROOT}/tasks?state=ready")).text
     assert "1\u20132 of 3+" in first
     assert "offset=2" in first
-    deep = (await console.client.get(f"{ROOT}/tasks?state=ready&offset=4")).text
-    assert "5\u20136 of 6<" in deep  # the count reaches past the page: exact at the end
-    assert "offset=6" not in deep
+    last = (await console.client.get(f"{ROOT}/tasks?state=ready&offset=2")).text
+    assert "3\u20133 of 3+" in last  # the last page of the counted ones links no further
+    assert "offset=4" not in last
+    deep = await console.client.get(f"{ROOT}/tasks?state=ready&offset=4")
+    assert deep.status_code == 400
+    assert 'id="error-panel"' in deep.text
+    assert "narrow the filter" in deep.text
+
+
+async def test_pager_links_keep_filter_text_as_one_parameter(console: FullAdmin) -> None:
+    for index in range(60):
+        await console.services.queue.enqueue_many(
+            [
+                NewTask(
+                    handler="builtin.noop", queue="held", payload={"note": f"a&state=dead {index}"}
+                )
+            ]
+        )
+    await sign_in(console, "vic")
+    page = (await console.client.get(f"{ROOT}/tasks?query=a%26state%3Ddead")).text
+    assert "1\u201350 of 60" in page
+    assert "query=a%26state%3Ddead&amp;offset=50" in page
+    assert "offset=50&amp;state" not in page
+    assert "?query=a&amp;state" not in page
 
 
 async def test_unstorable_text_in_a_filter_is_a_400_panel_not_a_500(console: FullAdmin) -> None:
