@@ -41,10 +41,26 @@ from service.runtime import build_registry, settle_heap, worker_options
 from service.settings import load_settings
 from service.worker import Worker
 from store.artifacts import ArtifactStore
-from store.jobs.models import JobDefinition, RunTrigger
+from store.jobs.models import JobDefinition, RunStatus, RunTrigger
 
 GROWTH_TARGET = 1.10
 JOB = "soak"
+
+
+class NoImages:
+    """Image retention's view of an engine that keeps no images."""
+
+    async def labelled_images(self, labels: Mapping[str, str]) -> list[Any]:
+        return []
+
+    async def remove_image(self, image_id: str) -> bool:
+        return False
+
+    async def remove_build_leftovers(self) -> list[str]:
+        return []
+
+    async def prune_build_cache(self, keep_bytes: int) -> int:
+        return 0
 
 
 class InstantEngine:
@@ -53,11 +69,17 @@ class InstantEngine:
 
     OUTPUT = b"a line of output from the job\n" * 4
 
-    def __init__(self, artifacts: ArtifactStore) -> None:
+    def __init__(self, artifacts: ArtifactStore, **_options: Any) -> None:
+        # ``_options``: what the service passes the Docker engine (build cgroup, holder
+        # spares, build journal), meaningless here.
         self._artifacts = artifacts
+        self.images = NoImages()
 
     async def ping(self) -> None:
         return None
+
+    async def cached_image(self, digest: str, *, scope: str | None = None) -> str | None:
+        return "sha256:" + digest
 
     async def build(
         self,
@@ -201,6 +223,9 @@ async def _round(runtime: lifecycle.Runtime, count: int) -> None:
         for run_id in list(pending):
             run = await runtime.stores.runs.get(run_id)
             if run is not None and run.status.is_final:
+                if run.status is not RunStatus.SUCCEEDED:
+                    # A soak of failing runs measures the wrong thing: stop at once.
+                    raise RuntimeError(f"run {run_id} ended {run.status.value}: {run.error}")
                 pending.discard(run_id)
 
 
