@@ -137,6 +137,12 @@ class Worker:
     def worker_id(self) -> str:
         return self._options.worker_id
 
+    @property
+    def busy(self) -> int:
+        """Tasks this worker holds now: handlers running (with their observer's hooks) and
+        tasks claimed ahead."""
+        return len(self._active) + len(self._ahead)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set (or, in drain mode, until no work is left)."""
         opts = self._options

@@ -93,9 +93,11 @@ async def working(admin: FullAdmin) -> AsyncIterator[None]:
         runtime.stores.queue, registry, options, observer=runtime.notification_observer()
     )
     running = asyncio.create_task(worker.run(stop))
+    _WORKERS.append(worker)
     try:
         yield
     finally:
+        _WORKERS.remove(worker)
         stop.set()
         await running
 
@@ -114,7 +116,15 @@ async def until(
         await asyncio.sleep(0.05)
 
 
+_WORKERS: list[Worker] = []
+"""The workers of ``working`` blocks now open."""
+
+
 async def queue_idle(admin: FullAdmin) -> bool:
+    """Nothing waits or runs, and no worker is still in a handler or its hooks (a run's
+    notifications are enqueued after its task's verdict is written)."""
+    if any(worker.busy for worker in _WORKERS):
+        return False
     queues = await admin.runtime.stores.queue.list_queues()
     return all(q.ready == 0 and q.running == 0 and q.scheduled == 0 for q in queues)
 
@@ -414,6 +424,13 @@ async def test_retries_exhausted_is_told_once_after_the_last_attempt(
                     return task is not None and task.state is TaskState.DEAD
 
                 await until(dead, "the job's task to be dead-lettered", timeout=90)
+
+                async def both_told() -> bool:
+                    # The run's notifications are enqueued after its task's verdict is
+                    # written: the task may be dead before the last one is even queued.
+                    return len(receiver.at("/each")) >= 2 and len(receiver.at("/last")) >= 1
+
+                await until(both_told, "the notifications of both attempts")
                 await until(lambda: queue_idle(admin), "the notifications")
             assert [note.json()["subject"]["attempt"] for note in receiver.at("/each")] == [1, 2]
             [last] = receiver.at("/last")
