@@ -16,7 +16,8 @@ from service.notifications.delivery import Deliverer
 from service.notifications.notifier import HANDLER as NOTIFY_HANDLER
 from service.settings import Settings
 from service.worker import HandlerRegistry, WorkerOptions
-from store.events.models import Durability, EventStoreOptions, RetentionPolicy, Stream
+from store.events.models import Durability, Stream
+from store.events.options import EventStoreOptions, RetentionPolicy
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """The collector's thresholds once the service runs (Python's defaults: 700, 10, 10)."""

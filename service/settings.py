@@ -19,14 +19,11 @@ from scheduler.factories import parse_names, parse_presets
 from scheduler.spec import parse_spec
 from service.addresses import parse_listen_addr
 from service.errors import SettingsError
-from service.job_settings import JobSettings
 from service.units import (
     duration_seconds,
-    parse_job_counts,
     parse_pairs,
-    parse_retention_rules,
-    parse_size,
 )
+from service.upkeep_settings import UpkeepSettings
 from store.queue.models import HANDLER_NAME, QUEUE_NAME
 from store.schedules.models import SCHEDULE_NAME
 
@@ -60,9 +57,10 @@ def check_token_strength(name: str, secret: str) -> None:
         )
 
 
-class Settings(JobSettings):
+class Settings(UpkeepSettings):
     """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``; the container
-    jobs' ``WORKER_JOB_*`` are declared in :class:`~service.job_settings.JobSettings`."""
+        jobs' ``WORKER_JOB_*`` are declared in :class:`~service.job_settings.JobSettings`, the
+    disk's upkeep and infrastructure waits in :class:`~service.upkeep_settings.UpkeepSettings`."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
@@ -99,23 +97,6 @@ class Settings(JobSettings):
     admin_audit_archive_dir: Path | None = None
     admin_audit_archive_interval: Annotated[float, NoDecode] = Field(default=60.0, gt=0.0)
     admin_audit_export_limit_max: int = Field(default=1_000_000, ge=1)
-
-    # Run retention and crash leftovers (docs/operations.md, "Disk")
-    run_retention_keep_last: int = Field(default=100, ge=1)
-    run_retention_keep_for: Annotated[float, NoDecode] = Field(default=86400.0, ge=0.0)
-    run_retention_interval: Annotated[float, NoDecode] = Field(default=600.0, ge=0.0)
-    run_retention_jobs: Annotated[dict[str, tuple[int, float]], NoDecode] = Field(
-        default_factory=dict
-    )
-
-    # Infrastructure faults (docs/operations.md, "Infrastructure faults")
-    infra_retry_seconds: Annotated[float, NoDecode] = Field(default=600.0, ge=0.0)
-
-    # Image retention (docs/operations.md, "Disk")
-    image_retention_keep: int = Field(default=3, ge=1)
-    image_retention_jobs: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    image_retention_interval: Annotated[float, NoDecode] = Field(default=3600.0, ge=0.0)
-    image_build_cache_max_bytes: Annotated[int | None, NoDecode] = Field(default=10 * 1024**3, ge=0)
 
     # Notifications (docs/notifications.md)
     notify_queue: str | None = None
@@ -204,23 +185,6 @@ class Settings(JobSettings):
             if limit < 1:
                 raise ValueError(f"concurrency limit of {name!r} must be at least 1")
         return limits
-
-    @field_validator("run_retention_jobs", mode="before")
-    @classmethod
-    def _retention_jobs(cls, value: Any) -> Any:
-        return parse_retention_rules(value) if isinstance(value, str) else value
-
-    @field_validator("image_retention_jobs", mode="before")
-    @classmethod
-    def _image_jobs(cls, value: Any) -> Any:
-        return parse_job_counts(value) if isinstance(value, str) else value
-
-    @field_validator("image_build_cache_max_bytes", mode="before")
-    @classmethod
-    def _cache_size(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return None if value.strip().lower() in ("", "off") else parse_size(value)
-        return value
 
     @field_validator("notify_queue")
     @classmethod

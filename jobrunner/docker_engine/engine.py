@@ -27,6 +27,7 @@ from jobrunner.docker_engine.artifact_holders import ArtifactHolders, Holder
 from jobrunner.docker_engine.artifacts import ArtifactReader
 from jobrunner.docker_engine.build_cgroup import DEFAULT_CGROUP_ROOT
 from jobrunner.docker_engine.client import ENGINE_ERRORS, ClosingClient, DockerClients, in_thread
+from jobrunner.docker_engine.exit_verdict import exit_code_of, judge_exit
 from jobrunner.docker_engine.image_build import ImageBuilder
 from jobrunner.docker_engine.images import BuildJournal, EngineImages
 from jobrunner.docker_engine.orphans import labelled_run_ids, remove_orphans
@@ -224,7 +225,9 @@ class DockerEngine:
                 if failure is not None:
                     raise failure  # on_output's own error, now that the container is stopped
                 if status is None:
-                    status, error = await self._judge_exit(container_id, exit_code, spec, buffer)
+                    status, error = await judge_exit(
+                        self._clients, container_id, exit_code, spec, buffer
+                    )
                 artifacts: tuple[CollectedArtifact, ...] = ()
                 problems: tuple[str, ...] = ()
                 if spec.artifacts_path is not None and status is not RunStatus.CANCELLED:
@@ -294,7 +297,7 @@ class DockerEngine:
                 waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             if exited in done:
-                if (cancelled in done or cancel.is_set()) and _exit_code(exited) != 0:
+                if (cancelled in done or cancel.is_set()) and exit_code_of(exited) != 0:
                     return RunStatus.CANCELLED, "cancelled while running"
                 return None, None
             if cancelled in done:
@@ -322,25 +325,6 @@ class DockerEngine:
             return await asyncio.wait_for(asyncio.shield(exited), 15)
         except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"docker engine failed to wait for a container: {exc}") from exc
-
-    async def _judge_exit(
-        self, container_id: str, exit_code: int | None, spec: RunSpec, buffer: OutputBuffer
-    ) -> tuple[RunStatus, str | None]:
-        if spec.on_output_limit == "fail" and buffer.truncated:
-            return (
-                RunStatus.FAILED,
-                f"output exceeded {spec.output_limit} bytes (onOutputLimit=fail)",
-            )
-        if exit_code is None:
-            # Removed under us (by hand, or another worker's orphan sweep): not the job's
-            # doing, so an infrastructure error, retried.
-            raise EngineUnavailable(f"container {container_id[:12]} vanished while running")
-        if exit_code == 0:
-            return RunStatus.SUCCEEDED, None
-        state = await self._clients.call("inspect a container", sdk.state, container_id)
-        if state.get("OOMKilled"):
-            return RunStatus.FAILED, f"killed: out of memory (limit {spec.memory_mb} MiB)"
-        return RunStatus.FAILED, f"exited with code {exit_code}"
 
     async def _dispose(
         self,
@@ -394,10 +378,3 @@ def _close_connected(connect: asyncio.Future[ClosingClient]) -> None:
         return
     if connect.exception() is None:
         connect.result().close()
-
-
-def _exit_code(exited: asyncio.Future[int | None]) -> int | None:
-    """The exit code of a settled wait (``None`` when it failed or the container vanished)."""
-    if exited.cancelled() or exited.exception() is not None:
-        return None
-    return exited.result()

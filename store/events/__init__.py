@@ -15,15 +15,13 @@ from store.events.models import (
     Event,
     EventFilter,
     EventQuery,
-    EventStoreOptions,
     EventType,
     ExportFormat,
     NewEvent,
-    RetentionPolicy,
-    RetentionReport,
     Stream,
     payload_hash,
 )
+from store.events.options import EventStoreOptions, RetentionPolicy, RetentionReport
 from store.events.protocol import EventStore, EventSubscription
 
 __all__ = [

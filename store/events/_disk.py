@@ -36,7 +36,8 @@ from store.events._layout import (
 )
 from store.events._records import Scan, make_line, scan
 from store.events._sidecar import SidecarWriter, frame
-from store.events.models import Durability, Event, EventStoreOptions, Stream
+from store.events.models import Durability, Event, Stream
+from store.events.options import EventStoreOptions
 
 logger = logging.getLogger(__name__)
 

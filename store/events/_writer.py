@@ -24,16 +24,8 @@ from store.events._disk import Change, Commit, DiskLog, Loaded, Prepared
 from store.events._index import StreamIndex
 from store.events.errors import EventStoreError
 from store.events.hub import EventHub
-from store.events.models import (
-    Durability,
-    Event,
-    EventStoreOptions,
-    NewEvent,
-    RetentionReport,
-    Stream,
-    from_ms,
-    make_event,
-)
+from store.events.models import Durability, Event, NewEvent, Stream, from_ms, make_event
+from store.events.options import EventStoreOptions, RetentionReport
 
 logger = logging.getLogger(__name__)
 

@@ -30,12 +30,11 @@ from store.events.models import (
     Event,
     EventFilter,
     EventQuery,
-    EventStoreOptions,
     ExportFormat,
     NewEvent,
-    RetentionReport,
     Stream,
 )
+from store.events.options import EventStoreOptions, RetentionReport
 
 logger = logging.getLogger(__name__)
 

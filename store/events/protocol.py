@@ -40,9 +40,9 @@ from store.events.models import (
     EventQuery,
     ExportFormat,
     NewEvent,
-    RetentionReport,
     Stream,
 )
+from store.events.options import RetentionReport
 
 
 class EventSubscription(Protocol):

@@ -33,7 +33,8 @@ from store.events._index import Segment, StreamIndex
 from store.events._layout import fsync_dir
 from store.events._sidecar import sidecar_path
 from store.events.export import audit_object
-from store.events.models import RetentionPolicy, Stream
+from store.events.models import Stream
+from store.events.options import RetentionPolicy
 
 
 @dataclass(slots=True)

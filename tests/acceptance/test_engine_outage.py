@@ -25,7 +25,7 @@ import pytest
 
 from jobrunner.engine import LABEL_JOB
 from store.events.file import FileEventStore
-from store.events.models import EventStoreOptions
+from store.events.options import EventStoreOptions
 from tests.acceptance.conftest import Longshore, wait_until
 from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_listening
 from tests.acceptance.test_serve_crash import define_job

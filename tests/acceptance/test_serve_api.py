@@ -18,7 +18,8 @@ import pytest
 
 from store.events import AuditLog
 from store.events.file import FileEventStore
-from store.events.models import AuditQuery, EventStoreOptions
+from store.events.models import AuditQuery
+from store.events.options import EventStoreOptions
 from tests.acceptance.conftest import Longshore, Process, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]

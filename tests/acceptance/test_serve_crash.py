@@ -24,7 +24,7 @@ import pytest
 from jobrunner.engine import LABEL_JOB, LABEL_RUN
 from store.events import EventType
 from store.events.file import FileEventStore
-from store.events.models import EventStoreOptions
+from store.events.options import EventStoreOptions
 from tests.acceptance.conftest import Longshore, Process, wait_until
 from tests.acceptance.test_serve_api import free_port, start_serve, stop, wait_listening
 from tests.integration.docker_images import BUSYBOX_IMAGE, docker_client, ensure_busybox_image

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from admin.run_status_detail import waiting_detail
 from store.events.file import FileEventStore
-from store.events.models import EventStoreOptions, EventType, NewEvent, Stream
+from store.events.models import EventType, NewEvent, Stream
+from store.events.options import EventStoreOptions
 
 
 def event(kind: str, run_id: str, **data: object) -> NewEvent:
