@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from jobrunner.errors import (
     describe,
 )
 from jobrunner.infra_wait import DETAILS, InfraWaits, PatientAttempt
+from jobrunner.masking import mask_text
 from jobrunner.output_events import OutputEvents
 from jobrunner.run_events import RunRecorder
 from jobrunner.run_inputs import gather, record_uses, run_params
@@ -270,7 +271,7 @@ class AttemptPipeline:
         live_data: dict[str, Any] = {}
         if live is not None:
             live_data = {"outputEvents": live.sent, "outputEventsDropped": live.dropped}
-        await self._record_result(run, result, output_sha256, event_data=live_data)
+        await self._record_result(run, result, output_sha256, event_data=live_data, mask=spec.mask)
 
     async def _fetch(self, definition: JobDefinition, run_dir: Path) -> tuple[Path, str, RunFields]:
         """The verified source tar, the identity of its content and the fields to record."""
@@ -341,8 +342,16 @@ class AttemptPipeline:
         return self._artifacts.put_chunks([result.output]).sha256
 
     async def _record_result(
-        self, run: Run, result: RunResult, output_sha256: str, *, event_data: Mapping[str, Any]
+        self,
+        run: Run,
+        result: RunResult,
+        output_sha256: str,
+        *,
+        event_data: Mapping[str, Any],
+        mask: Sequence[bytes],
     ) -> None:
+        """Write the run's verdict; its error text is masked like its output (an artifact
+        name or an engine message may carry a secret value the run was given)."""
         fields: RunFields = {
             "output_bytes": result.output_bytes,
             "output_truncated": result.output_truncated,
@@ -359,12 +368,12 @@ class AttemptPipeline:
             problems = "; ".join(result.artifact_problems)
             error = f"{error}; artifacts: {problems}" if error else f"artifacts: {problems}"
         if error:
-            fields["error"] = error
+            fields["error"] = mask_text(error, mask)
         status = _RUN_STATUS[result.status]
         await self._recorder.finish(run.run_id, status, event_data=event_data, **fields)
         if status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
             return
-        reason = result.error or f"exited with code {result.exit_code}"
+        reason = mask_text(result.error or f"exited with code {result.exit_code}", mask)
         raise JobRunFailed(f"run {run.run_id} of job {run.job!r} {status.value}: {reason}")
 
     async def _watch_cancel(self, run_id: str, cancel: asyncio.Event) -> None:

@@ -3,12 +3,12 @@ loopback token), the real Docker engine.
 
 A secret set from stdin (``longshore secrets set``) and granted to a job as a variable and
 as a file reaches the container; the job prints it whole and split across two writes (with
-a pause between the halves, so they arrive as two chunks), and every place its output is
-shown (the run's output over the API, the live SSE stream, the retained output) shows
-``***``; afterwards the value is in no file of the data dir (every byte searched), only
-sealed in the store. Typed parameters: the values arrive as variables and as
-``/run/params.json``; a wrong type and an override of a non-overridable parameter are
-refused with a 400 naming the parameter.
+a pause between the halves, so they arrive as two chunks) and names an artifact after it,
+and every place its output is shown (the run's output over the API, the live SSE stream,
+the retained output, the run's error) shows ``***``; afterwards the value is in no file of
+the data dir (every byte searched), only sealed in the store. Typed parameters: the values
+arrive as variables and as ``/run/params.json``; a wrong type and an override of a
+non-overridable parameter are refused with a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ ls -ln /run/secrets/db.txt | cut -c1-10
 printf 'split: %s' "$(echo "$DB_PASSWORD" | cut -c1-{HALF})"
 sleep 1
 printf '%s\\n' "$(echo "$DB_PASSWORD" | cut -c{HALF + 1}-)"
+ln -s /etc/hostname "/artifacts/$DB_PASSWORD"
 echo done
 """
 
@@ -187,6 +188,9 @@ def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
         live = LiveOutput(serve, run_id)
         run = serve.wait_run(run_id)
         assert run["status"] == "succeeded", run["error"]
+        # A name the job chose (a symlink named after the value: skipped) is masked in the
+        # run's error like its output.
+        assert run["error"] == "artifacts: skipped '***': not a regular file"
         followed = live.join()
         retained = serve.http.get(f"/runs/{run_id}/output").content
 
