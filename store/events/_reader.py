@@ -106,21 +106,27 @@ def iter_blocks(index: StreamIndex, after_id: int, upto_id: int) -> Iterator[byt
         else:
             raise Stale("segments keep changing")
         try:
-            offset, end = seg.offsets[pos], seg.span(stop - 1)[1]
-            carry = b""
-            while offset < end:
-                chunk = os.pread(fd, min(READ_CHUNK, end - offset), offset)
-                if not chunk:
-                    break
-                offset += len(chunk)
-                buf = carry + chunk if carry else chunk
-                cut = buf.rfind(b"\n") + 1
-                carry = buf[cut:]
-                if cut:
-                    yield buf[:cut]
+            yield from segment_lines(seg, fd, pos, stop)
         finally:
             os.close(fd)
         last = seg.ids[stop - 1]
+
+
+def segment_lines(seg: Segment, fd: int, first: int, stop: int) -> Iterator[bytes]:
+    """Blocks of complete lines of records ``first`` to ``stop - 1`` of ``seg`` (open as
+    ``fd``), one read chunk at a time."""
+    offset, end = seg.offsets[first], seg.span(stop - 1)[1]
+    carry = b""
+    while offset < end:
+        chunk = os.pread(fd, min(READ_CHUNK, end - offset), offset)
+        if not chunk:
+            break
+        offset += len(chunk)
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        carry = buf[cut:]
+        if cut:
+            yield buf[:cut]
 
 
 def iter_objects(index: StreamIndex, after_id: int, upto_id: int) -> Iterator[list[dict[str, Any]]]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store.events._index import Segment, StreamIndex
-from store.events._reader import RETRIES, Stale, _open
+from store.events._reader import RETRIES, Stale, _open, segment_lines
 from store.events.export import audit_csv_block
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def _segment_csv(seg: Segment, fd: int, pos: int, stop: int) -> Iterator[bytes]:
     for start, part in _plan(seg, pos, stop):
         pieces: Iterator[bytes] | list[bytes] = []
         if start > cursor:  # records no valid frame covers
-            pieces = map(audit_csv_block, _lines(seg, fd, cursor, start))
+            pieces = map(audit_csv_block, segment_lines(seg, fd, cursor, start))
         if part is not None:
             pieces = [*pieces, part.payload]
             start += part.count
@@ -231,19 +231,3 @@ def _plan(seg: Segment, pos: int, stop: int) -> Iterator[tuple[int, Frame | None
     finally:
         os.close(side)
     yield stop, None
-
-
-def _lines(seg: Segment, fd: int, first: int, stop: int) -> Iterator[bytes]:
-    """Blocks of complete lines of records ``first`` to ``stop - 1`` of ``seg``."""
-    offset, end = seg.offsets[first], seg.span(stop - 1)[1]
-    carry = b""
-    while offset < end:
-        chunk = os.pread(fd, min(READ_CHUNK, end - offset), offset)
-        if not chunk:
-            break
-        offset += len(chunk)
-        buf = carry + chunk if carry else chunk
-        cut = buf.rfind(b"\n") + 1
-        carry = buf[cut:]
-        if cut:
-            yield buf[:cut]
