@@ -137,10 +137,22 @@ class ArtifactHolders:
         if scope is not None:
             labels[LABEL_SCOPE] = scope
         call = self._clients.call
-        await call("create an artifacts volume", _create_volume, volume, size_bytes, labels)
+        await call(
+            "create an artifacts volume",
+            create_tmpfs_volume,
+            volume,
+            size_bytes,
+            labels,
+            options="mode=1777,nosuid,nodev",
+        )
         try:
             container_id = await call(
-                "create an artifacts holder", _create_holder, image, volume, labels
+                "create an artifacts holder",
+                create_holder,
+                image,
+                volume,
+                labels,
+                read_only=True,
             )
             self.mine.add(container_id)
             await call("start an artifacts holder", lambda api: api.start(container_id))
@@ -177,22 +189,27 @@ class ArtifactHolders:
             logger.exception("could not remove an artifacts holder", extra={"volume": volume})
 
 
-def _create_volume(api: Any, name: str, size_bytes: int, labels: dict[str, str]) -> None:
+def create_tmpfs_volume(
+    api: Any, name: str, size_bytes: int, labels: dict[str, str], *, options: str
+) -> None:
+    """A volume held in memory (tmpfs) of at most ``size_bytes``, mounted with ``options``
+    (mode and flags, e.g. ``mode=1777,nosuid,nodev``)."""
     api.create_volume(
         name=name,
         driver="local",
-        driver_opts={
-            "type": "tmpfs",
-            "device": "tmpfs",
-            "o": f"size={size_bytes},mode=1777,nosuid,nodev",
-        },
+        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size_bytes},{options}"},
         labels=labels,
     )
 
 
-def _create_holder(api: Any, image: str, volume: str, labels: dict[str, str]) -> str:
+def create_holder(
+    api: Any, image: str, volume: str, labels: dict[str, str], *, read_only: bool
+) -> str:
+    """A holder container of ``volume`` (mounted at ``HOLDER_MOUNT``): no network, no
+    capabilities, a read-only root, tiny limits, as nobody; only the engine's copy calls
+    reach the volume through it."""
     host_config = api.create_host_config(
-        mounts=[Mount(target=HOLDER_MOUNT, source=volume, type="volume", read_only=True)],
+        mounts=[Mount(target=HOLDER_MOUNT, source=volume, type="volume", read_only=read_only)],
         network_mode="none",
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],

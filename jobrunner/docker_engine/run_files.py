@@ -22,9 +22,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from docker.types import LogConfig, Mount  # type: ignore[import-untyped, unused-ignore]
+from docker.types import Mount  # type: ignore[import-untyped, unused-ignore]
 
-from jobrunner.docker_engine.artifact_holders import remove_holder, remove_volume
+from jobrunner.docker_engine.artifact_holders import (
+    create_holder,
+    create_tmpfs_volume,
+    remove_holder,
+    remove_volume,
+)
 from jobrunner.docker_engine.client import DockerClients
 from jobrunner.docker_engine.holder_image import HOLDER_MOUNT, ensure_holder_image
 from jobrunner.engine import LABEL_HOLDER, LABEL_SCOPE, RunFile, RunSpec
@@ -62,10 +67,24 @@ class RunFiles:
             labels[LABEL_SCOPE] = spec.labels[LABEL_SCOPE]
         size = 64 * 1024 + sum(len(f.content) + 4096 for f in spec.files)
         call = self._clients.call
-        await call("create a run files volume", _create_volume, volume, size, labels)
+        await call(
+            "create a run files volume",
+            create_tmpfs_volume,
+            volume,
+            size,
+            labels,
+            options="mode=0755,nosuid,nodev,noexec",
+        )
         container_id: str | None = None
         try:
-            container_id = await call("create a run files holder", _holder, image, volume, labels)
+            container_id = await call(
+                "create a run files holder",
+                create_holder,
+                image,
+                volume,
+                labels,
+                read_only=False,
+            )
             await call("start a run files holder", lambda api: api.start(container_id))
             archive = _archive(spec.files, spec.user)
             await call(
@@ -135,36 +154,6 @@ def _archive(files: tuple[RunFile, ...], user: str | None) -> bytes:
                 info.uid, info.gid = owner
             tar.addfile(info, io.BytesIO(item.content))
     return out.getvalue()
-
-
-def _create_volume(api: Any, name: str, size_bytes: int, labels: dict[str, str]) -> None:
-    api.create_volume(
-        name=name,
-        driver="local",
-        driver_opts={
-            "type": "tmpfs",
-            "device": "tmpfs",
-            "o": f"size={size_bytes},mode=0755,nosuid,nodev,noexec",
-        },
-        labels=labels,
-    )
-
-
-def _holder(api: Any, image: str, volume: str, labels: dict[str, str]) -> str:
-    host_config = api.create_host_config(
-        mounts=[Mount(target=HOLDER_MOUNT, source=volume, type="volume")],
-        network_mode="none",
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        read_only=True,
-        mem_limit="16m",
-        pids_limit=4,
-        log_config=LogConfig(type="none"),
-    )
-    created = api.create_container(
-        image, labels=labels, host_config=host_config, network_disabled=True, user="65534:65534"
-    )
-    return str(created["Id"])
 
 
 def files_mount(volume: str) -> Any:
