@@ -3,8 +3,9 @@
 It speaks plain SMTP, STARTTLS (``tls="starttls"``: required before MAIL and AUTH) or TLS
 from the first byte (``tls="smtps"``), with a certificate from a throwaway ``trustme`` CA
 issued for ``names`` (``127.0.0.1`` unless told otherwise), and AUTH PLAIN/LOGIN with one
-username and password when ``login`` is given (with STARTTLS only: required, after TLS). Every mail it accepts is kept in
-:attr:`MailServer.received` (the envelope, the raw bytes and the parsed message)::
+username and password when ``login`` is given (with STARTTLS only: required, after TLS).
+Every mail it accepts is kept in :attr:`MailServer.received` (the envelope, the raw bytes and
+the parsed message)::
 
     server = MailServer.reserve(tls="starttls", login=("longshore", "pw")).start()
     ca_file = server.write_ca(tmp_path / "ca.pem")
@@ -46,6 +47,11 @@ class Received:
         parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
+
+    @property
+    def body(self) -> str:
+        """The text of the mail, with plain newlines."""
+        return str(self.message.get_content()).replace("\r\n", "\n")
 
 
 class _Handler:

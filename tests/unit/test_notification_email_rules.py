@@ -62,7 +62,7 @@ def test_a_mailto_url_names_its_addresses() -> None:
         ("mailto:ops@-bad-.example.com", "the domain is not a host name"),
         ("mailto:.ops@example.com", "not a plain dot-atom"),
         ("mailto:o..ps@example.com", "not a plain dot-atom"),
-        ("mailto:\"o ps\"@example.com", "spaces or control characters"),
+        ('mailto:"o ps"@example.com', "spaces or control characters"),
         ('mailto:"ops"@example.com', "not a plain dot-atom"),
         ("mailto:Ops <ops@example.com>", "spaces or control characters"),
         ("mailto:ops@example.com%0D%0ABcc:evil@x.com", "a space, a control"),
@@ -223,7 +223,8 @@ def test_untrusted_text_never_adds_a_header_of_the_mail() -> None:
     mail = build_message(rule, message, sender="longshore@example.com", task_id=42)
     raw = mail.as_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert parsed["Bcc"] is None and parsed["X-Evil"] is None
+    assert parsed["Bcc"] is None
+    assert parsed["X-Evil"] is None
     assert sorted(parsed.keys()) == sorted(
         [
             "From",
@@ -243,7 +244,8 @@ def test_untrusted_text_never_adds_a_header_of_the_mail() -> None:
     assert parsed["Auto-Submitted"] == "auto-generated"
     subject = parsed["Subject"]
     assert subject.startswith("Longshore: failed  X-Evil: 1 of job nightly  Bcc: evil@x.example")
-    assert "\r" not in subject and "\n" not in subject
+    assert "\r" not in subject
+    assert "\n" not in subject
     body = parsed.get_content()
     assert body.startswith("nightly  Bcc: evil@x.example    forged body: exit 3  Bcc: ")
     assert "exitCode: 3" in body
