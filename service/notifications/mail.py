@@ -210,6 +210,7 @@ class Mailer:
         """Send the mail of ``message`` (every recipient accepted, the data answered 250)."""
         server = self.server
         try:
+            recipients = list(parse_mailto(rule.url))
             mail = build_message(rule, message, sender=server.sender, task_id=task_id)
         except ValueError as exc:  # a rule saved before a check, or a header refused
             raise DeliveryFailed(f"the mail cannot be made: {exc}") from None
@@ -223,6 +224,8 @@ class Mailer:
             async with asyncio.timeout(rule.timeout_seconds):
                 refused, _ = await aiosmtplib.send(
                     mail,
+                    sender=server.sender,  # the envelope is never read from the headers
+                    recipients=recipients,
                     hostname=server.host,
                     port=server.port,
                     username=server.username if password is not None else None,

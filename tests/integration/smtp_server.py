@@ -59,6 +59,8 @@ class _Handler:
         self._server = server
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._server.data_answer is not None:
+            return self._server.data_answer
         login = session.auth_data
         with self._server.lock:
             self._server.received.append(
@@ -91,6 +93,9 @@ class MailServer:
         self.login = login
         self.ca = trustme.CA()
         self.received: list[Received] = []
+        self.data_answer: str | None = None
+        """When set, the reply to every mail's data (e.g. ``554 5.7.1 rejected``): nothing
+        is kept."""
         self.lock = threading.Lock()
         self._names = names
         self._controller: Controller | None = None

@@ -4,11 +4,15 @@ durable queue on a real worker, mails received by a real SMTP server on loopback
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from service.errors import DeliveryFailed
+from service.notifications.mail import Mailer, SmtpServer
 from service.notifications.notifier import HANDLER
 from store.notifications.models import Channel, NotificationRule, RuleEvent, RuleScope
 from store.queue.models import NewTask, TaskState
@@ -26,7 +30,8 @@ from tests.integration.test_notifications import (
     working,
 )
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+embedded = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+"""The channel does not depend on the backend: its tests run on the embedded store."""
 
 PASSWORD = "smtp-pa55word-never-shown"
 SENDER = "longshore@example.com"
@@ -83,6 +88,7 @@ def crafted_message(job: str, error: str) -> dict[str, Any]:
     }
 
 
+@embedded
 @pytest.mark.docker
 @pytest.mark.slow
 async def test_a_failed_run_is_mailed_over_starttls_after_login(
@@ -140,6 +146,7 @@ async def test_a_failed_run_is_mailed_over_starttls_after_login(
         server.stop()
 
 
+@embedded
 @pytest.mark.docker
 @pytest.mark.slow
 async def test_a_server_that_is_down_gets_the_mail_later(
@@ -174,6 +181,7 @@ async def test_a_server_that_is_down_gets_the_mail_later(
         server.stop()
 
 
+@embedded
 async def test_untrusted_text_in_a_notification_adds_no_header(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
@@ -200,6 +208,7 @@ async def test_untrusted_text_in_a_notification_adds_no_header(
     assert mail.body.startswith("nightly  Bcc: evil@x.example: boom  Bcc: ")
 
 
+@embedded
 async def test_a_certificate_for_another_host_is_refused_and_the_delivery_retried(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
@@ -224,6 +233,7 @@ async def test_a_certificate_for_another_host_is_refused_and_the_delivery_retrie
     assert server.received == []
 
 
+@embedded
 async def test_without_smtp_an_email_rule_is_refused_and_a_stored_one_fails_clearly(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
@@ -256,3 +266,68 @@ async def test_without_smtp_an_email_rule_is_refused_and_a_stored_one_fails_clea
         assert "no SMTP server is configured (WORKER_SMTP_URL" in dead.data["error"]
         assert failed.data["attempt"] == 1
         assert dead.data["attempt"] == 2
+
+
+def mailer_to(server: MailServer, tmp_path: Path, **fields: Any) -> Mailer:
+    return Mailer(
+        SmtpServer(
+            scheme={"starttls": "smtp+starttls", "smtps": "smtps", None: "smtp"}[server.tls],
+            host="127.0.0.1",
+            port=server.port,
+            sender=SENDER,
+            ca_file=server.write_ca(tmp_path / f"ca-{server.port}.pem"),
+            **fields,
+        )
+    )
+
+
+def rule_of(**fields: Any) -> NotificationRule:
+    return NotificationRule(
+        name="mail-ops",
+        scope=RuleScope.GLOBAL,
+        events=(RuleEvent.FAILED,),
+        channel=Channel.EMAIL,
+        url=RECIPIENTS,
+        **fields,
+    )
+
+
+async def test_a_refusal_a_wrong_password_and_a_silent_server_fail_with_short_errors(
+    tmp_path: Path,
+) -> None:
+    message = crafted_message("flaky", "")
+    server = MailServer.reserve(tls="starttls", login=("longshore", PASSWORD)).start()
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password")
+    wrong.chmod(0o600)
+    try:
+        mailer = mailer_to(server, tmp_path, username="longshore", password_file=wrong)
+        with pytest.raises(DeliveryFailed) as caught:
+            await mailer.send(rule_of(), message, task_id=1)
+        assert "answered SMTP 535 (SMTPAuthenticationError)" in str(caught.value)
+        assert "not-the-password" not in str(caught.value)
+
+        right = tmp_path / "password"
+        right.write_text(PASSWORD)
+        right.chmod(0o600)
+        server.data_answer = "554 5.7.1 rejected"
+        mailer = mailer_to(server, tmp_path, username="longshore", password_file=right)
+        with pytest.raises(DeliveryFailed, match=r"answered SMTP 554 \(SMTPDataError\)"):
+            await mailer.send(rule_of(), message, task_id=1)
+        server.data_answer = None
+        await mailer.send(rule_of(), message, task_id=1)
+        assert len(server.received) == 1
+    finally:
+        server.stop()
+
+    # A server that accepts the connection and never speaks: the rule's timeout ends it.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = int(silent.getsockname()[1])
+        mailer = Mailer(SmtpServer(scheme="smtp", host="127.0.0.1", port=port, sender=SENDER))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(DeliveryFailed) as timed_out:
+            await mailer.send(rule_of(timeout_seconds=0.3), message, task_id=1)
+        assert "Timeout" in str(timed_out.value)
+        assert asyncio.get_running_loop().time() - started < 5
