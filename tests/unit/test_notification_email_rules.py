@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import os
@@ -16,6 +17,7 @@ from service.errors import SettingsError
 from service.notifications.mail import build_message, parse_smtp_url, read_password
 from service.settings import load_settings
 from service.smtp_settings import smtp_mailer
+from store.notifications._sealing import keeping_secret
 from store.notifications.errors import InvalidRule
 from store.notifications.mailto import MAX_RECIPIENTS, address_problem, parse_mailto
 from store.notifications.models import (
@@ -108,6 +110,22 @@ def test_an_email_rule_has_no_secret_and_other_channels_take_no_mailto() -> None
     )
     with pytest.raises(InvalidRule, match="url: must be an http"):
         check_rule(chat)
+
+
+def test_a_webhook_turned_into_an_email_rule_drops_its_secret() -> None:
+    stored = NotificationRule(
+        name="mail-ops",
+        scope=RuleScope.GLOBAL,
+        events=(RuleEvent.FAILED,),
+        channel=Channel.WEBHOOK,
+        url="https://hooks.example.com/x",
+        sealed_secret=b"sealed-bytes",
+    )
+    edited = keeping_secret(email_rule("mailto:ops@example.com"), stored)
+    assert edited.sealed_secret is None
+    assert edited.secret_set is False
+    webhook = keeping_secret(dataclasses.replace(stored, sealed_secret=None), stored)
+    assert webhook.sealed_secret == b"sealed-bytes"
 
 
 def test_address_problem_accepts_plain_addresses_only() -> None:
