@@ -255,7 +255,9 @@ def _reason(exc: BaseException) -> str:
     """A short, secret-free reason: the TLS verdict when a certificate was refused, else
     the error's kind."""
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(10):  # the chain is short; never follow a long (or looping) one
+        if seen is None:
+            break
         if isinstance(seen, ssl.SSLCertVerificationError):
             return f"TLS certificate refused ({seen.verify_message})"
         if isinstance(seen, ssl.SSLError):
