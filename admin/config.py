@@ -133,6 +133,8 @@ class AdminConfig:
     """Session cookies carry ``Secure`` (the listener is HTTPS, or behind a TLS proxy)."""
     console: bool = True
     """Serve the console at ``/`` (off for an admin API mounted in another application)."""
+    smtp_configured: bool = False
+    """An SMTP server is configured (``WORKER_SMTP_URL``): ``email`` rules may be saved."""
     settings_view: Mapping[str, str] = field(default_factory=dict)
     """The effective settings as shown by the console (variable name -> value; secrets are
     masked before they get here)."""

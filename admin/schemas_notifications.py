@@ -31,12 +31,16 @@ class RuleRequest(Schema):
     """The job (``scope: job``) or schedule (``scope: schedule``); ``""`` for ``global``."""
     events: Annotated[list[RuleEvent], Field(min_length=1, max_length=len(RuleEvent))]
     channel: Channel
+    """``webhook``, ``chat`` or ``email`` (needs the operator's ``WORKER_SMTP_URL``)."""
     url: Annotated[str, Field(min_length=1, max_length=MAX_URL)]
+    """The receiver's http(s) URL; for ``email``, ``mailto:`` 1-20 comma-separated
+    addresses (no ``?`` query)."""
     secret: Annotated[str | None, Field(min_length=1, max_length=MAX_SECRET)] = None
-    """The HMAC key of the signature (write-only; required for a webhook's first save)."""
+    """The HMAC key of the signature (write-only; required for a webhook's first save; an
+    email rule has none)."""
     template: Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE)] = DEFAULT_TEMPLATE
-    """The chat message, with ``{event}``, ``{job}``, ``{schedule}``, ``{status}``,
-    ``{error}``, ... filled in."""
+    """The chat message or the mail's text, with ``{event}``, ``{job}``, ``{schedule}``,
+    ``{status}``, ``{error}``, ... filled in."""
     failures_in_a_row: Annotated[int, Field(ge=1, le=100)] = 3
     warn_after_seconds: Annotated[int, Field(ge=0, le=7 * 86400)] = 0
     timeout_seconds: Annotated[float, Field(ge=0.1, le=60.0)] = 10.0

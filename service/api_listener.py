@@ -144,6 +144,7 @@ def _admin_config(
             token_header=settings.admin_token_header.lower(),
             read_only=settings.admin_read_only,
             secure_cookies=secure or settings.admin_behind_tls_proxy,
+            smtp_configured=settings.smtp_server is not None,
             settings_view=settings_view(settings),
         )
     except ValueError as exc:  # checked by Settings already; kept as a clear error

@@ -70,6 +70,7 @@ from service.retention import (
 )
 from service.runtime import build_journal_dir, event_store_options, runner_config
 from service.settings import Settings
+from service.smtp_settings import smtp_mailer
 from store.artifacts import ArtifactStore
 from store.background import TaskOwner
 from store.events.audit import AuditLog
@@ -169,6 +170,7 @@ async def open_runtime(
             box=stores.secrets_box,
             events=events,
             response_max_bytes=settings.notify_response_max_bytes,
+            mailer=smtp_mailer(settings),
         )
         observer = NotificationObserver(notifier, stores.runs)
         stack.push_async_callback(observer.close)

@@ -19,6 +19,7 @@ from scheduler.factories import parse_names, parse_presets
 from scheduler.spec import parse_spec
 from service.addresses import parse_listen_addr
 from service.errors import SettingsError
+from service.smtp_settings import SmtpSettings
 from service.units import (
     duration_seconds,
     parse_pairs,
@@ -57,10 +58,11 @@ def check_token_strength(name: str, secret: str) -> None:
         )
 
 
-class Settings(UpkeepSettings):
+class Settings(UpkeepSettings, SmtpSettings):
     """Every setting Longshore reads. Field ``foo_bar`` is ``WORKER_FOO_BAR``; the container
         jobs' ``WORKER_JOB_*`` are declared in :class:`~service.job_settings.JobSettings`, the
-    disk's upkeep and infrastructure waits in :class:`~service.upkeep_settings.UpkeepSettings`."""
+    disk's upkeep and infrastructure waits in :class:`~service.upkeep_settings.UpkeepSettings`,
+    the email channel's ``WORKER_SMTP_*`` in :class:`~service.smtp_settings.SmtpSettings`."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
@@ -379,7 +381,7 @@ def _describe(exc: ValidationError) -> str:
             continue
         field = str(error["loc"][0])
         value = error.get("input")
-        secret = field in SECRET_FIELDS
+        secret = field in SECRET_FIELDS or field == "smtp_url"  # may hold a password
         shown = f" (got {value!r})" if isinstance(value, str | int | float) and not secret else ""
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
     return "; ".join(problems)

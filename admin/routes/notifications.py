@@ -3,7 +3,8 @@
 
 - ``PUT /notifications/rules/{name}`` saves the rule: 201 when created, 200 when replaced.
   A body without ``secret`` keeps the stored one; a rule that breaks a rule is 400 naming
-  the field (``url: must be an http:// or https:// URL with a host``).
+  the field (``url: must be an http:// or https:// URL with a host``). An enabled ``email``
+  rule is refused (400) while no SMTP server is configured (``WORKER_SMTP_URL``).
 - Reading needs ``viewer``; saving and deleting need ``admin`` and are audited
   (``notification.save``, ``notification.delete``). No response carries a secret.
 """
@@ -16,13 +17,13 @@ from fastapi import APIRouter, Depends, Response
 
 from admin.auth import RequireViewer
 from admin.config import Role
-from admin.deps import NotificationsDep
+from admin.deps import ConfigDep, NotificationsDep
 from admin.errors import InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
 from admin.schemas import ErrorBody
 from admin.schemas_notifications import RuleBody, RuleDeleted, RuleList, RuleOne, RuleRequest
 from store.notifications.errors import InvalidRule
-from store.notifications.models import RULE_NAME
+from store.notifications.models import RULE_NAME, Channel
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -58,11 +59,21 @@ async def get_rule(name: str, _: RequireViewer, rules: NotificationsDep) -> Rule
 
 @router.put("/rules/{name}", response_model=RuleOne, responses=SAVED)
 async def save_rule(
-    name: str, body: RuleRequest, audit: SaveRule, rules: NotificationsDep, response: Response
+    name: str,
+    body: RuleRequest,
+    audit: SaveRule,
+    rules: NotificationsDep,
+    config: ConfigDep,
+    response: Response,
 ) -> RuleOne:
     """Create (201) or replace (200) the rule ``name``."""
     if not RULE_NAME.fullmatch(name):
         raise InvalidRequest("name: must be 1-128 letters, digits, '.', '_' or '-'")
+    if body.channel is Channel.EMAIL and body.enabled and not config.smtp_configured:
+        raise InvalidRequest(
+            "channel: email needs an SMTP server, and none is configured (set WORKER_SMTP_URL "
+            "and WORKER_SMTP_FROM)"
+        )
     try:
         saved, created = await rules.upsert(body.rule(name))
     except InvalidRule as exc:

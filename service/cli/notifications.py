@@ -1,4 +1,5 @@
-"""``longshore notifications``: notification rules, over the admin API.
+"""``longshore notifications``: notification rules, over the admin API (channels
+``webhook``, ``chat`` and ``email``).
 
 The shared secret of a webhook is read from a file (``--secret-file``) or standard input
 (``--secret-stdin``), never from the command line (which other users can read in the process
@@ -53,13 +54,21 @@ def _secret(secret_file: Path | None, secret_stdin: bool) -> str | None:
 def set_rule(
     ctx: typer.Context,
     name: Name,
-    url: Annotated[str, typer.Option(help="The receiver's http(s) URL (operator-trusted).")],
+    url: Annotated[
+        str,
+        typer.Option(
+            help="The receiver's http(s) URL (operator-trusted); for --channel email, "
+            "mailto:a@example.com,b@example.com."
+        ),
+    ],
     event: Annotated[list[str], typer.Option("--event", help=f"Repeatable: {EVENTS}.")],
     scope: Annotated[str, typer.Option(help="global | job | schedule")] = "global",
     target: Annotated[
         str, typer.Option(help="The job or schedule (for --scope job or schedule).")
     ] = "",
-    channel: Annotated[str, typer.Option(help="webhook | chat")] = "webhook",
+    channel: Annotated[
+        str, typer.Option(help="webhook | chat | email (email needs WORKER_SMTP_URL)")
+    ] = "webhook",
     secret_file: Annotated[
         Path | None, typer.Option("--secret-file", help="Read the signing secret from a file.")
     ] = None,
@@ -67,7 +76,8 @@ def set_rule(
         bool, typer.Option("--secret-stdin", help="Read the signing secret from stdin.")
     ] = False,
     template: Annotated[
-        str | None, typer.Option(help="Chat text with {event}, {job}, {status}, {error}, ...")
+        str | None,
+        typer.Option(help="Chat or mail text with {event}, {job}, {status}, {error}, ..."),
     ] = None,
     failures_in_a_row: Annotated[
         int | None, typer.Option("--failures-in-a-row", help="N of failed_in_a_row.")

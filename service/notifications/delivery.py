@@ -14,8 +14,12 @@ a ``NotificationDeadLettered`` event saying so: nothing is sent unsigned. The re
   ``timeoutSeconds``;
 - is signed (:mod:`.messages`): ``X-Longshore-Timestamp`` and ``X-Longshore-Signature``.
 
-A 2xx answer delivers it. Anything else raises :class:`~service.errors.DeliveryFailed`, and
-the queue retries the task with backoff until its attempts are used up, then dead-letters it.
+An ``email`` rule's notification is a mail sent through the operator's SMTP server instead
+(:mod:`.mail`); without one configured (``WORKER_SMTP_URL``) its delivery fails, saying so.
+
+A 2xx answer (for a mail: the server's acceptance) delivers it. Anything else raises
+:class:`~service.errors.DeliveryFailed`, and the queue retries the task with backoff until its
+attempts are used up, then dead-letters it.
 Each outcome is an event (``NotificationDelivered``, ``NotificationFailed``,
 ``NotificationDeadLettered``) on the stream of what it is about (the job's run events, or the
 schedule's events for a missed firing), counted in ``longshore_notifications_total``.
@@ -35,6 +39,7 @@ import httpx
 
 from service.errors import DeliveryFailed, RuleGone, RuleSecretUnusable
 from service.notifications import messages
+from service.notifications.mail import Mailer
 from store.events.models import EventType, NewEvent, Stream
 from store.events.protocol import EventStore
 from store.notifications.models import Channel, NotificationRule, secret_context
@@ -64,11 +69,13 @@ class Deliverer:
         box: SecretBox,
         events: EventStore | None,
         response_max_bytes: int = 65536,
+        mailer: Mailer | None = None,
     ) -> None:
         self._rules = rules
         self._box = box
         self._events = events
         self._response_max_bytes = response_max_bytes
+        self._mailer = mailer
 
     async def handle(self, context: TaskContext) -> None:
         task = context.task
@@ -90,7 +97,10 @@ class Deliverer:
             )
             raise
         try:
-            status = await self._post(rule, message, task.id, secret)
+            if rule.channel is Channel.EMAIL:
+                status = await self._mail(rule, message, task.id)
+            else:
+                status = await self._post(rule, message, task.id, secret)
         except DeliveryFailed as exc:
             kind = DEAD_LETTERED if last else FAILED
             await self._record(kind, message, task.id, task.attempts, error=str(exc), rule=rule)
@@ -114,6 +124,16 @@ class Deliverer:
                 "secrets key (WORKER_SECRETS_KEY_FILE holds another key?): restore the key "
                 "or set the rule's secret again"
             ) from None
+
+    async def _mail(
+        self, rule: NotificationRule, message: Mapping[str, Any], task_id: int
+    ) -> int | None:
+        if self._mailer is None:
+            raise DeliveryFailed(
+                "email rule, but no SMTP server is configured (WORKER_SMTP_URL is not set)"
+            )
+        await self._mailer.send(rule, message, task_id=task_id)
+        return None
 
     async def _post(
         self, rule: NotificationRule, message: Mapping[str, Any], task_id: int, secret: str | None
@@ -176,7 +196,7 @@ class Deliverer:
             "event": str(message.get("event", "")),
             "taskId": task_id,
             "attempt": attempt,
-            "host": "" if rule is None else _host(rule.url),
+            "host": "" if rule is None else self._where(rule),
             "channel": "" if rule is None else rule.channel.value,
             "httpStatus": status,
             "error": error,
@@ -201,6 +221,12 @@ class Deliverer:
             await asyncio.wait_for(self._events.append(event), EVENT_TIMEOUT_SECONDS)
         except Exception as exc:
             logger.warning("could not append a notification event", extra={"error": str(exc)})
+
+    def _where(self, rule: NotificationRule) -> str:
+        """Where a rule's notifications go: the URL's host, or the SMTP server of a mail."""
+        if rule.channel is not Channel.EMAIL:
+            return _host(rule.url)
+        return "" if self._mailer is None else self._mailer.server.where
 
 
 def _host(url: str) -> str:

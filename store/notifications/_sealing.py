@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from store.notifications.models import NotificationRule, secret_context
+from store.notifications.models import Channel, NotificationRule, secret_context
 from store.secrets.crypto import SecretBox
 
 
@@ -22,7 +22,8 @@ def sealed(box: SecretBox, rule: NotificationRule) -> NotificationRule:
 
 def keeping_secret(rule: NotificationRule, stored: NotificationRule | None) -> NotificationRule:
     """``rule``, with ``stored``'s secret when ``rule`` sets none (the secret is write-only:
-    a client that cannot read it can still edit the rule)."""
-    if rule.secret is not None or stored is None:
+    a client that cannot read it can still edit the rule). An ``email`` rule keeps none: it
+    signs nothing (a rule turned from a webhook into an email rule drops its secret)."""
+    if rule.secret is not None or stored is None or rule.channel is Channel.EMAIL:
         return rule
     return dataclasses.replace(rule, secret=stored.secret, sealed_secret=stored.sealed_secret)

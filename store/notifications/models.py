@@ -4,7 +4,9 @@ A rule says which **events** of which runs or schedules (its **scope**: every jo
 global default —, one job, or one schedule) are told to one **channel** at one URL:
 
 - ``webhook``: a JSON body, signed with the rule's shared ``secret`` (HMAC-SHA256);
-- ``chat``: a Slack/Mattermost-style ``{"text": ...}`` body made from ``template``.
+- ``chat``: a Slack/Mattermost-style ``{"text": ...}`` body made from ``template``;
+- ``email``: a mail to the addresses of a ``mailto:`` URL (:mod:`.mailto`), its body made
+  from ``template``, sent through the operator's SMTP server (``WORKER_SMTP_*``).
 
 The ``secret`` is write-only: a request sets it in clear (``secret``), the store keeps it
 only sealed with the secrets key (``sealed_secret``: AES-256-GCM, the same key and scheme as
@@ -25,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from store.notifications.errors import InvalidRule
+from store.notifications.mailto import parse_mailto
 
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -67,6 +70,7 @@ class RuleEvent(enum.StrEnum):
 class Channel(enum.StrEnum):
     WEBHOOK = "webhook"
     CHAT = "chat"
+    EMAIL = "email"
 
 
 class RuleScope(enum.StrEnum):
@@ -152,9 +156,11 @@ def check_rule(rule: NotificationRule) -> NotificationRule:
         raise InvalidRule("events", "an event is named twice")
     if RuleEvent.MISSED in rule.events and rule.scope is RuleScope.JOB:
         raise InvalidRule("events", "'missed' is told of schedules: use a schedule or global rule")
-    _check_url(rule.url)
+    _check_url(rule.url, rule.channel)
     if rule.secret is not None and not (1 <= len(rule.secret) <= MAX_SECRET):
         raise InvalidRule("secret", f"must be 1-{MAX_SECRET} characters")
+    if rule.channel is Channel.EMAIL and rule.secret is not None:
+        raise InvalidRule("secret", "an email rule has no secret (nothing is signed)")
     if rule.channel is Channel.WEBHOOK and not rule.secret_set:
         raise InvalidRule("secret", "a webhook rule needs a shared secret to sign with")
     if not isinstance(rule.template, str) or not 1 <= len(rule.template) <= MAX_TEMPLATE:
@@ -170,11 +176,17 @@ def check_rule(rule: NotificationRule) -> NotificationRule:
     return rule
 
 
-def _check_url(url: str) -> None:
+def _check_url(url: str, channel: Channel) -> None:
     if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL:
         raise InvalidRule("url", f"must be 1-{MAX_URL} characters")
     if any(ord(char) < 33 or ord(char) == 127 for char in url):
         raise InvalidRule("url", "must not hold spaces or control characters")
+    if channel is Channel.EMAIL:
+        try:
+            parse_mailto(url)
+        except ValueError as exc:
+            raise InvalidRule("url", str(exc)) from None
+        return
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidRule("url", "must be an http:// or https:// URL with a host")

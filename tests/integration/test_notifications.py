@@ -56,7 +56,12 @@ def job_tarball() -> bytes:
 
 @asynccontextmanager
 async def notifying_admin(
-    backend: str, location: Any, tmp_path: Path, **settings: Any
+    backend: str,
+    location: Any,
+    tmp_path: Path,
+    *,
+    config: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[FullAdmin]:
     ensure_busybox_image(docker_client())
     tarballs = tmp_path / "tarballs"
@@ -69,7 +74,9 @@ async def notifying_admin(
         "notify_attempts": 8,
         **settings,
     }
-    async with full_admin(backend, location, tmp_path, settings=overrides) as admin:
+    async with full_admin(
+        backend, location, tmp_path, settings=overrides, **(config or {})
+    ) as admin:
         job = {
             "name": "flaky",
             "source": "tarball_path",
