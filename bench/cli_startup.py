@@ -2,6 +2,9 @@
 fresh interpreter, for one or more source trees, interleaved so that a busy machine slows
 every tree alike. Prints JSON (median and quartiles in milliseconds per command and tree).
 
+``jobs list`` is a client command run up to its request, which is refused (nothing listens on
+port 9): the time to load the HTTP client and the settings, without a server's answer.
+
 Run: ``python -m bench.cli_startup [--runs 15] [--tree before=/path/a --tree after=/path/b]``
 (default: the current directory as the only tree). ``tasks stats`` uses the embedded store
 in a fresh temporary ``WORKER_DATA_DIR``.
@@ -23,6 +26,15 @@ COMMANDS: dict[str, list[str]] = {
     "longshore --help": ["-c", "from service.cli import main; main()", "--help"],
     "longshore jobs --help": ["-c", "from service.cli import main; main()", "jobs", "--help"],
     "longshore tasks stats": ["-c", "from service.cli import main; main()", "tasks", "stats"],
+    # A client command up to its first request (refused: nothing listens on port 9).
+    "longshore jobs list": [
+        "-c",
+        "from service.cli import main; main()",
+        "jobs",
+        "--url",
+        "http://127.0.0.1:9",
+        "list",
+    ],
 }
 
 
@@ -30,9 +42,11 @@ def run_once(tree: str, args: list[str], data_dir: str) -> float:
     env = dict(os.environ, PYTHONPATH=tree, WORKER_DATA_DIR=data_dir)
     env.pop("WORKER_DATABASE_URL", None)
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, *args], env=env, check=True, stdout=subprocess.DEVNULL, cwd=tree
+    done = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, cwd=tree, check=False
     )
+    if done.returncode != 0 and "cannot reach the admin API" not in done.stderr:
+        raise SystemExit(f"{args}: exit status {done.returncode}: {done.stderr.strip()}")
     return (time.perf_counter() - started) * 1000
 
 
