@@ -20,14 +20,12 @@ the envelope, else what went wrong on the way (refused connection, TLS, timeout)
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
 from admin.config import parse_tokens
@@ -35,11 +33,21 @@ from service.addresses import format_host_port
 from service.api_token import TOKEN_FILE
 from service.errors import ServiceError
 from service.logs import configure_logging
-from service.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # httpx (which loads rich and pygments) and the settings (pydantic) are imported when a
+    # command talks to the API, not when ``longshore`` starts (``--help`` needs neither).
+    import ssl
+
+    import httpx
+
+    from service.settings import Settings
 
 BASE_PATH = "/admin/v1"
 
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Timeouts in seconds: connecting, and every other step (reading, writing, the pool).
+TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 UrlOption = Annotated[
     str | None,
@@ -115,7 +123,10 @@ class ConnectionFlags:
 
 def resolve_connection(flags: ConnectionFlags, settings: Settings | None = None) -> Connection:
     """The connection from flags, then settings (see the module docstring)."""
-    settings = settings or load_settings()
+    if settings is None:
+        from service.settings import load_settings
+
+        settings = load_settings()
     cert_file = flags.cert or settings.admin_client_cert
     key_file = flags.key or settings.admin_client_key
     if (cert_file is None) != (key_file is None):
@@ -151,6 +162,8 @@ def _settings_token(settings: Settings) -> str | None:
 def _ssl_context(connection: Connection) -> ssl.SSLContext | bool:
     if not connection.url.startswith("https://"):
         return True
+    import ssl
+
     try:
         context = ssl.create_default_context(
             cafile=str(connection.ca) if connection.ca is not None else None
@@ -168,6 +181,8 @@ class ApiClient:
     """A synchronous client of the admin API (the CLI makes one call at a time)."""
 
     def __init__(self, connection: Connection, *, approval: str | None = None) -> None:
+        import httpx
+
         self.connection = connection
         headers = {"Accept": "application/json"}
         if connection.token is not None:
@@ -178,7 +193,7 @@ class ApiClient:
             base_url=connection.base,
             headers=headers,
             verify=_ssl_context(connection),
-            timeout=TIMEOUT,
+            timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
             follow_redirects=False,
         )
 
@@ -200,6 +215,8 @@ class ApiClient:
         body: Any = None,
     ) -> Any:
         """One JSON call; returns the decoded body (``None`` for an empty one)."""
+        import httpx
+
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._http.request(
@@ -236,10 +253,12 @@ class ApiClient:
         timeout: httpx.Timeout | None = None,
     ) -> Iterator[httpx.Response]:
         """A streamed GET (downloads, SSE); the status is checked before the body is read."""
+        import httpx
+
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             with self._http.stream(
-                "GET", path, params=query, timeout=timeout or TIMEOUT
+                "GET", path, params=query, timeout=timeout or self._http.timeout
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -249,6 +268,8 @@ class ApiClient:
             raise ApiError(self._transport_message(exc)) from None
 
     def _transport_message(self, exc: httpx.HTTPError) -> str:
+        import httpx
+
         where = self.connection.url
         if isinstance(exc, httpx.ConnectError):
             return f"cannot reach the admin API at {where}: {exc}"
@@ -326,6 +347,8 @@ def api_client(ctx: typer.Context) -> Iterator[ApiClient]:
 @contextmanager
 def connect(flags: ConnectionFlags) -> Iterator[ApiClient]:
     """A client for ``flags`` (then the settings), closed afterwards."""
+    from service.settings import load_settings
+
     settings = load_settings()
     configure_logging("WARNING", settings.log_format)
     with ApiClient(resolve_connection(flags, settings), approval=_approval(settings)) as client:

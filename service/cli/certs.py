@@ -8,9 +8,7 @@ a production deployment should use its own PKI.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
-import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -18,10 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from admin.config import Role
 from service.cli.common import command_group
@@ -32,7 +26,6 @@ app = command_group("Development certificates for the admin API (mTLS).")
 DEFAULT_DIR = Path("longshore-certs")
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 DEFAULT_CLIENT = "admin:admin"
-CA_DAYS = 3650
 _CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -109,91 +102,10 @@ def init(
         )
     directory.mkdir(parents=True, exist_ok=True)
 
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Longshore development"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "Longshore development CA"),
-        ]
-    )
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    # cryptography is imported by this command only, not when ``longshore`` starts.
+    from service.cli.certs_pki import write_certificates
 
-    def leaf(
-        cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(ca_key, hashes.SHA256()), key
-
-    _write_cert(files["ca"], ca_cert, force)
-    _write_key(files["ca-key"], ca_key, force)
-    server_cert, server_key = leaf(names[0], ExtendedKeyUsageOID.SERVER_AUTH, _sans(names))
-    _write_cert(files["server"], server_cert, force)
-    _write_key(files["server-key"], server_key, force)
-    for client in wanted:
-        cert, key = leaf(client.cn, ExtendedKeyUsageOID.CLIENT_AUTH, None)
-        _write_cert(files[f"client-{client.cn}"], cert, force)
-        _write_key(files[f"client-{client.cn}-key"], key, force)
+    write_certificates(files, names, cns, days=days, force=force)
 
     _print_usage(directory, files, names, wanted)
 
@@ -206,42 +118,6 @@ def _check_host(host: str) -> None:
         pass
     if not re.fullmatch(r"(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
         raise ServiceError(f"--host {host!r}: not a DNS name or an IP address")
-
-
-def _sans(hosts: list[str]) -> list[x509.GeneralName]:
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    return sans
-
-
-def _write_cert(path: Path, cert: x509.Certificate, force: bool) -> None:
-    _write(path, cert.public_bytes(serialization.Encoding.PEM), 0o644, force)
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, force: bool) -> None:
-    data = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    _write(path, data, 0o600, force)
-
-
-def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
-    if force:
-        path.unlink(missing_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError:
-        raise ServiceError(f"refusing to overwrite {path} (use --force)") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, mode)
 
 
 def _print_usage(

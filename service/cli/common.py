@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from service.backends import open_queue
 from service.cli.terminal import inline
 from service.datadir import restrict_new_files
 from service.logs import configure_logging
-from service.settings import Settings, load_settings
-from store.queue.models import QueueInfo, Task
-from store.queue.protocol import TaskQueue
+
+if TYPE_CHECKING:
+    # The settings (pydantic) and the store backends are imported by the commands that use
+    # them, not when ``longshore`` starts.
+    from service.settings import Settings
+    from store.queue.models import QueueInfo, Task
+    from store.queue.protocol import TaskQueue
 
 T = TypeVar("T")
 
@@ -64,6 +66,8 @@ def settings_for(
     output is the answer, not a story of opening the database. Whatever the command creates
     from here on is private to its user (``service.datadir``).
     """
+    from service.settings import load_settings
+
     restrict_new_files()
     if database_url is not None:
         overrides["database_url"] = database_url
@@ -76,6 +80,8 @@ def settings_for(
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    import asyncio  # by the commands that run something, not when ``longshore`` starts
+
     return asyncio.run(_call(factory))
 
 
@@ -85,6 +91,8 @@ async def _call(factory: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def queue_session(settings: Settings) -> AsyncIterator[TaskQueue]:
+    from service.backends import open_queue
+
     async with open_queue(settings) as queue:
         yield queue
 

@@ -12,14 +12,11 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
 from service.cli.api import ApiClient, ApiError, decode, iter_sse
 from service.cli.terminal import block
 
 RECONNECT_SECONDS = 1.0
 RECONNECT_ATTEMPTS = 60
-STREAM_TIMEOUT = httpx.Timeout(30.0, connect=10.0, read=None)
 
 
 def output_text(data: Any) -> str:
@@ -37,6 +34,9 @@ def output_text(data: Any) -> str:
 def follow_run(client: ApiClient, run_id: str, *, raw: bool = False) -> str | None:
     """Print the output of ``run_id`` as it is written, until the run ends; return its
     final status. Terminal controls are escaped unless ``raw``."""
+    import httpx  # when a run is followed, not when ``longshore`` starts
+
+    stream_timeout = httpx.Timeout(30.0, connect=10.0, read=None)
     last_id: str | None = None
     failures = 0
     while True:
@@ -45,7 +45,7 @@ def follow_run(client: ApiClient, run_id: str, *, raw: bool = False) -> str | No
             params["lastEventId"] = last_id
         try:
             with client.stream(
-                f"/runs/{run_id}/output", params=params, timeout=STREAM_TIMEOUT
+                f"/runs/{run_id}/output", params=params, timeout=stream_timeout
             ) as response:
                 failures = 0
                 for event, data, event_id in iter_sse(response):

@@ -14,10 +14,6 @@ from typing import Annotated
 
 import typer
 
-from jobrunner.config import deployment_scope
-from jobrunner.docker_engine import DockerEngine
-from jobrunner.image_retention import ImagePruner, ImagePruneReport
-from service.backends import open_store
 from service.cli.common import (
     DatabaseUrl,
     JsonFlag,
@@ -26,9 +22,6 @@ from service.cli.common import (
     run_async,
     settings_for,
 )
-from service.retention import image_retention
-from service.runtime import build_journal_dir, runner_config
-from store.artifacts import ArtifactStore
 
 app = command_group("Job images: prune those the retention settings let go.")
 
@@ -43,6 +36,15 @@ def prune(
 ) -> None:
     """Remove the job images the retention settings let go (on the database and the Docker
     engine directly)."""
+    # The Docker engine and the runtime are loaded by this command only.
+    from jobrunner.config import deployment_scope
+    from jobrunner.docker_engine import DockerEngine
+    from jobrunner.image_retention import ImagePruner, ImagePruneReport
+    from service.backends import open_store
+    from service.retention import image_retention
+    from service.runtime import build_journal_dir, runner_config
+    from store.artifacts import ArtifactStore
+
     settings = settings_for(database_url)
     config = runner_config(settings)
 

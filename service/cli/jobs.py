@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from jobrunner.errors import UnknownSource
-from jobrunner.sources import registry
 from service.cli.api import ApiClient, ApiError, api_client, connection_callback
 from service.cli.common import (
     JsonFlag,
@@ -33,6 +31,8 @@ Name = Annotated[str, typer.Argument(help="The job's name.")]
 def load_definitions(path: Path) -> list[dict[str, Any]]:
     """The job definitions in ``path``: one JSON/YAML object, a list of them, or a YAML
     stream of documents (``-`` reads standard input)."""
+    import yaml  # by the commands that read definitions, not when ``longshore`` starts
+
     try:
         text = typer.get_text_stream("stdin").read() if str(path) == "-" else path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -114,6 +114,9 @@ def list_jobs(
 def _version(job: dict[str, Any]) -> str:
     """What the job builds, as its source type describes it (blank for a type this client
     does not know)."""
+    # The source types (with their fetchers) are loaded when a job is shown, not at start.
+    from jobrunner.sources import registry
+
     try:
         source = registry.get(job.get("source"))
     except UnknownSource:

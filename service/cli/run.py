@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from jobrunner.errors import EngineUnavailable
-from jobrunner.runner import JobRunner
-from service.api_listener import prepare_admin_api
-from service.api_server import AdminPlan
-from service.api_token import PASSWORD_FILE
-from service.backends import open_database_and_migrate, resolve_target
 from service.cli.common import DatabaseUrl, run_async, settings_for
-from service.datadir import secure_data_dir
-from service.lifecycle import Role, open_runtime
-from service.runtime import build_registry, settle_heap, worker_options
-from service.settings import Settings, ignored_variables
-from service.signals import stop_on_signals
-from service.worker import Worker
+
+if TYPE_CHECKING:
+    from jobrunner.runner import JobRunner
+    from service.api_server import AdminPlan
+    from service.lifecycle import Role
+    from service.settings import Settings
+
+# The runtime (the admin API, the scheduler, the job runner and its engine) is imported by
+# ``serve``, ``worker`` and ``migrate`` when they run: the other commands start without it.
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +62,11 @@ def serve(
     grace period, unfinished ones are handed back; then the admin API and the scheduler stop
     and the event store and the database are closed.
     """
+    from service.api_listener import prepare_admin_api
+    from service.api_token import PASSWORD_FILE
+    from service.backends import resolve_target
+    from service.datadir import secure_data_dir
+
     settings = settings_for(
         database_url,
         long_running=True,
@@ -111,6 +112,8 @@ def worker(
 ) -> None:
     """Run a worker only (scale-out: many workers can share one PostgreSQL). It never fires
     schedules (longshore serve does) and leaves event retention to serve."""
+    from service.datadir import secure_data_dir
+
     settings = settings_for(database_url, long_running=True, concurrency=concurrency)
     secure_data_dir(settings.data_dir, (settings.event_dir, settings.job_work_dir))
     processed = run_async(lambda: _run_worker(settings, role="worker", drain=drain, queues=queue))
@@ -120,6 +123,8 @@ def worker(
 
 def migrate(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (idempotent)."""
+    from service.backends import open_database_and_migrate, resolve_target
+
     settings = settings_for(database_url)
     target, _ = resolve_target(settings)
 
@@ -138,6 +143,13 @@ async def _run_worker(
     queues: list[str] | None,
     admin: AdminPlan | None = None,
 ) -> int:
+    import asyncio
+
+    from service.lifecycle import open_runtime
+    from service.runtime import build_registry, settle_heap, worker_options
+    from service.signals import stop_on_signals
+    from service.worker import Worker
+
     _warn_ignored()
     stop = asyncio.Event()
     with stop_on_signals(stop):
@@ -160,6 +172,8 @@ async def _run_worker(
 
 
 def _warn_ignored() -> None:
+    from service.settings import ignored_variables
+
     for name in ignored_variables(os.environ):
         logger.warning(
             f"{name} is set but has no effect in Longshore (see docs/configuration.md)",
@@ -171,6 +185,8 @@ async def _cleanup_orphans(job_runner: JobRunner) -> None:
     """Remove containers of runs no live worker owns. A Docker engine that cannot be reached
     does not stop the worker: built-in handlers still work and job runs wait for the engine
     (``WORKER_INFRA_RETRY_SECONDS``) until it is back."""
+    from jobrunner.errors import EngineUnavailable
+
     try:
         await job_runner.cleanup_orphans()
     except EngineUnavailable as exc:

@@ -6,12 +6,10 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from service.cli.api import ApiError, api_client, connection_callback
 from service.cli.common import (
@@ -25,6 +23,9 @@ from service.cli.common import (
 from service.cli.follow import follow_run
 from service.cli.runs_prune import prune
 from service.cli.terminal import inline, safe_chunks
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = command_group(
     "Inspect runs, read their output, cancel them, fetch artifacts (over the admin API); "
@@ -185,6 +186,10 @@ def download(
 
 
 def _progress(quiet: bool) -> Progress:
+    # rich is loaded by a download only, not when ``longshore`` starts.
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),

@@ -13,11 +13,7 @@ from typing import Annotated
 
 import typer
 
-from jobrunner.run_retention import PruneReport, RunPruner
-from service.backends import open_store
 from service.cli.common import DatabaseUrl, JsonFlag, print_json, run_async, settings_for
-from service.retention import run_retention
-from store.artifacts import ArtifactStore
 
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Only count the runs that would be deleted.")
@@ -29,6 +25,12 @@ def prune(
 ) -> None:
     """Delete the runs the retention settings let go and free their artifacts (on the
     database directly)."""
+    # The store and the retention code are loaded by this command only.
+    from jobrunner.run_retention import PruneReport, RunPruner
+    from service.backends import open_store
+    from service.retention import run_retention
+    from store.artifacts import ArtifactStore
+
     settings = settings_for(database_url)
 
     async def go() -> PruneReport:

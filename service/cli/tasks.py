@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from service.builtins import PAYLOAD_CHECKS
 from service.cli.api import connection_callback
 from service.cli.common import (
     DatabaseUrl,
@@ -25,7 +24,6 @@ from service.cli.common import (
     short,
     task_json,
 )
-from service.runtime import build_registry
 from service.units import parse_duration
 from store.errors import InvalidTask, PermanentFailure, TaskNotFound
 from store.queue.models import (
@@ -107,6 +105,10 @@ def enqueue(
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue a task (validated completely before anything is written)."""
+    # The handler registry (the job runner and its engine code) is loaded by this command.
+    from service.builtins import PAYLOAD_CHECKS
+    from service.runtime import build_registry
+
     settings = settings_for(database_url)
     known = build_registry()
     if handler not in known:
