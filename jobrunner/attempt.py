@@ -56,7 +56,7 @@ from jobrunner.errors import (
     describe,
 )
 from jobrunner.infra_wait import DETAILS, InfraWaits, PatientAttempt
-from jobrunner.masking import mask_text
+from jobrunner.masking import mask_text, masked_artifacts
 from jobrunner.output_events import OutputEvents
 from jobrunner.run_events import RunRecorder
 from jobrunner.run_inputs import gather, record_uses, run_params
@@ -66,7 +66,7 @@ from store.artifacts import ArtifactStore
 from store.background import TaskOwner
 from store.errors import PermanentFailure
 from store.events.protocol import EventStore
-from store.jobs.models import JobDefinition, Run, RunArtifact, RunFields, RunStatus
+from store.jobs.models import JobDefinition, Run, RunFields, RunStatus
 from store.jobs.protocol import JobStore, RunStore
 from store.secrets.protocol import SecretStore
 
@@ -350,22 +350,20 @@ class AttemptPipeline:
         event_data: Mapping[str, Any],
         mask: Sequence[bytes],
     ) -> None:
-        """Write the run's verdict; its error text is masked like its output (an artifact
-        name or an engine message may carry a secret value the run was given)."""
+        """Write the run's verdict; its error text and artifact names are masked like its
+        output (a name or an engine message may carry a secret value the run was given)."""
+        artifacts, hidden = masked_artifacts(result.artifacts, mask)
         fields: RunFields = {
             "output_bytes": result.output_bytes,
             "output_truncated": result.output_truncated,
             "output_sha256": output_sha256,
-            "artifacts": [
-                RunArtifact(name=a.name, size_bytes=a.size, sha256=a.sha256)
-                for a in result.artifacts
-            ],
+            "artifacts": artifacts,
         }
         if result.exit_code is not None:
             fields["exit_code"] = result.exit_code
         error = result.error
-        if result.artifact_problems:
-            problems = "; ".join(result.artifact_problems)
+        if result.artifact_problems or hidden:
+            problems = "; ".join([*result.artifact_problems, *hidden])
             error = f"{error}; artifacts: {problems}" if error else f"artifacts: {problems}"
         if error:
             fields["error"] = mask_text(error, mask)

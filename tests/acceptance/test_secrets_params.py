@@ -3,7 +3,7 @@ loopback token), the real Docker engine.
 
 A secret set from stdin (``longshore secrets set``) and granted to a job as a variable and
 as a file reaches the container; the job prints it whole and split across two writes (with
-a pause between the halves, so they arrive as two chunks) and names an artifact after it,
+a pause between the halves, so they arrive as two chunks) and names two artifacts after it,
 and every place its output is shown (the run's output over the API, the live SSE stream,
 the retained output, the run's error) shows ``***``; afterwards the value is in no file of
 the data dir (every byte searched), only sealed in the store. Typed parameters: the values
@@ -48,6 +48,7 @@ printf 'split: %s' "$(echo "$DB_PASSWORD" | cut -c1-{HALF})"
 sleep 1
 printf '%s\\n' "$(echo "$DB_PASSWORD" | cut -c{HALF + 1}-)"
 ln -s /etc/hostname "/artifacts/$DB_PASSWORD"
+echo report > "/artifacts/report-$DB_PASSWORD.txt"
 echo done
 """
 
@@ -191,6 +192,9 @@ def test_a_secret_is_given_as_variable_and_file_and_masked_everywhere(
         # A name the job chose (a symlink named after the value: skipped) is masked in the
         # run's error like its output.
         assert run["error"] == "artifacts: skipped '***': not a regular file"
+        # A file named after the value is kept, listed under its masked name.
+        assert [a["name"] for a in run["artifacts"]] == ["report-***.txt"]
+        assert SECRET not in json.dumps(run)
         followed = live.join()
         retained = serve.http.get(f"/runs/{run_id}/output").content
 

@@ -7,7 +7,9 @@ import base64
 
 import pytest
 
-from jobrunner.masking import MASK, OutputMasker, mask_text
+from jobrunner.engine import CollectedArtifact
+from jobrunner.masking import MASK, OutputMasker, mask_text, masked_artifacts
+from store.jobs.models import RunArtifact
 
 SECRET = b"hunter2-correct-horse"
 
@@ -69,3 +71,31 @@ def test_a_large_value_is_masked_in_small_chunks_without_quadratic_work() -> Non
     text = b"start " + value + b" end\n"
     chunks = [text[i : i + 4096] for i in range(0, len(text), 4096)]
     assert run([value], chunks) == b"start *** end\n"
+
+
+def test_text_quoting_a_value_with_repr_is_masked_in_its_escaped_forms() -> None:
+    value = "pa\\ss'wo\"rd\t-" + "x" * 8
+    for quoted in (repr(value), repr(f"dir/{value}"), repr(f"a'b\"{value}")):
+        error = f"artifacts: skipped an entry with an unsafe name: {quoted}"
+        masked = mask_text(error, [value.encode()])
+        assert "pa\\" not in masked, masked
+        assert "x" * 8 not in masked, masked
+        assert "***" in masked
+
+
+def test_artifact_names_are_masked_and_stay_unique() -> None:
+    given = [
+        CollectedArtifact(name=f"report-{SECRET.decode()}.txt", size=1, sha256="a" * 64),
+        CollectedArtifact(name="report-***.txt", size=2, sha256="b" * 64),
+        CollectedArtifact(name="plain.txt", size=3, sha256="c" * 64),
+    ]
+    kept, problems = masked_artifacts(given, [SECRET])
+    assert kept == [
+        RunArtifact(name="report-***.txt", size_bytes=1, sha256="a" * 64),
+        RunArtifact(name="plain.txt", size_bytes=3, sha256="c" * 64),
+    ]
+    assert problems == ["skipped 'report-***.txt': a second file of that name once masked"]
+    assert masked_artifacts(given[2:], []) == (
+        [RunArtifact(name="plain.txt", size_bytes=3, sha256="c" * 64)],
+        [],
+    )
