@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import stat
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PASSWORD_BYTES = 4096
 MAX_SUBJECT_NAME = 200
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,19 +83,26 @@ class SmtpServer:
 
 def parse_smtp_url(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of ``WORKER_SMTP_URL``; raises :class:`ValueError`."""
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if any(not 33 <= ord(char) <= 126 for char in url):
+        raise ValueError("must be printable ASCII, without spaces or control characters")
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError("must be smtp://, smtp+starttls:// or smtps://host[:port]")
     try:
-        port = parts.port or SCHEMES[scheme]
+        port = SCHEMES[scheme] if parts.port is None else parts.port
     except ValueError:
-        raise ValueError("the port is not a number from 1 to 65535") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ValueError("the port is not a number from 1 to 65535")
     host = parts.hostname or ""
     if not host:
         raise ValueError("names no host")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ValueError("must not carry credentials (use WORKER_SMTP_USERNAME and _PASSWORD_FILE)")
+    if not _valid_host(host):
+        raise ValueError(f"{host!r} is not a host name (like mail.example.com) nor an IP address")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("must be scheme://host[:port] only")
     if scheme == "smtp" and not _loopback(host):
@@ -101,6 +110,19 @@ def parse_smtp_url(url: str) -> tuple[str, str, int]:
             "plain smtp:// is allowed to a loopback host only: use smtp+starttls:// or smtps://"
         )
     return scheme, host, port
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        return (
+            len(host) <= 253
+            and all(_HOST_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()
+        )
+    return not getattr(address, "scope_id", None)  # no IPv6 zone (fe80::1%eth0)
 
 
 def _loopback(host: str) -> bool:
@@ -252,8 +274,14 @@ class Mailer:
 
 
 def _reason(exc: BaseException) -> str:
-    """A short, secret-free reason: the TLS verdict when a certificate was refused, else
-    the error's kind."""
+    """A short, secret-free reason: the TLS verdict when a certificate was refused, that
+    STARTTLS or AUTH is not offered, else the error's kind (never the server's text)."""
+    if isinstance(exc, aiosmtplib.SMTPException) and not isinstance(
+        exc, aiosmtplib.SMTPResponseException
+    ):
+        for extension in ("STARTTLS", "AUTH"):  # aiosmtplib's own words, not the server's
+            if f"{extension} extension" in exc.message and "not supported" in exc.message:
+                return f"the server does not offer {extension}: nothing was sent"
     seen: BaseException | None = exc
     for _ in range(10):  # the chain is short; never follow a long (or looping) one
         if seen is None:
