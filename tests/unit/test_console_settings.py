@@ -34,6 +34,28 @@ def test_the_settings_page_never_shows_a_secret(tmp_path: Path) -> None:
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
+def test_the_settings_page_shows_the_smtp_password_file_never_the_password(
+    tmp_path: Path,
+) -> None:
+    password = "smtp-pa55word-0123456789"
+    password_file = tmp_path / "smtp-password"
+    password_file.write_text(password)
+    password_file.chmod(0o600)
+    env = {
+        "WORKER_SMTP_URL": "smtp+starttls://mail.example.com",
+        "WORKER_SMTP_FROM": "longshore@example.com",
+        "WORKER_SMTP_USERNAME": "longshore",
+        "WORKER_SMTP_PASSWORD_FILE": str(password_file),
+    }
+    shown = settings_view(load_settings(env, data_dir=tmp_path))
+    assert shown["WORKER_SMTP_URL"] == "smtp+starttls://mail.example.com"
+    assert shown["WORKER_SMTP_PASSWORD_FILE"] == str(password_file)
+    assert password not in "\n".join(shown.values())
+    with pytest.raises(SettingsError, match="WORKER_SMTP_URL") as caught:
+        load_settings({**env, "WORKER_SMTP_URL": f"smtps://u:{password}@mail.example.com"})
+    assert password not in str(caught.value)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
