@@ -86,6 +86,7 @@ _OPTIONAL_ROUTERS: tuple[tuple[APIRouter, tuple[str, ...]], ...] = (
     (runs.router, ("runs", "events", "artifacts")),
     (audit.router, ("events",)),
     (notifications.router, ("notifications",)),
+    (notifications.test_router, ("notifications", "notification_tests")),
     (overview.router, ()),
     (events.router, ("events",)),
     (secrets.router, ("secrets", "jobs")),

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from admin.auth import config_of
 from admin.config import AdminConfig
-from admin.services import AdminServices
+from admin.services import AdminServices, NotificationTests
 from jobrunner.runner import JobRunner
 from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
@@ -61,4 +61,5 @@ ArtifactsDep = Annotated[ArtifactStore, Depends(_required("artifacts"))]
 SchedulesDep = Annotated[ScheduleManager, Depends(_required("schedules"))]
 SecretsDep = Annotated[SecretStore, Depends(_required("secrets"))]
 NotificationsDep = Annotated[NotificationStore, Depends(_required("notifications"))]
+NotificationTestsDep = Annotated[NotificationTests, Depends(_required("notification_tests"))]
 ConfigDep = Annotated[AdminConfig, Depends(config_of)]

@@ -97,3 +97,11 @@ class RuleList(Schema):
 
 class RuleDeleted(Schema):
     deleted: bool
+
+
+class RuleTestSent(Schema):
+    """A test notification enqueued: its ``notify.deliver`` task (``GET /tasks/{taskId}``
+    tells how its delivery went)."""
+
+    task_id: str
+    rule: str

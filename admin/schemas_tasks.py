@@ -193,3 +193,9 @@ class SchedulePreviewResult(Schema):
     fire_times: list[FireTime] = Field(
         description="The next fire times (fewer than asked when the spec fires no more)."
     )
+
+
+class TaskOne(Schema):
+    """One task (without its payload): its state, attempts and last error."""
+
+    task: TaskBody

@@ -10,6 +10,7 @@ collaborator that is absent are not mounted, and the OpenAPI document lists only
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from jobrunner.run_retention import RetentionCounters
 from jobrunner.runner import JobRunner
@@ -17,9 +18,19 @@ from scheduler.manager import ScheduleManager
 from store.artifacts import ArtifactStore
 from store.events import AuditLog, EventStore
 from store.jobs.protocol import JobStore, RunStore
+from store.notifications.models import NotificationRule
 from store.notifications.protocol import NotificationStore
 from store.queue.protocol import TaskQueue
 from store.secrets.protocol import SecretStore
+
+
+class NotificationTests(Protocol):
+    """Sends a rule's test notification (``service``'s notifier, which enqueues the real
+    ones the same way)."""
+
+    async def send_test(self, rule: NotificationRule) -> int:
+        """Enqueue one ``notify.deliver`` task of a ``test`` message; return its id."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,3 +54,5 @@ class AdminServices:
     """What run retention and the removal of crash leftovers did (for the metrics)."""
     notifications: NotificationStore | None = None
     """Notification rules (``/notifications/rules``)."""
+    notification_tests: NotificationTests | None = None
+    """Test notifications (``POST /notifications/rules/{name}/test``)."""

@@ -268,6 +268,7 @@ async def open_runtime(
                 retention=counters,
                 secrets=stores.secrets,
                 notifications=stores.notifications,
+                notification_tests=notifier,
             )
             admin_api = await start_admin_api(stack, admin, services=services)
         logger.info(

@@ -5,8 +5,13 @@
   A body without ``secret`` keeps the stored one; a rule that breaks a rule is 400 naming
   the field (``url: must be an http:// or https:// URL with a host``). An enabled ``email``
   rule is refused (400) while no SMTP server is configured (``WORKER_SMTP_URL``).
-- Reading needs ``viewer``; saving and deleting need ``admin`` and are audited
-  (``notification.save``, ``notification.delete``). No response carries a secret.
+- ``POST /notifications/rules/{name}/test`` enqueues one ``notify.deliver`` task of a
+  ``test`` message for the rule, delivered (signed, retried, dead-lettered, counted) like a
+  real notification; 202 with its ``taskId``. A disabled rule may be tested (before it is
+  enabled); an ``email`` rule without an SMTP server is 400.
+- Reading needs ``viewer``; saving, deleting and testing need ``admin`` and are audited
+  (``notification.save``, ``notification.delete``, ``notification.test``). No response
+  carries a secret.
 """
 
 from __future__ import annotations
@@ -17,15 +22,24 @@ from fastapi import APIRouter, Depends, Response
 
 from admin.auth import RequireViewer
 from admin.config import Role
-from admin.deps import ConfigDep, NotificationsDep
+from admin.deps import ConfigDep, NotificationsDep, NotificationTestsDep
 from admin.errors import InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
 from admin.schemas import ErrorBody
-from admin.schemas_notifications import RuleBody, RuleDeleted, RuleList, RuleOne, RuleRequest
+from admin.schemas_notifications import (
+    RuleBody,
+    RuleDeleted,
+    RuleList,
+    RuleOne,
+    RuleRequest,
+    RuleTestSent,
+)
 from store.notifications.errors import InvalidRule
 from store.notifications.models import RULE_NAME, Channel
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
+test_router = APIRouter(prefix="/notifications", tags=["notifications"])
+"""Mounted when the app is also given what sends test notifications."""
 
 SaveRule = Annotated[
     Mutation, Depends(mutation("notification.save", Role.ADMIN, target="name", risky=True))
@@ -33,6 +47,11 @@ SaveRule = Annotated[
 DeleteRule = Annotated[
     Mutation, Depends(mutation("notification.delete", Role.ADMIN, target="name", risky=True))
 ]
+TestRule = Annotated[Mutation, Depends(mutation("notification.test", Role.ADMIN, target="name"))]
+NO_SMTP = (
+    "channel: email needs an SMTP server, and none is configured (set WORKER_SMTP_URL "
+    "and WORKER_SMTP_FROM)"
+)
 SAVED: dict[int | str, dict[str, Any]] = {
     201: {"model": RuleOne, "description": "Created"},
     400: {"model": ErrorBody, "description": "The rule breaks a rule; the message names it"},
@@ -70,10 +89,7 @@ async def save_rule(
     if not RULE_NAME.fullmatch(name):
         raise InvalidRequest("name: must be 1-128 letters, digits, '.', '_' or '-'")
     if body.channel is Channel.EMAIL and body.enabled and not config.smtp_configured:
-        raise InvalidRequest(
-            "channel: email needs an SMTP server, and none is configured (set WORKER_SMTP_URL "
-            "and WORKER_SMTP_FROM)"
-        )
+        raise InvalidRequest(NO_SMTP)
     try:
         saved, created = await rules.upsert(body.rule(name))
     except InvalidRule as exc:
@@ -94,3 +110,27 @@ async def delete_rule(name: str, audit: DeleteRule, rules: NotificationsDep) -> 
         raise _not_found(name)
     await audit.ok("deleted")
     return RuleDeleted(deleted=True)
+
+
+@test_router.post(
+    "/rules/{name}/test",
+    response_model=RuleTestSent,
+    status_code=202,
+    responses={400: {"model": ErrorBody, "description": "An email rule without SMTP"}},
+)
+async def test_rule(
+    name: str,
+    audit: TestRule,
+    rules: NotificationsDep,
+    tests: NotificationTestsDep,
+    config: ConfigDep,
+) -> RuleTestSent:
+    """Send the rule ``name`` (enabled or not) a ``test`` notification through the queue."""
+    found = await rules.get(name) if RULE_NAME.fullmatch(name) else None
+    if found is None:
+        raise _not_found(name)
+    if found.channel is Channel.EMAIL and not config.smtp_configured:
+        raise InvalidRequest(NO_SMTP)
+    task_id = await tests.send_test(found)
+    await audit.ok(f"taskId={task_id} channel={found.channel.value} enabled={found.enabled}")
+    return RuleTestSent(task_id=str(task_id), rule=name)

@@ -1,14 +1,18 @@
-"""``GET /tasks``: tasks by state with queue/handler/search filters."""
+"""``GET /tasks``: tasks by state with queue/handler/search filters; ``GET /tasks/{id}``:
+one task (its state and last error, never its payload), 404 when there is none (a done task
+without a key is removed when it finishes)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from admin.auth import RequireViewer
 from admin.deps import QueueDep
+from admin.errors import NotFound
 from admin.schemas import MAX_INT, TaskBody, TaskList
+from admin.schemas_tasks import TaskOne
 from store.queue.models import TaskFilter, TaskState
 
 router = APIRouter(tags=["tasks"])
@@ -36,3 +40,13 @@ async def list_tasks(
         limit=limit,
         offset=offset,
     )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskOne)
+async def get_task(
+    task_id: Annotated[int, Path(ge=1, le=MAX_INT)], _: RequireViewer, queue: QueueDep
+) -> TaskOne:
+    found = await queue.get_task(task_id)
+    if found is None:
+        raise NotFound(f"task {task_id} not found")
+    return TaskOne(task=TaskBody.of(found))

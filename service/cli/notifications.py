@@ -9,6 +9,7 @@ list and the shell's history); no command ever prints it.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ import typer
 
 from service.cli.api import ApiError, api_client, connection_callback
 from service.cli.common import JsonFlag, command_group, print_json, print_record, print_table
+from service.cli.terminal import inline
 
 app = command_group(
     "Define, list, show and delete notification rules (over the admin API).",
@@ -161,6 +163,45 @@ def delete(ctx: typer.Context, name: Name) -> None:
     with api_client(ctx) as client:
         client.delete(_path(name))
     typer.echo(f"notification rule {name} deleted")
+
+
+POLL_SECONDS = 0.5
+
+
+@app.command("test")
+def send_test(
+    ctx: typer.Context,
+    name: Name,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            help="Wait up to SECONDS for the delivery: exit 0 when delivered, 1 when it "
+            "failed (its last error is printed)."
+        ),
+    ] = None,
+) -> None:
+    """Send the rule a test notification (enabled or not), delivered like a real one."""
+    if wait is not None and not 0 < wait <= 3600:
+        raise ApiError("--wait must be 0-3600 seconds")
+    with api_client(ctx) as client:
+        sent = client.post(f"{_path(name)}/test")
+        task_id = str(sent.get("taskId", ""))
+        typer.echo(f"test notification of rule {inline(name)} queued: task {inline(task_id)}")
+        if wait is None:
+            return
+        deadline = time.monotonic() + wait
+        while True:
+            task = client.get(f"/tasks/{task_id}").get("task", {})
+            state = str(task.get("state", ""))
+            if state == "done":
+                typer.echo("delivered")
+                return
+            if state == "dead" or time.monotonic() >= deadline:
+                error = inline(str(task.get("lastError") or "no error recorded yet"))
+                verdict = "failed" if state == "dead" else f"not delivered after {wait:g}s"
+                typer.echo(f"{verdict} ({state}): {error}", err=True)
+                raise typer.Exit(1)
+            time.sleep(POLL_SECONDS)
 
 
 __all__ = ["app"]

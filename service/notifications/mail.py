@@ -176,7 +176,9 @@ def _subject_line(message: Mapping[str, Any]) -> str:
     subject = message.get("subject")
     kind = subject.get("kind") if isinstance(subject, Mapping) else None
     event = fields.get("event") or "notification"
-    if kind == "firing" and fields.get("schedule"):
+    if kind == "test":
+        about = f"rule {fields.get('rule', '?')[:MAX_SUBJECT_NAME]}"
+    elif kind == "firing" and fields.get("schedule"):
         about = f"schedule {fields['schedule'][:MAX_SUBJECT_NAME]}"
     else:
         about = f"job {(fields.get('job') or '?')[:MAX_SUBJECT_NAME]}"

@@ -38,7 +38,8 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def template_fields(message: Mapping[str, Any]) -> dict[str, str]:
     """The ``{fields}`` a chat template may use: ``event``, ``rule``, ``subject`` (the job,
-    or the schedule of a missed firing) and every field of the message's ``subject``."""
+    the schedule of a missed firing, or ``rule <name>`` for a test) and every field of the
+    message's ``subject``."""
     subject = message.get("subject")
     fields: dict[str, str] = {}
     if isinstance(subject, Mapping):
@@ -47,6 +48,8 @@ def template_fields(message: Mapping[str, Any]) -> dict[str, str]:
     fields["event"] = str(message.get("event", ""))
     fields["rule"] = str(message.get("rule", ""))
     fields["subject"] = fields.get("job") or fields.get("schedule") or ""
+    if fields.get("kind") == "test" and not fields["subject"]:  # an operator's test of a rule
+        fields["subject"] = f"rule {fields['rule']}"
     return {key: _plain(value) for key, value in fields.items()}
 
 

@@ -14,6 +14,7 @@ own outcome is never changed by its notifications.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,11 +30,13 @@ from store.queue.models import KeyMode, NewTask
 from store.queue.protocol import TaskQueue
 from store.queue.retry import RetryPolicy
 
-__all__ = ["HANDLER", "Notifier"]
+__all__ = ["HANDLER", "TEST", "Notifier"]
 
 logger = logging.getLogger(__name__)
 
 HANDLER = "notify.deliver"
+TEST = "test"
+"""The event (and subject kind) of a notification an operator sends to try a rule."""
 HISTORY = 200
 """How many of a job's newest runs are read to count failures in a row (the rule's
 ``failuresInARow`` is at most 100)."""
@@ -112,19 +115,30 @@ class Notifier:
                     sent += 1
         return sent
 
+    async def send_test(self, rule: NotificationRule) -> int:
+        """Enqueue a ``test`` notification of ``rule`` (enabled or not), delivered like any
+        other; return its task's id. Each call is a new notification."""
+        subject = {"kind": TEST, "rule": rule.name, "status": "test notification", "error": ""}
+        return await self._enqueue(rule, TEST, subject, uuid.uuid4().hex)
+
     async def _enqueue(
-        self, rule: NotificationRule, event: RuleEvent, subject: Mapping[str, Any], about: str
-    ) -> None:
+        self,
+        rule: NotificationRule,
+        event: RuleEvent | str,
+        subject: Mapping[str, Any],
+        about: str,
+    ) -> int:
+        name = event.value if isinstance(event, RuleEvent) else event
         message = {
             "rule": rule.name,
-            "event": event.value,
+            "event": name,
             "subject": dict(subject),
             "createdAt": datetime.now(UTC).isoformat(),
         }
-        key = f"notify:{rule.name}:{event.value}:{subject.get('schedule') or ''}:{about}"
+        key = f"notify:{rule.name}:{name}:{subject.get('schedule') or ''}:{about}"
         task = NewTask(
             handler=HANDLER,
-            payload={"rule": rule.name, "event": event.value, "message": message},
+            payload={"rule": rule.name, "event": name, "message": message},
             queue=self._queue_name,
             retry=self._retry,
             key=key[:500],
@@ -133,8 +147,9 @@ class Notifier:
         result = await self._queue.enqueue(task)
         logger.info(
             "notification enqueued",
-            extra={"rule": rule.name, "event": event.value, "task_id": result.task.id},
+            extra={"rule": rule.name, "event": name, "task_id": result.task.id},
         )
+        return result.task.id
 
 
 def _run_subject(run: Run, *, failures_in_a_row: int) -> dict[str, Any]:

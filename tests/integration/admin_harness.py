@@ -77,6 +77,7 @@ async def full_admin(
             schedules=runtime.manager,
             secrets=runtime.stores.secrets,
             notifications=runtime.stores.notifications,
+            notification_tests=runtime.notifier,
         )
         roles = {**ROLES, **config.pop("roles", {})}
         admin_config = AdminConfig(tokens=TOKENS, roles=roles, **config)
