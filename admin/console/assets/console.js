@@ -133,6 +133,33 @@
     return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(String(data[key] ?? "")));
   }
 
+  // A test notification's task, followed until it is delivered, dead, or 30 s have passed.
+  async function watchTest(sent) {
+    const task = `task ${sent.taskId}`;
+    showDone(`Test notification of rule ${sent.rule} queued (${task}).`);
+    const deadline = Date.now() + 30000;
+    let last = null;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => window.setTimeout(resolve, 500));
+      const found = await call("GET", `/admin/v1/tasks/${encodeURIComponent(sent.taskId)}`);
+      if (!found.ok || !found.body || !found.body.task) continue;
+      last = found.body.task;
+      if (last.state === "done") {
+        showDone(`Test notification of rule ${sent.rule} delivered (${task}).`);
+        return;
+      }
+      if (last.state === "dead") break;
+    }
+    const state = last ? last.state : "unknown";
+    const why = (last && last.lastError) || "no error recorded yet";
+    const verdict = state === "dead" ? "failed" : "not delivered yet";
+    const panel = document.getElementById("flash");
+    if (!panel) return;
+    panel.className = "panel error";
+    panel.textContent = `Test notification of rule ${sent.rule} ${verdict} (${task}, ${state}): ${why}`;
+    panel.hidden = false;
+  }
+
   // Buttons: <button data-action data-method data-url data-body data-confirm data-then>
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
@@ -151,7 +178,9 @@
         return;
       }
       const then = button.dataset.then;
-      if (then) {
+      if (button.dataset.watch !== undefined && result.body && result.body.taskId) {
+        watchTest(result.body);
+      } else if (then) {
         window.location.assign(fill(then, (result.body && (result.body.run || result.body)) || {}));
       } else {
         showDone(describeResult(result.body) || button.dataset.done || "Done.");
