@@ -58,6 +58,7 @@ def full_app() -> Any:
         artifacts=placeholder,
         schedules=placeholder,
         notifications=placeholder,
+        notification_tests=placeholder,
     )
     return create_app(services=services, config=AdminConfig(tokens={"doc": "doc"}))
 

@@ -5,10 +5,7 @@
   A body without ``secret`` keeps the stored one; a rule that breaks a rule is 400 naming
   the field (``url: must be an http:// or https:// URL with a host``). An enabled ``email``
   rule is refused (400) while no SMTP server is configured (``WORKER_SMTP_URL``).
-- ``POST /notifications/rules/{name}/test`` enqueues one ``notify.deliver`` task of a
-  ``test`` message for the rule, delivered (signed, retried, dead-lettered, counted) like a
-  real notification; 202 with its ``taskId``. A disabled rule may be tested (before it is
-  enabled); an ``email`` rule without an SMTP server is 400.
+- ``POST /notifications/rules/{name}/test``: :mod:`admin.routes.notification_tests`.
 - Reading needs ``viewer``; saving, deleting and testing need ``admin`` and are audited
   (``notification.save``, ``notification.delete``, ``notification.test``). No response
   carries a secret.
@@ -22,7 +19,7 @@ from fastapi import APIRouter, Depends, Response
 
 from admin.auth import RequireViewer
 from admin.config import Role
-from admin.deps import ConfigDep, NotificationsDep, NotificationTestsDep
+from admin.deps import ConfigDep, NotificationsDep
 from admin.errors import InvalidRequest, NotFound
 from admin.mutations import Mutation, mutation
 from admin.schemas import ErrorBody
@@ -32,14 +29,11 @@ from admin.schemas_notifications import (
     RuleList,
     RuleOne,
     RuleRequest,
-    RuleTestSent,
 )
 from store.notifications.errors import InvalidRule
 from store.notifications.models import RULE_NAME, Channel
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
-test_router = APIRouter(prefix="/notifications", tags=["notifications"])
-"""Mounted when the app is also given what sends test notifications."""
 
 SaveRule = Annotated[
     Mutation, Depends(mutation("notification.save", Role.ADMIN, target="name", risky=True))
@@ -47,7 +41,6 @@ SaveRule = Annotated[
 DeleteRule = Annotated[
     Mutation, Depends(mutation("notification.delete", Role.ADMIN, target="name", risky=True))
 ]
-TestRule = Annotated[Mutation, Depends(mutation("notification.test", Role.ADMIN, target="name"))]
 NO_SMTP = (
     "channel: email needs an SMTP server, and none is configured (set WORKER_SMTP_URL "
     "and WORKER_SMTP_FROM)"
@@ -58,7 +51,7 @@ SAVED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _not_found(name: str) -> NotFound:
+def not_found(name: str) -> NotFound:
     return NotFound(f"notification rule {name!r} not found")
 
 
@@ -72,7 +65,7 @@ async def list_rules(_: RequireViewer, rules: NotificationsDep) -> RuleList:
 async def get_rule(name: str, _: RequireViewer, rules: NotificationsDep) -> RuleOne:
     found = await rules.get(name) if RULE_NAME.fullmatch(name) else None
     if found is None:
-        raise _not_found(name)
+        raise not_found(name)
     return RuleOne(rule=RuleBody.of(found))
 
 
@@ -107,30 +100,6 @@ async def save_rule(
 @router.delete("/rules/{name}", response_model=RuleDeleted)
 async def delete_rule(name: str, audit: DeleteRule, rules: NotificationsDep) -> RuleDeleted:
     if not RULE_NAME.fullmatch(name) or not await rules.delete(name):
-        raise _not_found(name)
+        raise not_found(name)
     await audit.ok("deleted")
     return RuleDeleted(deleted=True)
-
-
-@test_router.post(
-    "/rules/{name}/test",
-    response_model=RuleTestSent,
-    status_code=202,
-    responses={400: {"model": ErrorBody, "description": "An email rule without SMTP"}},
-)
-async def test_rule(
-    name: str,
-    audit: TestRule,
-    rules: NotificationsDep,
-    tests: NotificationTestsDep,
-    config: ConfigDep,
-) -> RuleTestSent:
-    """Send the rule ``name`` (enabled or not) a ``test`` notification through the queue."""
-    found = await rules.get(name) if RULE_NAME.fullmatch(name) else None
-    if found is None:
-        raise _not_found(name)
-    if found.channel is Channel.EMAIL and not config.smtp_configured:
-        raise InvalidRequest(NO_SMTP)
-    task_id = await tests.send_test(found)
-    await audit.ok(f"taskId={task_id} channel={found.channel.value} enabled={found.enabled}")
-    return RuleTestSent(task_id=str(task_id), rule=name)

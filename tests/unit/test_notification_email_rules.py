@@ -15,6 +15,7 @@ import pytest
 
 from service.errors import SettingsError
 from service.notifications.mail import build_message, parse_smtp_url, read_password
+from service.notifications.messages import render
 from service.settings import load_settings
 from service.smtp_settings import smtp_mailer
 from store.notifications._sealing import keeping_secret
@@ -297,3 +298,22 @@ def test_the_subject_names_the_schedule_of_a_missed_firing() -> None:
     )
     assert mail["Subject"] == "Longshore: missed of schedule hourly"
     assert str(mail["Message-ID"]).endswith("@example.com>")
+
+
+def test_a_test_notification_names_its_rule_in_the_subject_and_the_text() -> None:
+    message = {
+        "rule": "mail-ops",
+        "event": "test",
+        "subject": {"kind": "test", "rule": "mail-ops", "status": "test notification"},
+    }
+    mail = build_message(
+        email_rule("mailto:ops@example.com"), message, sender="l@example.com", task_id=7
+    )
+    assert mail["Subject"] == "Longshore: test of rule mail-ops"
+    assert mail["X-Longshore-Event"] == "test"
+    body = str(mail.get_content())
+    assert body.startswith("Longshore: test of rule mail-ops (test notification)")
+    assert render("{subject}|{job}|{rule}", message) == "rule mail-ops|{job}|mail-ops"
+    # A run's subject is still its job, even when its message says "test" somewhere.
+    run = {"event": "failed", "subject": {"kind": "run", "job": "nightly", "status": "test"}}
+    assert render("{subject}", run) == "nightly"
