@@ -3,8 +3,9 @@
 :class:`Notifier` finds the rules that hear of a finished run (:mod:`.matching`) or of a
 missed schedule firing, and enqueues one ``notify.deliver`` task per rule and event, keyed
 ``notify:<rule>:<event>:<run id or firing>`` so the same notification is never enqueued
-twice. From then on the queue owns it: retried with backoff, dead-lettered when it keeps
-failing (:mod:`.delivery`). The worker's hook that tells it of runs is
+twice (:meth:`Notifier.send_test` enqueues an operator's ``test`` of a rule the same way,
+under a key of its own each time). From then on the queue owns it: retried with backoff,
+dead-lettered when it keeps failing (:mod:`.delivery`). The worker's hook that tells it of runs is
 :class:`~service.notifications.observer.NotificationObserver`.
 
 A notifier that cannot read the rules or enqueue (the store is down) logs it: the run's

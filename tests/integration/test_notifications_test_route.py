@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.admin_harness import ADMIN, OPERATOR, VIEWER, FullAdmin, full_admin
 from tests.integration.smtp_server import MailServer
-from tests.integration.test_notifications import until, working
+from tests.integration.test_notifications import events_of, until, working
 from tests.integration.webhook_receiver import Receiver
 
 SECRET = "test-route-secret-51c2"
@@ -76,6 +76,15 @@ async def test_a_disabled_webhook_rule_gets_a_signed_test_delivered_by_the_queue
             assert message["subject"]["kind"] == "test"
             assert message["subject"]["rule"] == "ops"
             assert SECRET not in received.body.decode()
+
+            [event] = await events_of(admin, "NotificationDelivered")
+            assert (event.stream.value, event.key) == ("schedules", "")
+            assert (event.data["rule"], event.data["event"], event.data["taskId"]) == (
+                "ops",
+                "test",
+                int(task_id),
+            )
+            assert event.data["host"] == f"127.0.0.1:{receiver.port}"
 
             # Each test is a new notification (never deduplicated with the one before).
             again = await send_test(admin, "ops")
