@@ -59,6 +59,7 @@ def full_app() -> Any:
         schedules=placeholder,
         notifications=placeholder,
         notification_tests=placeholder,
+        secrets=placeholder,
     )
     return create_app(services=services, config=AdminConfig(tokens={"doc": "doc"}))
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from admin.run_errors import shown_error
+from jobrunner.job_run_task import HANDLER as JOB_RUN_HANDLER
 from store.queue.models import DeadStats, QueueInfo, Task, WorkerRecord
 
 
@@ -196,7 +198,7 @@ def _task_fields(task: Task) -> dict[str, Any]:
         "priority": task.priority,
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
-        "last_error": task.last_error,
+        "last_error": _shown_last_error(task),
         "key": task.key,
         "payload_size": len(json.dumps(task.payload, separators=(",", ":")).encode()),
         "run_at": rfc3339(task.run_at),
@@ -213,6 +215,14 @@ def _task_fields(task: Task) -> dict[str, Any]:
         "replayed_at": rfc3339(task.replayed_at),
         "replayed_at_ms": epoch_ms(task.replayed_at),
     }
+
+
+def _shown_last_error(task: Task) -> str | None:
+    """A job run task's last error is its run's error, shown as run errors are (without host
+    paths and addresses: :mod:`admin.run_errors`); other handlers' errors are their own."""
+    if task.handler == JOB_RUN_HANDLER:
+        return shown_error(task.last_error)
+    return task.last_error
 
 
 class DeadEntry(TaskBody):
@@ -259,7 +269,7 @@ def _dead_fields(task: Task) -> dict[str, Any]:
         metadata["replayedBy"] = task.replayed_by
     return {
         **fields,
-        "last_error": task.last_error or "",
+        "last_error": fields["last_error"] or "",
         "age_ms": age_ms,
         "failed_at_ms": failed_at_ms,
         "metadata": metadata,

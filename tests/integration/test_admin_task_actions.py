@@ -524,6 +524,42 @@ async def test_completing_or_failing_a_job_run_task_ends_its_queued_run(
         assert entry.detail.endswith("runsEnded=1")
 
 
+async def test_a_job_run_tasks_last_error_is_shown_without_host_paths_or_addresses(
+    backend: str, queue_location: Any, tmp_path: Path
+) -> None:
+    job = {
+        "name": "nightly",
+        "source": "git_tag",
+        "repo": "https://git.example.com/team/jobs.git",
+        "tag": "v1",
+    }
+    settings = {"job_repo_allowlist": ("https://git.example.com/team/",)}
+    reason = "open /srv/longshore-data/work/run-42/Dockerfile; lookup on 10.0.0.2:53 failed"
+    async with full_admin(backend, queue_location, tmp_path, settings=settings) as full:
+        client = full.client
+        assert (await client.post("/jobs", json=job, headers=ADMIN)).status_code == 201
+        started = (await client.post("/jobs/nightly/run", headers=OPERATOR)).json()
+        task_id = started["taskId"]
+        failed = await client.post(
+            f"/tasks/{task_id}/fail", json={"reason": reason}, headers=OPERATOR
+        )
+        assert failed.status_code == 200, failed.text
+        mail = await full.runtime.stores.queue.enqueue(NewTask(handler="send_email"))
+        await full.runtime.stores.queue.fail_task(mail.task.id, reason)
+        shown = [
+            failed.json()["task"]["lastError"],
+            (await client.get(f"/tasks/{task_id}", headers=VIEWER)).json()["task"]["lastError"],
+            (await client.get(f"/dlq/{task_id}", headers=VIEWER)).json()["entry"]["lastError"],
+        ]
+        listed = (await client.get("/dlq", headers=VIEWER)).json()["entries"]
+        by_id = {entry["id"]: entry["lastError"] for entry in listed}
+        shown.append(by_id[str(task_id)])
+        for text in shown:
+            assert text == "open …/Dockerfile; lookup on <address> failed"
+        # Another handler's error is its own: shown as it was recorded.
+        assert by_id[str(mail.task.id)] == reason
+
+
 async def test_the_openapi_document_lists_the_new_routes(admin: Admin) -> None:
     doc = (await admin.client.get("/openapi.json", headers=VIEWER)).json()
     for path in (
