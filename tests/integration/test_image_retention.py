@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -145,15 +146,13 @@ async def test_images_a_run_under_way_may_use_are_kept(env: Env, made: list[str]
         source_fields={"tarball_path": "x.tar.gz"},
         queue=f"jobs-{env.tag_prefix}",
     )
-    images = [
-        build_image(
-            env.docker,
-            {LABEL_SCOPE: scope, LABEL_JOB: job.name, LABEL_SOURCE_DIGEST: f"d{n}"},
-            f"{env.tag_prefix}-{n}",
-        )
-        for n in range(3)
-    ]
-    made.extend(images)
+    images: list[str] = []
+    for n in range(3):
+        if images:
+            time.sleep(1.1)  # the engine dates images to the second: keep their order certain
+        labels = {LABEL_SCOPE: scope, LABEL_JOB: job.name, LABEL_SOURCE_DIGEST: f"d{n}"}
+        images.append(build_image(env.docker, labels, f"{env.tag_prefix}-{n}"))
+        made.append(images[-1])
     pruner = ImagePruner(
         images=env.engine.images, runs=env.runs, scope=scope, retention=ImageRetention(default=1)
     )
