@@ -125,11 +125,11 @@ class Notifier:
     async def _enqueue(
         self,
         rule: NotificationRule,
-        event: RuleEvent | str,
+        event: str,
         subject: Mapping[str, Any],
         about: str,
     ) -> int:
-        name = event.value if isinstance(event, RuleEvent) else event
+        name = str(event)  # a RuleEvent is a str enum: its value
         message = {
             "rule": rule.name,
             "event": name,
