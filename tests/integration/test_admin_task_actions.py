@@ -40,6 +40,16 @@ async def audited(admin: Admin, action: str) -> list[tuple[str, str, str, str]]:
     return [(e.status.value, e.target, e.actor, e.detail) for e in reversed(entries)]
 
 
+NIGHTLY = {
+    "name": "nightly",
+    "source": "git_tag",
+    "repo": "https://git.example.com/team/jobs.git",
+    "tag": "v1",
+}
+"""A job whose runs' tasks the tests act on (never run: no worker serves its queue)."""
+GIT_SETTINGS = {"job_repo_allowlist": ("https://git.example.com/team/",)}
+
+
 # --- task actions ---------------------------------------------------------------------------
 
 
@@ -494,16 +504,9 @@ async def test_completing_or_failing_a_job_run_task_ends_its_queued_run(
 ) -> None:
     from store.jobs.models import RunStatus
 
-    job = {
-        "name": "nightly",
-        "source": "git_tag",
-        "repo": "https://git.example.com/team/jobs.git",
-        "tag": "v1",
-    }
-    settings = {"job_repo_allowlist": ("https://git.example.com/team/",)}
-    async with full_admin(backend, queue_location, tmp_path, settings=settings) as full:
+    async with full_admin(backend, queue_location, tmp_path, settings=GIT_SETTINGS) as full:
         client = full.client
-        assert (await client.post("/jobs", json=job, headers=ADMIN)).status_code == 201
+        assert (await client.post("/jobs", json=NIGHTLY, headers=ADMIN)).status_code == 201
         runs = full.runtime.stores.runs
         outcomes = []
         for action, body in (("complete", None), ("fail", {"reason": "not tonight"})):
@@ -527,17 +530,10 @@ async def test_completing_or_failing_a_job_run_task_ends_its_queued_run(
 async def test_a_job_run_tasks_last_error_is_shown_without_host_paths_or_addresses(
     backend: str, queue_location: Any, tmp_path: Path
 ) -> None:
-    job = {
-        "name": "nightly",
-        "source": "git_tag",
-        "repo": "https://git.example.com/team/jobs.git",
-        "tag": "v1",
-    }
-    settings = {"job_repo_allowlist": ("https://git.example.com/team/",)}
     reason = "open /srv/longshore-data/work/run-42/Dockerfile; lookup on 10.0.0.2:53 failed"
-    async with full_admin(backend, queue_location, tmp_path, settings=settings) as full:
+    async with full_admin(backend, queue_location, tmp_path, settings=GIT_SETTINGS) as full:
         client = full.client
-        assert (await client.post("/jobs", json=job, headers=ADMIN)).status_code == 201
+        assert (await client.post("/jobs", json=NIGHTLY, headers=ADMIN)).status_code == 201
         started = (await client.post("/jobs/nightly/run", headers=OPERATOR)).json()
         task_id = started["taskId"]
         failed = await client.post(
